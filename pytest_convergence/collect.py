@@ -1,0 +1,100 @@
+"""Collection and running: ScenarioFile (one YAML file) and ScenarioItem (one scenario = one test)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import expect, report, results
+from .errors import ScenarioError
+from .options import SCENARIOS_KEY
+from .scenario import Scenario, load_file
+
+RECORD_KEY = pytest.StashKey[dict[str, Any]]()
+REPORT_ATTRIBUTE = "convergence_record"  # plain dict on the TestReport; xdist carries it to the controller
+
+
+class ScenarioFailed(Exception):
+    """An expectation did not hold. Its text is the whole failure message: no traceback is shown."""
+
+
+def collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFile | None:
+    if parent.config.stash[SCENARIOS_KEY].is_scenario_file(file_path):
+        return ScenarioFile.from_parent(parent, path=file_path)  # type: ignore[no-any-return]
+    return None
+
+
+class ScenarioFile(pytest.File):
+    """A YAML file of scenarios. Any problem in it is one collection error listing every problem."""
+
+    def collect(self) -> Iterator[ScenarioItem]:
+        from . import training  # imports Keras: only once there are scenarios to check
+
+        try:
+            scenarios = load_file(self.path, display=self.nodeid)
+            problems = [p for s in scenarios for p in training.check(s)]
+            if problems:
+                raise ScenarioError(problems)
+        except ScenarioError as exc:
+            raise self.CollectError(str(exc)) from None
+        for scenario in scenarios:
+            yield ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
+
+
+class ScenarioItem(pytest.Item):
+    """One scenario: trains it for each seed and judges the expectations."""
+
+    def __init__(self, *, scenario: Scenario, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scenario = scenario
+        self.add_marker("convergence")
+        for mark in scenario.spec.marks:
+            self.add_marker(mark)
+
+    @property
+    def where(self) -> str:
+        return f"{self.parent.nodeid if self.parent else self.path}:{self.scenario.line}"
+
+    def runtest(self) -> None:
+        from . import training
+
+        scenario = self.scenario
+        try:
+            runs = training.run(scenario)
+        except Exception as exc:
+            self.stash[RECORD_KEY] = self._record([], None, error=f"{type(exc).__name__}: {exc}")
+            raise
+        verdict = expect.judge(scenario.spec.expect, runs)
+        self.stash[RECORD_KEY] = self._record(runs, verdict)
+        if not verdict.ok:
+            raise ScenarioFailed(report.failure(scenario.name, self.where, verdict, runs))
+
+    def _record(self, runs: Any, verdict: expect.Verdict | None, error: str | None = None) -> dict[str, Any]:
+        from . import training
+
+        return results.scenario_record(
+            self.nodeid, self.parent.nodeid if self.parent else str(self.path), self.scenario.line,
+            self.scenario.name, runs, verdict, training.versions(), error,
+        )
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, ScenarioFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.scenario.line - 1, f"{self.scenario.name} ({self.where})"
+
+
+def attach_record(item: pytest.Item, call: pytest.CallInfo[None], test_report: pytest.TestReport) -> None:
+    """Put the scenario's record on its report (call phase), or a bare one if it never ran."""
+    if not isinstance(item, ScenarioItem):
+        return
+    if call.when == "call" and RECORD_KEY in item.stash:
+        setattr(test_report, REPORT_ATTRIBUTE, item.stash[RECORD_KEY])
+    elif call.when == "setup" and test_report.outcome != "passed":
+        outcome = "skipped" if test_report.skipped else "error"
+        setattr(test_report, REPORT_ATTRIBUTE, results.bare_record(item.nodeid, outcome, str(test_report.longrepr)))

@@ -1,0 +1,190 @@
+"""`data:` specs → numpy arrays: inline lists, linspace/arange, safe expressions, CSV and NPZ files."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import expr
+from .errors import ExpressionError
+from .loader import Key
+
+if TYPE_CHECKING:
+    from .scenario import DataSpec
+
+MAX_SAMPLES = 1_000_000
+X_FORMS = "an inline list, {linspace: [start, stop, num]} or {arange: [start, stop]} / {arange: [start, stop, step]}"
+
+
+class DataError(Exception):
+    """A data problem at `loc` (keys below `data:`)."""
+
+    def __init__(self, loc: tuple[Key, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.message = message
+
+
+def build(spec: DataSpec, base_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Arrays x (samples, features) and y (samples, outputs), float32, finite, of equal length."""
+    if spec.file is not None:
+        for key in ("x", "y"):
+            if getattr(spec, key) is not None:
+                raise DataError((key,), "give either data.file or inline x/y, not both")
+        x, y = _from_file(spec, base_dir)
+    else:
+        for key in ("x_columns", "y_columns"):
+            if getattr(spec, key) is not None:
+                raise DataError((key,), f"{key} only goes with data.file")
+        if spec.x is None:
+            raise DataError(("x",), f"missing: x is {X_FORMS}, or give data.file")
+        if spec.y is None:
+            raise DataError(("y",), "missing: y is an inline list or an expression in x such as '0.5 * x'")
+        x = _x(spec.x)
+        y = _y(spec.y, x)
+    if len(x) != len(y):
+        raise DataError(("y",), f"x has {len(x)} samples but y has {len(y)}; they must be equal")
+    if spec.noise is not None:
+        rng = np.random.default_rng(spec.noise.seed)
+        y = y + rng.normal(0.0, spec.noise.std, size=y.shape)
+    for key, arr in (("x", x), ("y", y)):
+        bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+        if bad.size:
+            raise DataError(
+                (key,),
+                f"{key} has {bad.size} non-finite value(s) (NaN or inf), first at sample {bad[0]} "
+                f"(x = {x[bad[0]].tolist()}); data must be finite",
+            )
+    return x.astype(np.float32), y.astype(np.float32)
+
+
+def _x(value: Any) -> np.ndarray:
+    if isinstance(value, list):
+        return _table(value, ("x",))
+    if isinstance(value, dict) and len(value) == 1:
+        ((kind, args),) = value.items()
+        if kind in ("linspace", "arange"):
+            nums = _numbers(args, (kind,), 3 if kind == "linspace" else (2, 3))
+            return (_linspace(nums) if kind == "linspace" else _arange(nums)).reshape(-1, 1)
+    raise DataError(("x",), f"x must be {X_FORMS}, got {value!r:.80}")
+
+
+def _linspace(nums: list[float]) -> np.ndarray:
+    start, stop, num = nums
+    if num != int(num) or not 1 <= num <= MAX_SAMPLES:
+        raise DataError(("x", "linspace"), f"num must be a whole number from 1 to {MAX_SAMPLES}, got {num}")
+    return np.linspace(start, stop, int(num), dtype=np.float64)
+
+
+def _arange(nums: list[float]) -> np.ndarray:
+    start, stop, step = (*nums, 1.0) if len(nums) == 2 else nums
+    if step == 0:
+        raise DataError(("x", "arange"), "step must not be 0")
+    count = int(np.ceil((stop - start) / step))
+    if not 1 <= count <= MAX_SAMPLES:
+        raise DataError(("x", "arange"), f"gives {max(count, 0)} samples; 1 to {MAX_SAMPLES} allowed")
+    return np.arange(start, stop, step, dtype=np.float64)
+
+
+def _numbers(args: Any, loc: tuple[Key, ...], count: int | tuple[int, ...]) -> list[float]:
+    counts = (count,) if isinstance(count, int) else count
+    ok = isinstance(args, list) and len(args) in counts
+    if ok and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
+        return [float(a) for a in args]
+    want = " or ".join(str(c) for c in counts)
+    raise DataError(("x", *loc), f"needs a list of {want} numbers, got {args!r:.80}")
+
+
+def _table(value: list[Any], loc: tuple[Key, ...]) -> np.ndarray:
+    """Inline list: numbers → one column; lists of numbers → one row per sample."""
+    if not value:
+        raise DataError(loc, "must not be empty")
+    if len(value) > MAX_SAMPLES:
+        raise DataError(loc, f"has {len(value)} samples; at most {MAX_SAMPLES} allowed")
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if all(number(v) for v in value):
+        return np.asarray(value, dtype=np.float64).reshape(-1, 1)
+    if all(isinstance(r, list) and r and all(number(v) for v in r) for r in value):
+        widths = {len(r) for r in value}
+        if len(widths) == 1:
+            return np.asarray(value, dtype=np.float64)
+        raise DataError(loc, f"rows have different lengths {sorted(widths)}; each sample needs the same count")
+    raise DataError(loc, "must be a list of numbers, or a list of equal-length lists of numbers")
+
+
+def _y(value: Any, x: np.ndarray) -> np.ndarray:
+    if isinstance(value, list):
+        return _table(value, ("y",))
+    if isinstance(value, str):
+        variables = {f"x{i}": x[:, i] for i in range(x.shape[1])}
+        if x.shape[1] == 1:
+            variables = {"x": x[:, 0], **variables}
+        try:
+            result = expr.evaluate(value, variables)
+        except ExpressionError as exc:
+            raise DataError(("y",), str(exc)) from None
+        return np.broadcast_to(result, (len(x),)).reshape(-1, 1).astype(np.float64)
+    raise DataError(("y",), f"y must be an inline list or an expression string such as '0.5 * x', got {value!r:.80}")
+
+
+def _from_file(spec: DataSpec, base_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    assert spec.file is not None
+    path = (base_dir / spec.file).resolve()
+    if not path.is_file():
+        raise DataError(("file",), f"no such file: {path} (data.file is relative to the YAML file)")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        for key in ("x_columns", "y_columns"):
+            if getattr(spec, key) is not None:
+                raise DataError((key,), "an .npz file holds arrays named x and y; columns are for CSV")
+        return _npz(path)
+    if suffix == ".csv":
+        return _csv(path, spec)
+    raise DataError(("file",), f"data.file must be a .csv or .npz file, got {path.name!r}")
+
+
+def _npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:  # never unpickle: data must not run code
+            missing = [k for k in ("x", "y") if k not in archive.files]
+            if missing:
+                raise DataError(("file",), f"{path.name} lacks array(s) {missing}; it has {archive.files}")
+            arrays = [np.asarray(archive[k], dtype=np.float64) for k in ("x", "y")]
+    except (OSError, ValueError) as exc:
+        raise DataError(("file",), f"cannot read {path.name} as .npz: {exc}") from None
+    x, y = (a.reshape(len(a), -1) if a.ndim != 2 else a for a in arrays)
+    return x, y
+
+
+def _csv(path: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
+    for key in ("x_columns", "y_columns"):
+        if not getattr(spec, key):
+            raise DataError((key,), f"a CSV file needs {key}: the header names of its columns")
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        raise DataError(("file",), f"{path.name} is empty")
+    header = [h.strip() for h in rows[0]]
+    columns = []
+    for key in ("x_columns", "y_columns"):
+        names: list[str] = getattr(spec, key)
+        for i, name in enumerate(names):
+            if name not in header:
+                raise DataError((key, i), f"no column {name!r} in {path.name}; its columns are {header}")
+        columns.append([header.index(n) for n in names])
+    body = [r for r in rows[1:] if any(c.strip() for c in r)]
+    if not body:
+        raise DataError(("file",), f"{path.name} has a header but no rows")
+    out = []
+    for idx in columns:
+        try:
+            out.append(np.asarray([[float(r[i]) for i in idx] for r in body], dtype=np.float64))
+        except (ValueError, IndexError) as exc:
+            raise DataError(("file",), f"{path.name}: a row is short or not numeric ({exc})") from None
+    return out[0], out[1]

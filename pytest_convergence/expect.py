@@ -1,0 +1,225 @@
+"""Expectations: SeedRuns → verdicts with messages a person can act on. Pure functions, no Keras.
+
+Epochs are counted from 1. "Loss" is the epoch's training loss as Keras reports it (the mean
+over that epoch's batches).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .record import SeedRun
+from .scenario import Converges, Diverges, Expect, MetricCheck, Predict
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation judged on one seed."""
+
+    expectation: str  # converges | diverges | predict | metric <name>
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class SeedVerdict:
+    seed: int
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A scenario's verdict over all its seeds."""
+
+    seeds: tuple[SeedVerdict, ...]
+    min_pass_rate: float
+
+    @property
+    def passed(self) -> int:
+        return sum(s.ok for s in self.seeds)
+
+    @property
+    def pass_rate(self) -> float:
+        return self.passed / len(self.seeds) if self.seeds else 0.0
+
+    @property
+    def ok(self) -> bool:
+        # a tiny slack so that e.g. 1 of 3 seeds meets min_pass_rate 0.333
+        return bool(self.seeds) and self.pass_rate >= self.min_pass_rate - 1e-9
+
+
+def fmt(value: float) -> str:
+    """A loss or metric value, short: 12.5, 0.0001234, 3.2e+07, nan, inf."""
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.4g}"
+
+
+def stop_reason(expect: Expect, losses: Sequence[float]) -> str | None:
+    """Why training may stop after the latest epoch, or None to go on.
+
+    Called after every epoch, so it looks only at the first and the latest loss: an earlier
+    epoch that decided everything would already have stopped training.
+    """
+    if not losses:
+        return None
+    if not math.isfinite(losses[-1]):
+        return "non-finite loss"  # the weights are NaN/inf from here on; nothing can change
+    if expect.predict is not None or expect.metric:
+        return None  # these need the fully trained model
+    epoch, last = len(losses), losses[-1]
+    if expect.converges is not None:
+        c = expect.converges
+        if c.within_epochs is None:
+            return None
+        if last < c.loss_below or epoch >= c.within_epochs:
+            return "expectations decided"
+    if expect.diverges is not None:
+        d = expect.diverges
+        if _grown(losses[0], last, d.growth_factor) or epoch >= d.within_epochs:
+            return "expectations decided"
+    return None
+
+
+def judge_seed(expect: Expect, run: SeedRun) -> SeedVerdict:
+    checks: list[Check] = []
+    if expect.converges is not None:
+        checks.append(_converges(expect.converges, run))
+    if expect.diverges is not None:
+        checks.append(_diverges(expect.diverges, run))
+    if expect.predict is not None:
+        checks.append(_predict(expect.predict, run))
+    checks.extend(_metric(m, run) for m in expect.metric)
+    return SeedVerdict(run.seed, tuple(checks))
+
+
+def judge(expect: Expect, runs: Sequence[SeedRun]) -> Verdict:
+    return Verdict(tuple(judge_seed(expect, r) for r in runs), expect.min_pass_rate)
+
+
+def _grown(first: float, loss: float, factor: float) -> bool:
+    return math.isfinite(first) and first > 0 and loss > factor * first
+
+
+def _lowest(losses: Sequence[float]) -> str:
+    finite = [(v, e) for e, v in enumerate(losses, start=1) if math.isfinite(v)]
+    if not finite:
+        return "no finite loss"
+    v, e = min(finite)
+    return f"lowest {fmt(v)} at epoch {e}"
+
+
+def _short_run(run: SeedRun, needed: int) -> str:
+    if run.epochs_run < needed and run.stop_reason == "completed":
+        return f"; only {run.epochs_run} epochs were trained (epochs: {run.epochs_planned})"
+    return ""
+
+
+def _converges(c: Converges, run: SeedRun) -> Check:
+    losses = run.losses
+    if not losses:
+        return Check("converges", False, "no epoch was trained")
+    bad = run.first_nonfinite_epoch
+    if c.within_epochs is None:
+        last, epoch = losses[-1], len(losses)
+        if bad is not None:
+            return Check(
+                "converges",
+                False,
+                f"expected final loss < {fmt(c.loss_below)}, but the loss became {fmt(losses[bad - 1])} "
+                f"at epoch {bad} ({_lowest(losses)})",
+            )
+        if last < c.loss_below:
+            return Check("converges", True, f"final loss {fmt(last)} < {fmt(c.loss_below)} at epoch {epoch}")
+        return Check(
+            "converges",
+            False,
+            f"final loss {fmt(last)} at epoch {epoch} is not below {fmt(c.loss_below)} ({_lowest(losses)})",
+        )
+    window = losses[: c.within_epochs]
+    for epoch, loss in enumerate(window, start=1):
+        if loss < c.loss_below:
+            return Check(
+                "converges",
+                True,
+                f"loss {fmt(loss)} < {fmt(c.loss_below)} at epoch {epoch} (within {c.within_epochs})",
+            )
+    extra = f"; non-finite from epoch {bad}" if bad is not None and bad <= c.within_epochs else ""
+    return Check(
+        "converges",
+        False,
+        f"loss did not get below {fmt(c.loss_below)} within {c.within_epochs} epochs "
+        f"({_lowest(window)}{extra}){_short_run(run, c.within_epochs)}",
+    )
+
+
+def _diverges(d: Diverges, run: SeedRun) -> Check:
+    losses = run.losses
+    if not losses:
+        return Check("diverges", False, "no epoch was trained")
+    first = losses[0]
+    window = losses[: d.within_epochs]
+    for epoch, loss in enumerate(window, start=1):
+        if not math.isfinite(loss):
+            return Check("diverges", True, f"loss became {fmt(loss)} at epoch {epoch} (within {d.within_epochs})")
+        if _grown(first, loss, d.growth_factor):
+            return Check(
+                "diverges",
+                True,
+                f"loss grew to {fmt(loss)} at epoch {epoch}, over {d.growth_factor:g}× the first "
+                f"epoch's {fmt(first)} (within {d.within_epochs})",
+            )
+    top = max(range(len(window)), key=lambda i: window[i])
+    return Check(
+        "diverges",
+        False,
+        f"loss stayed finite and under {d.growth_factor:g}× the first epoch's {fmt(first)} through "
+        f"epoch {len(window)}: largest {fmt(window[top])} at epoch {top + 1}, last {fmt(window[-1])}"
+        f"{_short_run(run, d.within_epochs)}",
+    )
+
+
+def _predict(p: Predict, run: SeedRun) -> Check:
+    xs, ys = p.points()
+    got = np.asarray(run.predictions, dtype=np.float64)
+    if got.shape != ys.shape:
+        return Check(
+            "predict",
+            False,
+            f"the model gives {got.shape[-1] if got.ndim == 2 else '?'} output(s) per point; "
+            f"expect.predict.y gives {ys.shape[1]}",
+        )
+    parts, ok = [], True
+    for x_row, y_row, g_row in zip(xs, ys, got):
+        args = ", ".join(fmt(v) for v in x_row)
+        for y, g in zip(y_row, g_row):
+            tol = p.tolerance(float(y))
+            hit = bool(math.isfinite(g) and abs(g - y) <= tol)
+            ok &= hit
+            parts.append(f"f({args}) = {fmt(g)}, expected {fmt(y)} ± {fmt(tol)} {'ok' if hit else 'MISS'}")
+    return Check("predict", ok, "; ".join(parts))
+
+
+def _metric(m: MetricCheck, run: SeedRun) -> Check:
+    name = f"metric {m.name}"
+    values = run.metrics.get(m.name, [])
+    if not values:
+        return Check(name, False, f"Keras reported no {m.name!r} values; it reported {sorted(run.metrics)}")
+    value, epoch = values[-1], len(values)
+    bounds = []
+    if m.above is not None:
+        bounds.append((value > m.above, f"> {fmt(m.above)}"))
+    if m.below is not None:
+        bounds.append((value < m.below, f"< {fmt(m.below)}"))
+    ok = math.isfinite(value) and all(hit for hit, _ in bounds)
+    wanted = " and ".join(text for _, text in bounds)
+    verb = "is" if ok else "is not"
+    return Check(name, ok, f"final {m.name} {fmt(value)} (epoch {epoch}) {verb} {wanted}")

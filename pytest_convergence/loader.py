@@ -1,0 +1,146 @@
+"""YAML text → plain Python data that remembers the line of every key and list item.
+
+Only YAML's safe types are built (no tags that construct objects), and duplicate keys are an
+error instead of the last one silently winning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from typing import Any, Union
+
+import yaml
+
+from .errors import Problem, ScenarioError
+
+Key = Union[str, int]
+Path = tuple[Key, ...]
+
+
+class LocDict(dict):  # type: ignore[type-arg]
+    """A mapping from YAML; `where[key]` is (path from the document root, line) of each entry."""
+
+    where: dict[Hashable, tuple[Path, int]]
+
+
+class LocList(list):  # type: ignore[type-arg]
+    """A sequence from YAML; `where[i]` is (path from the document root, line) of each item."""
+
+    where: list[tuple[Path, int]]
+
+
+def format_path(path: Iterable[Key]) -> str:
+    """("scenarios", 1, "optimizer") → "scenarios[1].optimizer"."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that builds LocDict/LocList and rejects duplicate keys."""
+
+    nodes_built = 0
+
+
+MAX_NODES = 200_000  # aliases can make a small file expand enormously ("billion laughs")
+
+
+def _build(loader: _Loader, node: yaml.Node, path: Path, file: str) -> Any:
+    loader.nodes_built += 1
+    if loader.nodes_built > MAX_NODES:
+        line = node.start_mark.line + 1
+        raise ScenarioError([Problem(file, line, format_path(path), f"document expands to over {MAX_NODES} values")])
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # resolves YAML merge keys (<<) the standard way
+        out = LocDict()
+        out.where = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, (str, int)) or isinstance(key, bool):
+                raise ScenarioError(
+                    [Problem(file, line, format_path(path), f"keys must be strings, got {key!r}")]
+                )
+            if key in out:
+                first = out.where[key][1]
+                raise ScenarioError(
+                    [
+                        Problem(
+                            file,
+                            line,
+                            format_path((*path, key)),
+                            f"duplicate key (first given on line {first}); each key may appear once",
+                        )
+                    ]
+                )
+            out[key] = _build(loader, value_node, (*path, key), file)
+            out.where[key] = ((*path, key), line)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        seq = LocList()
+        seq.where = []
+        for i, item in enumerate(node.value):
+            seq.append(_build(loader, item, (*path, i), file))
+            seq.where.append(((*path, i), item.start_mark.line + 1))
+        return seq
+    return loader.construct_object(node, deep=True)
+
+
+def load(text: str, file: str) -> Any:
+    """Parse one YAML document into LocDict/LocList/scalars. Raises ScenarioError with the line."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        return _build(loader, node, (), file)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        what = " ".join(s for s in (exc.context, exc.problem) if s)
+        raise ScenarioError([Problem(file, line, "", f"not valid YAML: {what}")]) from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError([Problem(file, 0, "", f"not valid YAML: {exc}")]) from None
+    finally:
+        loader.dispose()
+
+
+def deep_merge(base: Any, over: Any) -> Any:
+    """`over` on top of `base`: mappings merge key by key, anything else in `over` wins.
+
+    Each entry keeps the location it was written at, so an error in an inherited default
+    points at the `defaults:` line, not at the scenario.
+    """
+    if not (isinstance(base, LocDict) and isinstance(over, LocDict)):
+        return over
+    out = LocDict()
+    out.where = dict(base.where)
+    for key, value in base.items():
+        out[key] = value
+    for key, value in over.items():
+        out[key] = deep_merge(base[key], value) if key in base else value
+        out.where[key] = over.where[key]
+    return out
+
+
+def locate(node: Any, loc: Iterable[Key], start: tuple[Path, int]) -> tuple[Path, int]:
+    """Follow `loc` (a validator's error location) down from `node`, as far as the data goes.
+
+    Returns the path and line of the deepest entry that exists, with the rest of `loc`
+    appended to the path (a missing key is reported at its parent's line).
+    """
+    path, line = start
+    rest: list[Key] = []
+    for part in loc:
+        if rest:
+            rest.append(part)
+        elif isinstance(node, LocDict) and part in node:
+            path, line = node.where[part]
+            node = node[part]
+        elif isinstance(node, LocList) and isinstance(part, int) and 0 <= part < len(node):
+            path, line = node.where[part]
+            node = node[part]
+        else:
+            rest.append(part)
+    return (*path, *rest), line

@@ -1,0 +1,67 @@
+"""Command-line options and ini keys, resolved once into a frozen Settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SCENARIOS_HELP = (
+    "Collect YAML training scenarios from PATH (a .yaml/.yml file, or a directory searched recursively). "
+    "Repeatable. With no other paths on the command line, only the scenarios are collected."
+)
+INI_SCENARIOS_HELP = "Scenario files or directories (relative to the ini file) that plain `pytest` collects too."
+JSON_HELP = "Write the results record (loss curves, predictions, timings, versions) of this run to PATH as JSON."
+
+SCENARIOS_KEY = pytest.StashKey["Settings"]()
+
+
+@dataclass(frozen=True)
+class Settings:
+    scenario_paths: tuple[Path, ...]  # absolute; where scenario files are collected from
+    cli_paths: tuple[Path, ...]  # the subset given with --scenarios (these steer collection)
+    json_path: Path | None
+
+    def is_scenario_file(self, path: Path) -> bool:
+        if path.suffix not in (".yaml", ".yml"):
+            return False
+        return any(path == p or p in path.parents for p in self.scenario_paths)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("convergence", "training scenarios (pytest-convergence)")
+    group.addoption("--scenarios", action="append", default=[], metavar="PATH", help=SCENARIOS_HELP)
+    group.addoption("--convergence-json", default=None, metavar="PATH", help=JSON_HELP)
+    parser.addini("convergence_scenarios", INI_SCENARIOS_HELP, type="paths", default=[])
+
+
+def resolve(config: pytest.Config) -> Settings:
+    """Read and check the options once. A path that does not exist is a usage error, named with its source."""
+    invocation = config.invocation_params.dir
+    cli = tuple((invocation / p).resolve() for p in config.getoption("scenarios"))
+    for given, path in zip(config.getoption("scenarios"), cli):
+        if not path.exists():
+            raise pytest.UsageError(f"--scenarios {given}: no such file or directory")
+    ini = tuple(Path(p).resolve() for p in config.getini("convergence_scenarios"))
+    for path in ini:
+        if not path.exists():
+            raise pytest.UsageError(f"convergence_scenarios (in {config.inipath}): no such file or directory: {path}")
+    json_opt = config.getoption("convergence_json")
+    json_path = (invocation / json_opt).resolve() if json_opt else None
+    return Settings(scenario_paths=cli + ini, cli_paths=cli, json_path=json_path)
+
+
+def steer_collection(config: pytest.Config, settings: Settings) -> None:
+    """Make `pytest --scenarios PATH` collect PATH: alone when no other paths were given (as
+    `pytest PATH` would), or beside the paths given."""
+    if not settings.cli_paths:
+        return
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args[:] = [str(p) for p in settings.cli_paths]
+        return
+    invocation = config.invocation_params.dir
+    given = [(invocation / arg.split("::")[0]).resolve() for arg in config.args]
+    for path in settings.cli_paths:
+        if not any(path == g or g in path.parents for g in given):
+            config.args.append(str(path))

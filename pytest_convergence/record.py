@@ -1,0 +1,38 @@
+"""What one training run produced, as plain data: the unit that expectations judge and results store."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class SeedRun:
+    """The outcome of training one scenario with one seed. Epochs are counted from 1."""
+
+    seed: int
+    losses: list[float] = field(default_factory=list)  # one per epoch run
+    metrics: dict[str, list[float]] = field(default_factory=dict)  # compiled metrics, per epoch
+    epoch_seconds: list[float] = field(default_factory=list)
+    fit_seconds: float = 0.0
+    epochs_planned: int = 0
+    stop_reason: str = "completed"  # completed | non-finite loss | expectations decided
+    predictions: list[list[float]] = field(default_factory=list)  # one row per expect.predict point
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.losses)
+
+    @property
+    def first_nonfinite_epoch(self) -> int | None:
+        for epoch, loss in enumerate(self.losses, start=1):
+            if not math.isfinite(loss):
+                return epoch
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["epochs_run"] = self.epochs_run
+        out["first_nonfinite_epoch"] = self.first_nonfinite_epoch
+        return out

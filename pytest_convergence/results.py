@@ -1,0 +1,171 @@
+"""The results record (`--convergence-json`): one JSON file per run, written atomically by the controller.
+
+Records travel from xdist workers to the controller as plain dicts on the test report, so a
+record reaches the file as soon as its test ends. JSON has no NaN or infinity: non-finite floats
+are written as the strings "NaN", "Infinity" and "-Infinity", and read back as floats.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .expect import Verdict
+from .record import SeedRun
+
+SCHEMA = "pytest-convergence/1"
+_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_FLOAT_KEYS = ("losses", "metrics", "predictions", "epoch_seconds", "fit_seconds")
+
+
+def scenario_record(
+    nodeid: str,
+    file: str,
+    line: int,
+    name: str,
+    runs: Sequence[SeedRun],
+    verdict: Verdict | None,
+    versions: dict[str, str],
+    error: str | None = None,
+) -> dict[str, Any]:
+    """A scenario's entry: its outcome, and for each seed the curve, checks and timings."""
+    checks = {s.seed: s for s in verdict.seeds} if verdict else {}
+    seeds = []
+    for run in runs:
+        entry = run.to_dict()
+        seed_verdict = checks.get(run.seed)
+        entry["outcome"] = ("passed" if seed_verdict.ok else "failed") if seed_verdict else "error"
+        entry["checks"] = [
+            {"expectation": c.expectation, "ok": c.ok, "message": c.message}
+            for c in (seed_verdict.checks if seed_verdict else ())
+        ]
+        seeds.append(entry)
+    outcome = "error" if error else ("passed" if verdict and verdict.ok else "failed")
+    return {
+        "id": nodeid,
+        "file": file,
+        "line": line,
+        "name": name,
+        "outcome": outcome,
+        "error": error,
+        "pass_rate": verdict.pass_rate if verdict else None,
+        "min_pass_rate": verdict.min_pass_rate if verdict else None,
+        "versions": versions,
+        "seeds": seeds,
+    }
+
+
+def bare_record(nodeid: str, outcome: str, reason: str | None = None) -> dict[str, Any]:
+    """The entry of a scenario that did not train (skipped, deselected by an error before training)."""
+    file, _, name = nodeid.partition("::")
+    return {"id": nodeid, "file": file, "line": None, "name": name, "outcome": outcome, "error": reason,
+            "pass_rate": None, "min_pass_rate": None, "versions": {}, "seeds": []}
+
+
+def environment(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Python, platform and library versions. TensorFlow/Keras come from the workers that trained,
+    so that the controller of a parallel run need not import TensorFlow itself."""
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "numpy": _dist_version("numpy"),
+        "pytest": _dist_version("pytest"),
+        "pytest_convergence": _dist_version("pytest-convergence"),
+        "tensorflow": None,
+        "keras": None,
+        "keras_package": None,
+    }
+    trained = next((r["versions"] for r in records if r.get("versions")), None)
+    if trained:
+        env.update(trained)
+    else:
+        env["tensorflow"] = _dist_version("tensorflow") or _dist_version("tensorflow-cpu")
+        env["keras"] = _dist_version("keras")
+    env["TF_USE_LEGACY_KERAS"] = os.environ.get("TF_USE_LEGACY_KERAS")
+    return env
+
+
+def document(
+    records: Sequence[dict[str, Any]],
+    collection_errors: Sequence[dict[str, Any]],
+    started: dt.datetime,
+    exitstatus: int,
+) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "started": started.isoformat(timespec="seconds"),
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "exitstatus": exitstatus,
+        "argv": sys.argv[1:],
+        "environment": environment(records),
+        "collection_errors": list(collection_errors),
+        "scenarios": sorted(records, key=lambda r: r["id"]),
+    }
+
+
+def write(path: Path, doc: dict[str, Any]) -> None:
+    """Write `doc` to `path` atomically: a reader sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_encode(doc), indent=1, allow_nan=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read(path: Path) -> dict[str, Any]:
+    """A results file back as Python data, non-finite floats restored. Raises ValueError if not one."""
+    with Path(path).open(encoding="utf-8") as fh:
+        doc = json.load(fh)
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise ValueError(f"{path}: not a pytest-convergence results file (schema {SCHEMA!r} expected)")
+    for scenario in doc.get("scenarios", []):
+        for seed in scenario.get("seeds", []):
+            for key in _FLOAT_KEYS:
+                if key in seed:
+                    seed[key] = _decode(seed[key])
+    return doc
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, str) and value in _NONFINITE:
+        return _NONFINITE[value]
+    if isinstance(value, dict):
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def _dist_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None

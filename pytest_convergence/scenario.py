@@ -1,0 +1,457 @@
+"""YAML scenario files → validated, frozen Scenario objects that know their source lines.
+
+No pytest and no Keras here: names of Keras objects (layers, optimizers, losses) are checked
+against the installed Keras in `training.check`, which reports through the same locations.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import types
+import typing
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from . import data as data_mod
+from .errors import Problem, ScenarioError
+from .loader import Key, LocDict, LocList, Path as KeyPath, deep_merge, format_path, load, locate
+
+FILE_KEYS = ("defaults", "scenarios")
+ALTERNATIVES = ("seed", "seeds")  # one replaces the other when a scenario overrides a default
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.+=@-]*$"
+FACTORY_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+
+# Keyword values for layers and optimizers: YAML scalars and lists of them. Mappings are
+# refused on purpose: Keras would deserialise them into objects, which a data file must not do.
+KeywordValue = Any
+
+
+def _check_keywords(kwargs: dict[str, Any]) -> dict[str, Any]:
+    def plain(value: Any) -> bool:
+        if isinstance(value, list):
+            return all(plain(v) for v in value)
+        return value is None or isinstance(value, (bool, int, float, str))
+
+    for key, value in kwargs.items():
+        if not isinstance(key, str):
+            raise ValueError(f"keyword names must be strings, got {key!r}")
+        if not plain(value):
+            raise ValueError(
+                f"keyword {key!r}: values must be numbers, strings, booleans, null or lists of them "
+                f"(got a {'mapping' if isinstance(value, dict) else type(value).__name__}); "
+                "for anything richer write a model factory"
+            )
+    return kwargs
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Noise(_Strict):
+    std: float = Field(ge=0)
+    seed: int = 0
+
+
+class DataSpec(_Strict):
+    """`data:` as written. The values are turned into arrays by `data.build`."""
+
+    x: Any = None
+    y: Any = None
+    noise: Optional[Noise] = None
+    file: Optional[str] = None
+    x_columns: Optional[list[str]] = None
+    y_columns: Optional[list[str]] = None
+
+
+class LayerSpec(_Strict):
+    """One entry of `model:`, written `{ClassName: {keyword: value}}` or just `ClassName`."""
+
+    class_name: str
+    kwargs: dict[str, KeywordValue]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_yaml(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"class_name": value, "kwargs": {}}
+        if isinstance(value, dict) and len(value) == 1:
+            ((name, kwargs),) = value.items()
+            if kwargs is None:
+                kwargs = {}
+            if isinstance(name, str) and isinstance(kwargs, dict):
+                return {"class_name": name, "kwargs": _check_keywords(dict(kwargs))}
+        raise ValueError(
+            "a layer is written as {ClassName: {keyword: value, ...}} (one key) or just ClassName, "
+            f"got {_short(value)}"
+        )
+
+
+class OptimizerSpec(BaseModel):
+    """`optimizer:` — a Keras optimizer name, or {name: ..., keyword: value, ...}."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+    name: str
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    @model_validator(mode="after")
+    def _plain_keywords(self) -> OptimizerSpec:
+        _check_keywords(self.kwargs)
+        return self
+
+
+class Converges(_Strict):
+    loss_below: float = Field(gt=0)
+    within_epochs: Optional[int] = Field(default=None, ge=1)
+
+
+class Diverges(_Strict):
+    within_epochs: int = Field(ge=1)
+    growth_factor: float = Field(default=1.0e6, gt=1)
+
+
+class Predict(_Strict):
+    x: Any
+    y: Any
+    abs_tol: Optional[float] = Field(default=None, ge=0)
+    rel_tol: Optional[float] = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _points(self) -> Predict:
+        if self.abs_tol is None and self.rel_tol is None:
+            raise ValueError("give a tolerance: abs_tol, rel_tol or both")
+        xs, ys = self.points()
+        if len(xs) != len(ys):
+            raise ValueError(f"x gives {len(xs)} points but y gives {len(ys)} values")
+        return self
+
+    def points(self) -> tuple[np.ndarray, np.ndarray]:
+        """x as (points, features) and y as (points, outputs), both float64."""
+        return _as_points(self.x, "x"), _as_points(self.y, "y")
+
+    def tolerance(self, expected: float) -> float:
+        return max(self.abs_tol or 0.0, (self.rel_tol or 0.0) * abs(expected))
+
+
+class MetricCheck(_Strict):
+    name: str
+    above: Optional[float] = None
+    below: Optional[float] = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> MetricCheck:
+        if self.above is None and self.below is None:
+            raise ValueError("give a bound: above, below or both")
+        return self
+
+
+class Expect(_Strict):
+    converges: Optional[Converges] = None
+    diverges: Optional[Diverges] = None
+    predict: Optional[Predict] = None
+    metric: list[MetricCheck] = []
+    min_pass_rate: float = Field(default=1.0, gt=0, le=1)
+
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _something(self) -> Expect:
+        if not (self.converges or self.diverges or self.predict or self.metric):
+            raise ValueError("expect needs at least one of: converges, diverges, predict, metric")
+        if self.converges and self.diverges:
+            raise ValueError("a scenario cannot expect both converges and diverges")
+        return self
+
+
+def _model_kind(value: Any) -> str:
+    return "<factory>" if isinstance(value, str) else "<layers>"
+
+
+ModelField = Annotated[
+    Union[
+        Annotated[list[LayerSpec], Tag("<layers>")],
+        Annotated[str, Field(pattern=FACTORY_PATTERN), Tag("<factory>")],
+    ],
+    Discriminator(_model_kind),
+]
+
+
+class ScenarioSpec(_Strict):
+    """One scenario as written (after `defaults:` are merged in)."""
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=200)
+    description: str = ""
+    marks: list[str] = []
+    data: DataSpec
+    model: ModelField
+    optimizer: OptimizerSpec
+    loss: str
+    metrics: list[str] = []
+    epochs: int = Field(ge=1, le=1_000_000)
+    batch_size: Optional[int] = Field(default=None, ge=1)
+    shuffle: Optional[bool] = None
+    seed: Optional[int] = Field(default=None, ge=0)
+    seeds: Optional[list[Annotated[int, Field(ge=0)]]] = None
+    expect: Expect
+
+    @field_validator("optimizer", mode="before")
+    @classmethod
+    def _optimizer_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seed_count(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not 1 <= value <= 1000:
+                raise ValueError(f"seeds: K means seeds 0..K-1 and K must be 1..1000, got {value}")
+            return list(range(value))
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScenarioSpec:
+        if self.seed is not None and self.seeds is not None:
+            raise ValueError("give either seed or seeds, not both")
+        if self.seeds is not None and not self.seeds:
+            raise ValueError("seeds must name at least one seed")
+        for check in self.expect.metric:
+            if check.name not in self.metrics:
+                raise ValueError(
+                    f"expect.metric names {check.name!r}, which is not compiled: add it to metrics "
+                    f"(metrics: {self.metrics or '[]'})"
+                )
+        return self
+
+    @property
+    def seed_list(self) -> tuple[int, ...]:
+        if self.seeds is not None:
+            return tuple(self.seeds)
+        return (self.seed if self.seed is not None else 0,)
+
+
+@dataclass(frozen=True, eq=False)
+class Scenario:
+    """A validated scenario with its data built: everything needed to train and judge it."""
+
+    spec: ScenarioSpec
+    file: Path
+    line: int  # of the scenario's first key
+    x: np.ndarray  # (samples, features), float32
+    y: np.ndarray  # (samples, outputs), float32
+    source: LocDict = field(repr=False)  # the merged YAML, for locating later problems
+    start: tuple[KeyPath, int] = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return self.spec.seed_list
+
+    def problem(self, loc: Sequence[Key], message: str) -> Problem:
+        """A Problem located at `loc` (keys relative to the scenario) in its YAML file."""
+        path, line = locate(self.source, loc, self.start)
+        return Problem(str(self.file), line, format_path(path), message)
+
+
+def load_file(file: Path, display: str | None = None) -> list[Scenario]:
+    """Read, validate and build every scenario of one file. Raises ScenarioError listing problems."""
+    shown = display or str(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError([Problem(shown, 0, "", f"cannot read: {exc}")]) from None
+    doc = load(text, shown)
+    scenarios, problems = _scenarios(doc, file, shown)
+    if problems:
+        raise ScenarioError(_unique(problems))
+    return scenarios
+
+
+def _scenarios(doc: Any, file: Path, shown: str) -> tuple[list[Scenario], list[Problem]]:
+    if not isinstance(doc, LocDict):
+        got = "an empty file" if doc is None else f"a {type(doc).__name__}"
+        msg = f"a scenario file is a mapping with the keys {', '.join(FILE_KEYS)}; got {got}"
+        return [], [Problem(shown, 1, "", msg)]
+    problems: list[Problem] = []
+    for key in doc:
+        if key not in FILE_KEYS:
+            (path, line) = doc.where[key]
+            msg = _unknown_key(str(key), FILE_KEYS, "at the top of a scenario file")
+            problems.append(Problem(shown, line, format_path(path), msg))
+    defaults = doc.get("defaults", LocDict())
+    if not isinstance(defaults, LocDict):
+        path, line = doc.where["defaults"]
+        problems.append(Problem(shown, line, "defaults", "must be a mapping of scenario keys"))
+        defaults = LocDict()
+    elif "name" in defaults:
+        path, line = defaults.where["name"]
+        problems.append(Problem(shown, line, format_path(path), "each scenario names itself; no name here"))
+    if not hasattr(defaults, "where"):
+        defaults.where = {}
+    items = doc.get("scenarios")
+    if not isinstance(items, LocList) or not items:
+        line = doc.where["scenarios"][1] if "scenarios" in doc else 1
+        msg = "missing required key" if items is None else "must be a non-empty list of scenarios"
+        return [], [*problems, Problem(shown, line, "scenarios", msg)]
+
+    scenarios: list[Scenario] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(items):
+        start = items.where[i]
+        if not isinstance(raw, LocDict):
+            problems.append(Problem(shown, start[1], format_path(start[0]), "a scenario must be a mapping"))
+            continue
+        merged = deep_merge(_without_alternatives(defaults, raw), raw)
+        try:
+            spec = ScenarioSpec.model_validate(dict(merged))
+        except ValidationError as exc:
+            problems.extend(_validation_problems(exc, merged, start, shown))
+            continue
+        name_path, name_line = merged.where["name"]
+        if spec.name in seen:
+            msg = f"duplicate scenario name {spec.name!r} (first used on line {seen[spec.name]})"
+            problems.append(Problem(shown, name_line, format_path(name_path), msg))
+            continue
+        seen[spec.name] = name_line
+        try:
+            x, y = data_mod.build(spec.data, file.parent)
+        except data_mod.DataError as exc:
+            path, line = locate(merged, ("data", *exc.loc), start)
+            problems.append(Problem(shown, line, format_path(path), exc.message))
+            continue
+        scenarios.append(Scenario(spec, file, name_line, x, y, merged, start))
+    return scenarios, problems
+
+
+def _without_alternatives(defaults: LocDict, scenario: LocDict) -> LocDict:
+    """A scenario's `seeds` replaces a default `seed` (and the other way round)."""
+    if not any(k in scenario for k in ALTERNATIVES):
+        return defaults
+    out = LocDict({k: v for k, v in defaults.items() if k not in ALTERNATIVES})
+    out.where = {k: v for k, v in defaults.where.items() if k not in ALTERNATIVES}
+    return out
+
+
+def _validation_problems(
+    exc: ValidationError, merged: LocDict, start: tuple[KeyPath, int], shown: str
+) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("<")))
+        path, line = locate(merged, loc, start)
+        problems.append(Problem(shown, line, format_path(path), _message(err, loc)))
+    return problems
+
+
+def _message(err: Any, loc: tuple[Key, ...]) -> str:
+    kind = err["type"]
+    if kind == "missing":
+        hint = " (give it in the scenario or under defaults)" if len(loc) == 1 else ""
+        return "missing required key" + hint
+    if kind == "extra_forbidden":
+        allowed = _fields_at(ScenarioSpec, loc[:-1])
+        return _unknown_key(str(loc[-1]), allowed, "here")
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if kind == "value_error":
+        return msg
+    if kind == "string_pattern_mismatch" and loc and loc[0] == "model":
+        msg = "a model factory is written 'package.module:function'"
+    elif kind == "string_pattern_mismatch" and loc == ("name",):
+        msg = "names use letters, digits and _ . + = @ - (no spaces, ':' or '/'), as they become test ids"
+    return f"{msg}, got {_short(err['input'])}"
+
+
+def _unknown_key(key: str, allowed: Iterable[str] | None, where: str) -> str:
+    allowed = list(allowed or [])
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    listing = f" Allowed {where}: {', '.join(allowed)}." if allowed else ""
+    return f"unknown key {key!r}{hint}{listing}"
+
+
+def _fields_at(model: type[BaseModel], loc: Sequence[Key]) -> list[str] | None:
+    """The field names of the pydantic model found by following `loc` down from `model`."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return None
+        current = _model_in(fields[part].annotation)
+        if current is None:
+            return None
+    fields = getattr(current, "model_fields", None)
+    return list(fields) if fields else None
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType, list, Annotated) or origin is Literal:
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _as_points(value: Any, what: str) -> np.ndarray:
+    """A number, a list of numbers (one per point) or a list of equal-length lists → (points, width)."""
+    rows = value if isinstance(value, list) else [value]
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if rows and all(number(v) for v in rows):
+        return np.asarray(rows, dtype=np.float64).reshape(-1, 1)
+    if (
+        rows
+        and all(isinstance(r, list) and r and all(number(v) for v in r) for r in rows)
+        and len({len(r) for r in rows}) == 1
+    ):
+        return np.asarray(rows, dtype=np.float64)
+    raise ValueError(
+        f"{what} must be a finite number, a list of them (one per point) or a list of equal-length "
+        f"lists (one per point, for several features or outputs), got {_short(value)}"
+    )
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    seen: set[tuple[int, str, str]] = set()
+    out = []
+    for p in sorted(problems, key=lambda p: p.line):
+        if (p.line, p.key, p.message) not in seen:
+            seen.add((p.line, p.key, p.message))
+            out.append(p)
+    return out
+

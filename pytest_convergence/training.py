@@ -1,0 +1,264 @@
+"""Keras side: check a scenario's names against the installed Keras, build, compile, fit → SeedRun.
+
+The only module that imports TensorFlow/Keras, and only inside functions, so that loading the
+plugin stays cheap for every pytest run in the environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import functools
+import importlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import Problem
+from .expect import stop_reason
+from .record import SeedRun
+from .scenario import Scenario
+
+LEGACY_ENV = "TF_USE_LEGACY_KERAS"
+
+
+@functools.lru_cache(maxsize=None)
+def frameworks() -> tuple[Any, Any]:
+    """(tensorflow, keras) as `tf.keras` would resolve it: tf_keras when TF_USE_LEGACY_KERAS is set."""
+    # TensorFlow's C++ start-up chatter (oneDNN, CPU features) buries the test output; errors stay.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    keras: Any
+    if os.environ.get(LEGACY_ENV, "").lower() in ("1", "true"):
+        import tf_keras as keras
+    else:
+        import keras
+    # Seeded runs must be reproducible; this makes TF pick deterministic kernels.
+    tf.config.experimental.enable_op_determinism()
+    return tf, keras
+
+
+def versions() -> dict[str, str]:
+    """What actually trains: TensorFlow and Keras versions, and which Keras package."""
+    tf, keras = frameworks()
+    return {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "keras_package": keras.__name__.split(".")[0],
+    }
+
+
+def check(scenario: Scenario) -> list[Problem]:
+    """Problems with the Keras names a scenario uses (layers and their keywords, optimizer, loss, metrics)."""
+    _, keras = frameworks()
+    spec = scenario.spec
+    problems: list[Problem] = []
+    if isinstance(spec.model, str):
+        try:
+            resolve_factory(spec.model, scenario.file.parent)
+        except FactoryError as exc:
+            problems.append(scenario.problem(("model",), str(exc)))
+    else:
+        for i, layer in enumerate(spec.model):
+            message = _layer_problem(keras, layer.class_name, layer.kwargs)
+            if message:
+                problems.append(scenario.problem(("model", i), message))
+    try:
+        _optimizer(keras, spec.optimizer.name, spec.optimizer.kwargs)
+    except _UnknownName as exc:
+        problems.append(scenario.problem(("optimizer", "name"), str(exc)))
+    except Exception as exc:  # Keras raises TypeError or ValueError, varying by version
+        problems.append(scenario.problem(("optimizer",), f"{spec.optimizer.name}: {_one_line(exc)}"))
+    try:
+        keras.losses.get(spec.loss)
+    except Exception:
+        problems.append(scenario.problem(("loss",), _unknown("loss", spec.loss, _loss_names(keras))))
+    for i, metric in enumerate(spec.metrics):
+        try:
+            keras.metrics.get(metric)
+        except Exception:
+            problems.append(scenario.problem(("metrics", i), _unknown("metric", metric, _metric_names(keras))))
+    return problems
+
+
+def run(scenario: Scenario) -> list[SeedRun]:
+    """Train the scenario once per seed, with the Keras of this environment."""
+    return [run_seed(scenario, seed) for seed in scenario.seeds]
+
+
+def run_seed(scenario: Scenario, seed: int) -> SeedRun:
+    tf, keras = frameworks()
+    spec = scenario.spec
+    keras.backend.clear_session()  # fresh graph and names; keeps memory flat over many scenarios
+    keras.utils.set_random_seed(seed)
+    model = _model(keras, scenario)
+    model.compile(
+        optimizer=_optimizer(keras, spec.optimizer.name, spec.optimizer.kwargs),
+        loss=spec.loss,
+        metrics=list(spec.metrics) or None,
+    )
+    record = SeedRun(seed=seed, epochs_planned=spec.epochs)
+    options: dict[str, Any] = {}
+    if spec.batch_size is not None:
+        options["batch_size"] = spec.batch_size
+    if spec.shuffle is not None:
+        options["shuffle"] = spec.shuffle
+    start = time.perf_counter()
+    model.fit(
+        scenario.x,
+        scenario.y,
+        epochs=spec.epochs,
+        verbose=0,
+        callbacks=[_recorder(keras)(record, spec.expect)],
+        **options,
+    )
+    record.fit_seconds = time.perf_counter() - start
+    if spec.expect.predict is not None:
+        xs, _ = spec.expect.predict.points()
+        out = np.asarray(model.predict(xs.astype(np.float32), verbose=0), dtype=np.float64)
+        record.predictions = out.reshape(len(xs), -1).tolist()
+    return record
+
+
+@functools.lru_cache(maxsize=None)
+def _recorder(keras: Any) -> type:
+    """A Callback class (made once per Keras) recording losses, metrics and times per epoch,
+    and stopping training as soon as the expectations are decided."""
+
+    class Recorder(keras.callbacks.Callback):  # type: ignore[misc]
+        def __init__(self, record: SeedRun, expect: Any) -> None:
+            super().__init__()
+            self.record, self.expect, self.started = record, expect, 0.0
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            record = self.record
+            record.epoch_seconds.append(time.perf_counter() - self.started)
+            for key, value in (logs or {}).items():
+                if key == "loss":
+                    record.losses.append(float(value))
+                else:
+                    record.metrics.setdefault(key, []).append(float(value))
+            reason = stop_reason(self.expect, record.losses)
+            if reason:
+                record.stop_reason = reason
+                self.model.stop_training = True
+
+    return Recorder
+
+
+def _model(keras: Any, scenario: Scenario) -> Any:
+    spec = scenario.spec
+    if isinstance(spec.model, str):
+        model = resolve_factory(spec.model, scenario.file.parent)()
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"model factory {spec.model!r} returned {type(model).__name__}, not a keras.Model")
+        return model
+    layers = [getattr(keras.layers, layer.class_name)(**layer.kwargs) for layer in spec.model]
+    return keras.Sequential([keras.Input(shape=(scenario.x.shape[1],)), *layers])
+
+
+class _UnknownName(ValueError):
+    pass
+
+
+def _optimizer(keras: Any, name: str, kwargs: dict[str, Any]) -> Any:
+    try:
+        default = keras.optimizers.get(name)
+    except Exception:
+        raise _UnknownName(_unknown("optimizer", name, _optimizer_names(keras))) from None
+    return type(default)(**kwargs) if kwargs else default
+
+
+def _layer_problem(keras: Any, name: str, kwargs: dict[str, Any]) -> str | None:
+    cls = getattr(keras.layers, name, None)
+    if name in ("Input", "InputLayer"):
+        return "leave out the input layer: the input shape comes from the data"
+    if not (isinstance(cls, type) and issubclass(cls, keras.layers.Layer)):
+        return _unknown("layer", name, _layer_names(keras), show_all=False)
+    try:
+        cls(**kwargs)
+    except Exception as exc:
+        return f"{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) is refused by Keras: {_one_line(exc)}"
+    return None
+
+
+def _unknown(kind: str, name: str, known: list[str], show_all: bool = True) -> str:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    listing = f" Known: {', '.join(known)}." if show_all else " See keras.layers for the names."
+    return f"unknown Keras {kind} {name!r}{hint}{listing}"
+
+
+def _optimizer_names(keras: Any) -> list[str]:
+    base = keras.optimizers.Optimizer
+    skip = {"Optimizer", "LossScaleOptimizer", "MultiOptimizer"}
+    return sorted(
+        n.lower()
+        for n, v in vars(keras.optimizers).items()
+        if isinstance(v, type) and issubclass(v, base) and n not in skip
+    )
+
+
+def _loss_names(keras: Any) -> list[str]:
+    skip = {"get", "serialize", "deserialize"}
+    return sorted(
+        n for n, v in vars(keras.losses).items() if callable(v) and n[:1].islower() and n not in skip
+    )
+
+
+def _metric_names(keras: Any) -> list[str]:
+    return ["accuracy", "mae", "mse", *(n for n in _loss_names(keras) if "accuracy" in n)]
+
+
+def _layer_names(keras: Any) -> list[str]:
+    return sorted(
+        n for n, v in vars(keras.layers).items() if isinstance(v, type) and issubclass(v, keras.layers.Layer)
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+class FactoryError(Exception):
+    pass
+
+
+def resolve_factory(ref: str, near: Path) -> Callable[[], Any]:
+    """'package.module:function' → the function, importable from sys.path or next to the YAML file."""
+    module_name, _, attr = ref.partition(":")
+    try:
+        with _path_prepended(near):
+            module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise FactoryError(
+            f"cannot import {module_name!r} for the model factory {ref!r}: {exc} "
+            f"(modules are found on sys.path and in {near})"
+        ) from None
+    except Exception as exc:
+        raise FactoryError(f"importing {module_name!r} raised {type(exc).__name__}: {_one_line(exc)}") from None
+    func = getattr(module, attr, None)
+    if not callable(func):
+        raise FactoryError(f"module {module_name!r} has no function {attr!r} (model factory {ref!r})")
+    return func  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def _path_prepended(folder: Path) -> Iterator[None]:
+    entry = str(folder)
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(entry)
