@@ -122,6 +122,8 @@ def _eval(node: ast.AST, env: Mapping[str, np.ndarray], allowed: str) -> Any:
 def _describe(node: ast.AST) -> str:
     if isinstance(node, ast.Attribute):
         return f"attribute access ('.{node.attr}')"
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        return f"calling a method ('.{node.func.attr}')"
     if isinstance(node, ast.Call):
         name = node.func.id if isinstance(node.func, ast.Name) else None
         if name and name not in FUNCTIONS:

@@ -6,8 +6,10 @@ error instead of the last one silently winning.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from typing import Any, Union
+
+import re
 
 import yaml
 
@@ -43,6 +45,16 @@ class _Loader(yaml.SafeLoader):
     nodes_built = 0
 
 
+# PyYAML follows YAML 1.1, where `1e-4` (no dot) is a string. Users write learning rates that way,
+# so read it as YAML 1.2 does: a float. (add_implicit_resolver copies the table for the subclass.)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 MAX_NODES = 200_000  # aliases can make a small file expand enormously ("billion laughs")
 
 
@@ -51,6 +63,9 @@ def _build(loader: _Loader, node: yaml.Node, path: Path, file: str) -> Any:
     if loader.nodes_built > MAX_NODES:
         line = node.start_mark.line + 1
         raise ScenarioError([Problem(file, line, format_path(path), f"document expands to over {MAX_NODES} values")])
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+        line = node.start_mark.line + 1
+        raise ScenarioError([Problem(file, line, format_path(path), f"not valid YAML here: the tag {node.tag!r} is not allowed")])
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolves YAML merge keys (<<) the standard way
         out = LocDict()
@@ -106,20 +121,34 @@ def load(text: str, file: str) -> Any:
         loader.dispose()
 
 
-def deep_merge(base: Any, over: Any) -> Any:
+def deep_merge(
+    base: Any,
+    over: Any,
+    whole: Collection[Path] = (),
+    exclusive: Mapping[Path, Sequence[Collection[str]]] = {},  # noqa: B006 (read only)
+    at: Path = (),
+) -> Any:
     """`over` on top of `base`: mappings merge key by key, anything else in `over` wins.
 
-    Each entry keeps the location it was written at, so an error in an inherited default
-    points at the `defaults:` line, not at the scenario.
+    `whole` names the paths whose values `over` replaces without merging; `exclusive` names, per
+    path, groups of keys that exclude each other: a key of one group in `over` drops the keys of
+    the other groups from `base`. Each entry keeps the location it was written at, so an error in
+    an inherited default points at the `defaults:` line, not at the scenario.
     """
-    if not (isinstance(base, LocDict) and isinstance(over, LocDict)):
+    if not (isinstance(base, LocDict) and isinstance(over, LocDict)) or at in whole:
         return over
+    dropped: set[Hashable] = set()
+    for group in exclusive.get(at, ()):
+        if any(k in over for k in group):
+            dropped |= {k for other in exclusive[at] if other is not group for k in other}
     out = LocDict()
-    out.where = dict(base.where)
+    out.where = {k: w for k, w in base.where.items() if k not in dropped}
     for key, value in base.items():
-        out[key] = value
+        if key not in dropped:
+            out[key] = value
     for key, value in over.items():
-        out[key] = deep_merge(base[key], value) if key in base else value
+        child = (*at, key) if isinstance(key, str) else at
+        out[key] = deep_merge(out[key], value, whole, exclusive, child) if key in out else value
         out.where[key] = over.where[key]
     return out
 

@@ -5,6 +5,7 @@ Loading this module must stay cheap: no TensorFlow or Keras import happens here.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = config.stash[options.SCENARIOS_KEY]
     if not settings.scenario_paths:
         return []
-    root = config.rootpath
-    shown = ", ".join(str(p.relative_to(root)) if root in p.parents else str(p) for p in settings.scenario_paths)
+    shown = ", ".join(os.path.relpath(p, config.rootpath) for p in settings.scenario_paths)
     lines = [f"convergence: scenarios from {shown}"]
     if settings.json_path:
         lines.append(f"convergence: results record -> {settings.json_path}")

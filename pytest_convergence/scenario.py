@@ -32,7 +32,13 @@ from .errors import Problem, ScenarioError
 from .loader import Key, LocDict, LocList, Path as KeyPath, deep_merge, format_path, load, locate
 
 FILE_KEYS = ("defaults", "scenarios")
-ALTERNATIVES = ("seed", "seeds")  # one replaces the other when a scenario overrides a default
+# How `defaults:` merge under a scenario: mappings merge, except these values, which a scenario
+# replaces whole, and these groups of keys, where giving one drops the default's others.
+REPLACED_WHOLE = {("data", "x"), ("data", "y"), ("optimizer",), ("model",)}
+EXCLUSIVE = {
+    (): (("seed",), ("seeds",)),
+    ("data",): (("x", "y"), ("file", "x_columns", "y_columns")),
+}
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.+=@-]*$"
 FACTORY_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 
@@ -261,6 +267,7 @@ class Scenario:
     y: np.ndarray  # (samples, outputs), float32
     source: LocDict = field(repr=False)  # the merged YAML, for locating later problems
     start: tuple[KeyPath, int] = field(repr=False)
+    shown: str = ""  # the file as problems name it
 
     @property
     def name(self) -> str:
@@ -273,7 +280,7 @@ class Scenario:
     def problem(self, loc: Sequence[Key], message: str) -> Problem:
         """A Problem located at `loc` (keys relative to the scenario) in its YAML file."""
         path, line = locate(self.source, loc, self.start)
-        return Problem(str(self.file), line, format_path(path), message)
+        return Problem(self.shown or str(self.file), line, format_path(path), message)
 
 
 def load_file(file: Path, display: str | None = None) -> list[Scenario]:
@@ -324,7 +331,7 @@ def _scenarios(doc: Any, file: Path, shown: str) -> tuple[list[Scenario], list[P
         if not isinstance(raw, LocDict):
             problems.append(Problem(shown, start[1], format_path(start[0]), "a scenario must be a mapping"))
             continue
-        merged = deep_merge(_without_alternatives(defaults, raw), raw)
+        merged = deep_merge(defaults, raw, REPLACED_WHOLE, EXCLUSIVE)
         try:
             spec = ScenarioSpec.model_validate(dict(merged))
         except ValidationError as exc:
@@ -342,17 +349,8 @@ def _scenarios(doc: Any, file: Path, shown: str) -> tuple[list[Scenario], list[P
             path, line = locate(merged, ("data", *exc.loc), start)
             problems.append(Problem(shown, line, format_path(path), exc.message))
             continue
-        scenarios.append(Scenario(spec, file, name_line, x, y, merged, start))
+        scenarios.append(Scenario(spec, file, name_line, x, y, merged, start, shown))
     return scenarios, problems
-
-
-def _without_alternatives(defaults: LocDict, scenario: LocDict) -> LocDict:
-    """A scenario's `seeds` replaces a default `seed` (and the other way round)."""
-    if not any(k in scenario for k in ALTERNATIVES):
-        return defaults
-    out = LocDict({k: v for k, v in defaults.items() if k not in ALTERNATIVES})
-    out.where = {k: v for k, v in defaults.where.items() if k not in ALTERNATIVES}
-    return out
 
 
 def _validation_problems(

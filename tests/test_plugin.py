@@ -1,0 +1,247 @@
+"""The plugin end to end, with pytester and real Keras training."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import CONVERGES_BUT_DIVERGES, DIVERGES, HEADER, PREDICTS
+
+from pytest_convergence import results
+
+pytestmark = pytest.mark.keras
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _tensorflow_imported_once() -> None:
+    """In-process pytester runs drop the modules a run imported; TensorFlow aborts when imported a
+    second time into one process. Importing it here, outside those runs, keeps it loaded."""
+    from pytest_convergence import training
+
+    training.frameworks()
+
+
+def test_loading_the_plugin_does_not_import_tensorflow() -> None:
+    code = "import sys, pytest_convergence.plugin; print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_ordinary_runs_are_unaffected(pytester: pytest.Pytester, scenario_file) -> None:
+    scenario_file(DIVERGES)
+    pytester.makepyfile(
+        test_plain="def test_plain():\n"
+        "    import sys\n"
+        "    assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
+    result.stdout.no_fnmatch_line("*linear.yaml*")
+
+
+def test_collect_only_lists_one_item_per_scenario(pytester: pytest.Pytester, scenario_file) -> None:
+    scenario_file(DIVERGES, PREDICTS)
+    result = pytester.runpytest("--scenarios", "linear.yaml", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["linear.yaml::sgd-default-lr-diverges", "linear.yaml::sgd-scaled-data-predicts"])
+    assert result.ret == 0
+
+
+def test_scenarios_alone_unless_other_paths_are_given(pytester: pytest.Pytester) -> None:
+    pytester.mkdir("scenarios")
+    (pytester.path / "scenarios" / "deep").mkdir()
+    (pytester.path / "scenarios" / "deep" / "s.yml").write_text(HEADER + DIVERGES)
+    pytester.makepyfile(test_plain="def test_plain(): pass")
+    alone = pytester.runpytest("--scenarios", "scenarios", "--collect-only", "-q")
+    alone.stdout.fnmatch_lines(["scenarios/deep/s.yml::sgd-default-lr-diverges", "1 test collected*"])
+    both = pytester.runpytest("test_plain.py", "--scenarios", "scenarios", "--collect-only", "-q")
+    both.stdout.fnmatch_lines(["test_plain.py::test_plain", "scenarios/deep/s.yml::*", "2 tests collected*"])
+
+
+def test_ini_key_makes_scenarios_part_of_a_plain_run(pytester: pytest.Pytester) -> None:
+    pytester.mkdir("scenarios")
+    (pytester.path / "scenarios" / "s.yaml").write_text(HEADER + DIVERGES)
+    pytester.makeini("[pytest]\nconvergence_scenarios = scenarios\n")
+    result = pytester.runpytest("--collect-only", "-q")
+    result.stdout.fnmatch_lines(["scenarios/s.yaml::sgd-default-lr-diverges"])
+
+
+def test_missing_scenarios_path_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--scenarios", "nowhere")
+    result.stderr.fnmatch_lines(["*--scenarios nowhere: no such file or directory*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_outcomes_and_failure_message(pytester: pytest.Pytester, scenario_file) -> None:
+    scenario_file(DIVERGES, CONVERGES_BUT_DIVERGES, PREDICTS)
+    result = pytester.runpytest("--scenarios", "linear.yaml")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ sgd-default-lr-converges (linear.yaml:11) _*",
+            "converges: final loss * at epoch 30 is not below 0.01 (lowest 28.5 at epoch 1) (seed 0)"
+            " ?0 of 1 seed(s) passed, min_pass_rate 100%?",
+            "linear.yaml:11: scenario 'sgd-default-lr-converges'",
+            "  seed 0: FAIL",
+            "    loss: first 28.5, lowest 28.5 (epoch 1), last * (epoch 30)",
+            "    curve (log scale, epochs 1..30): ▁*█",
+            "FAILED linear.yaml::sgd-default-lr-converges - converges: final loss*",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
+
+
+def test_selection_marks_and_exitfirst(pytester: pytest.Pytester, scenario_file) -> None:
+    scenario_file(
+        CONVERGES_BUT_DIVERGES,
+        DIVERGES.replace("expect:", "marks: [slow]\n    expect:"),
+    )
+    pytester.makeini("[pytest]\nmarkers = slow\n")
+    result = pytester.runpytest("--scenarios", "linear.yaml", "-k", "diverges", "-q")
+    result.assert_outcomes(passed=1, deselected=1)
+    result = pytester.runpytest("--scenarios", "linear.yaml", "-m", "slow", "--strict-markers")
+    result.assert_outcomes(passed=1, deselected=1)
+    result = pytester.runpytest("--scenarios", "linear.yaml", "-m", "not convergence")
+    result.assert_outcomes(deselected=2)
+    result = pytester.runpytest("--scenarios", "linear.yaml", "-x")
+    result.assert_outcomes(failed=1)
+
+
+def test_junitxml(pytester: pytest.Pytester, scenario_file) -> None:
+    scenario_file(DIVERGES, CONVERGES_BUT_DIVERGES)
+    pytester.runpytest("--scenarios", "linear.yaml", "--junitxml", "out.xml")
+    xml = (pytester.path / "out.xml").read_text()
+    assert 'name="sgd-default-lr-diverges"' in xml and 'name="sgd-default-lr-converges"' in xml
+    assert xml.count("<failure") == 1 and "is not below 0.01" in xml
+
+
+@pytest.mark.parametrize(
+    ("change", "line", "message"),
+    [
+        ("optimizer: sgdd", 10, "optimizer.name: unknown Keras optimizer 'sgdd'; did you mean 'sgd'? Known: *adam*"),
+        ("optimizer: {name: sgd, momentom: 0.9}", 10, "optimizer: sgd: *momentom*"),
+        ("loss: mean_squared_eror", 10, "loss: unknown Keras loss 'mean_squared_eror'; did you mean 'mean_squared_error'*"),
+        ("model: [{Dence: {units: 1}}]", 10, "model[0]: unknown Keras layer 'Dence'; did you mean 'Dense'*"),
+        ("model: [{Dense: {units: 1, unitz: 1}}]", 10, "model[0]: Dense(units=1, unitz=1) is refused by Keras: *unitz*"),
+        ("model: [{InputLayer: {}}]", 10, "model[0]: leave out the input layer*"),
+        ("metrics: [acuracy]", 10, "metrics[0]: unknown Keras metric 'acuracy'; did you mean 'accuracy'*"),
+        ("model: 'no_such_module:build'", 10, "model: cannot import 'no_such_module' for the model factory*"),
+        ("model: 'factories:nope'", 10, "model: module 'factories' has no function 'nope'*"),
+    ],
+)
+def test_keras_names_are_checked_at_collection(pytester: pytest.Pytester, change: str, line: int, message: str) -> None:
+    pytester.makepyfile(factories="def build(): pass\n")
+    pytester.makefile(".yaml", bad=HEADER + "  - name: a\n    " + change + "\n    expect: {diverges: {within_epochs: 3}}\n")
+    result = pytester.runpytest("--scenarios", "bad.yaml")
+    expected = re.escape(f"bad.yaml:{line}: scenarios[0].{message}").replace(r"\*", ".*")
+    result.stdout.re_match_lines([".*ERROR collecting bad.yaml.*", expected])
+    result.stdout.no_fnmatch_line("*Traceback*")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+
+
+def test_bad_yaml_is_one_collection_error_and_the_other_files_still_run(pytester: pytest.Pytester, scenario_file) -> None:
+    scenario_file(DIVERGES, name="good")
+    pytester.makefile(".yaml", bad=HEADER + "  - name: a\n    epochs: [1,\n")
+    result = pytester.runpytest("--scenarios", ".", "--continue-on-collection-errors")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR collecting bad.yaml*", "bad.yaml:10: not valid YAML*"])
+    result.stdout.no_fnmatch_line("*Traceback*")
+
+
+def test_model_factory_next_to_the_yaml(pytester: pytest.Pytester) -> None:
+    pytester.mkdir("s")
+    (pytester.path / "s" / "my_models.py").write_text(
+        "def linear():\n"
+        "    import keras\n"
+        "    return keras.Sequential([keras.Input(shape=(1,)), keras.layers.Dense(1)])\n"
+        "def not_a_model():\n"
+        "    return 42\n"
+    )
+    (pytester.path / "s" / "f.yaml").write_text(
+        HEADER
+        + "  - name: factory\n    model: 'my_models:linear'\n    expect: {diverges: {within_epochs: 30}}\n"
+        + "  - name: not-a-model\n    model: 'my_models:not_a_model'\n    expect: {diverges: {within_epochs: 30}}\n"
+    )
+    result = pytester.runpytest("--scenarios", "s")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*TypeError: model factory 'my_models:not_a_model' returned int, not a keras.Model*"])
+
+
+def test_metric_expectation_on_a_real_classifier(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", cls="""\
+scenarios:
+  - name: separable
+    data: {x: {linspace: [-2, 2, 40]}, y: "x > 0"}
+    model: [{Dense: {units: 1, activation: sigmoid}}]
+    optimizer: {name: adam, learning_rate: 0.1}
+    loss: binary_crossentropy
+    metrics: [accuracy]
+    batch_size: 40
+    epochs: 40
+    expect: {metric: {name: accuracy, above: 0.9}}
+  - name: impossible
+    data: {x: {linspace: [-2, 2, 40]}, y: "x > 0"}
+    model: [{Dense: {units: 1, activation: sigmoid}}]
+    optimizer: {name: adam, learning_rate: 0.1}
+    loss: binary_crossentropy
+    metrics: [accuracy]
+    batch_size: 40
+    epochs: 5
+    expect: {metric: {name: accuracy, above: 1.01}}
+""")
+    result = pytester.runpytest("--scenarios", "cls.yaml")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*FAIL metric accuracy: final accuracy * (epoch 5) is not > 1.01"])
+
+
+def test_json_record(pytester: pytest.Pytester, scenario_file) -> None:
+    scenario_file(DIVERGES, CONVERGES_BUT_DIVERGES, PREDICTS)
+    pytester.runpytest("--scenarios", "linear.yaml", "--convergence-json", "out/r.json")
+    doc = results.read(pytester.path / "out" / "r.json")
+    env = doc["environment"]
+    assert env["tensorflow"] and env["keras"] and env["numpy"] and env["python"]
+    by_name = {s["name"]: s for s in doc["scenarios"]}
+    assert {n: s["outcome"] for n, s in by_name.items()} == {
+        "sgd-default-lr-diverges": "passed",
+        "sgd-default-lr-converges": "failed",
+        "sgd-scaled-data-predicts": "passed",
+    }
+    diverged = by_name["sgd-default-lr-diverges"]["seeds"][0]
+    # the early verdict: 1e6× growth is reached at epoch 12 and training stops there
+    assert (diverged["epochs_run"], diverged["stop_reason"], diverged["epochs_planned"]) == (12, "expectations decided", 30)
+    assert len(diverged["losses"]) == len(diverged["epoch_seconds"]) == 12
+    assert diverged["losses"][0] == pytest.approx(28.5019, rel=1e-4)
+    assert diverged["fit_seconds"] > 0
+    predicted = by_name["sgd-scaled-data-predicts"]["seeds"][0]
+    assert predicted["predictions"][0][0] == pytest.approx(1.0, abs=0.05)
+    assert by_name["sgd-default-lr-converges"]["line"] == 11
+
+
+def test_seeded_runs_are_identical(pytester: pytest.Pytester, scenario_file) -> None:
+    scenario_file(PREDICTS.replace("expect:", "seeds: 2\n    expect:"))
+    curves = []
+    for i in range(2):
+        pytester.runpytest("--scenarios", "linear.yaml", "--convergence-json", f"r{i}.json")
+        doc = results.read(pytester.path / f"r{i}.json")
+        curves.append([s["losses"] for s in doc["scenarios"][0]["seeds"]])
+    assert curves[0] == curves[1]
+    assert curves[0][0] != curves[0][1]  # different seeds do start differently
+
+
+def test_xdist_gives_the_serial_verdicts_and_one_complete_record(pytester: pytest.Pytester, scenario_file) -> None:
+    pytest.importorskip("xdist")
+    scenario_file(DIVERGES, CONVERGES_BUT_DIVERGES, PREDICTS)
+    pytester.makefile(".yaml", other=HEADER + DIVERGES.replace("sgd-default", "other"))
+    serial = pytester.runpytest("--scenarios", ".", "--convergence-json", "serial.json")
+    parallel = pytester.runpytest("--scenarios", ".", "-n", "2", "--convergence-json", "parallel.json")
+    serial.assert_outcomes(passed=3, failed=1)
+    parallel.assert_outcomes(passed=3, failed=1)
+    parallel.stdout.fnmatch_lines(["*sgd-default-lr-converges (linear.yaml:11)*", "*is not below 0.01*"])
+    one, two = (results.read(pytester.path / f) for f in ("serial.json", "parallel.json"))
+    assert [(s["id"], s["outcome"]) for s in one["scenarios"]] == [(s["id"], s["outcome"]) for s in two["scenarios"]]
+    # the same seeded curves, computed in other processes
+    assert [s["seeds"][0]["losses"] for s in one["scenarios"]] == [s["seeds"][0]["losses"] for s in two["scenarios"]]
+    assert two["environment"]["tensorflow"] == one["environment"]["tensorflow"]
+    assert json.loads((pytester.path / "parallel.json").read_text())["schema"] == results.SCHEMA

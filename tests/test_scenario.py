@@ -1,0 +1,298 @@
+"""scenario + data: the format, defaults, and every bad-input case (without pytest or Keras)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pytest_convergence.errors import Problem, ScenarioError
+from pytest_convergence.scenario import Scenario, load_file
+
+BASE = """\
+defaults:
+  data: {x: {arange: [1, 21]}, y: "0.5 * x"}
+  model: [{Dense: {units: 1}}]
+  loss: mean_squared_error
+  optimizer: sgd
+  epochs: 5
+scenarios:
+"""
+
+
+def load(tmp_path: Path, text: str) -> list[Scenario]:
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    return load_file(path, display="s.yaml")
+
+
+def problems(tmp_path: Path, text: str) -> list[Problem]:
+    with pytest.raises(ScenarioError) as err:
+        load(tmp_path, text)
+    return err.value.problems
+
+
+def only(tmp_path: Path, text: str) -> Problem:
+    found = problems(tmp_path, text)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_defaults_merge_under_each_scenario(tmp_path: Path) -> None:
+    (a, b) = load(
+        tmp_path,
+        BASE
+        + """\
+  - name: a
+    expect: {diverges: {within_epochs: 3}}
+  - name: b
+    data: {x: [1, 2, 3]}
+    optimizer: {name: sgd, learning_rate: 1.0e-4}
+    seeds: 3
+    expect: {converges: {loss_below: 0.1}}
+""",
+    )
+    assert a.x.shape == (20, 1) and a.x.dtype == np.float32
+    assert a.spec.optimizer.name == "sgd" and a.spec.optimizer.kwargs == {}
+    assert a.seeds == (0,) and a.line == 8
+    # mappings merge: b keeps the default y expression with its own x
+    np.testing.assert_allclose(b.y[:, 0], [0.5, 1.0, 1.5])
+    assert b.spec.optimizer.kwargs == {"learning_rate": 1e-4}
+    assert b.seeds == (0, 1, 2)
+
+
+def test_seed_in_defaults_is_replaced_by_seeds_in_a_scenario(tmp_path: Path) -> None:
+    (a,) = load(tmp_path, BASE.replace("  epochs: 5\n", "  epochs: 5\n  seed: 7\n") + """\
+  - name: a
+    seeds: [1, 4]
+    expect: {diverges: {within_epochs: 3}}
+""")
+    assert a.seeds == (1, 4)
+
+
+def test_yaml_1_2_floats_such_as_1e_4_are_numbers(tmp_path: Path) -> None:
+    (a,) = load(tmp_path, BASE + """\
+  - name: a
+    optimizer: {name: sgd, learning_rate: 1e-4}
+    expect: {converges: {loss_below: 5E-3}}
+""")
+    assert a.spec.optimizer.kwargs == {"learning_rate": 1e-4}
+    assert a.spec.expect.converges is not None and a.spec.expect.converges.loss_below == 5e-3
+
+
+def test_optimizer_and_data_forms_are_replaced_not_merged(tmp_path: Path) -> None:
+    (a,) = load(tmp_path, BASE.replace("optimizer: sgd", "optimizer: {name: sgd, momentum: 0.9}") + """\
+  - name: a
+    optimizer: {name: adam}
+    data: {x: {linspace: [0, 1, 3]}}
+    expect: {converges: {loss_below: 0.1}}
+""")
+    assert a.spec.optimizer.kwargs == {}
+    assert a.x[:, 0].tolist() == [0, 0.5, 1]
+
+
+def test_data_forms(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("a,b,t\n1,2,3\n4,5,9\n\n")
+    np.savez(tmp_path / "d.npz", x=np.arange(4.0), y=np.arange(4.0) * 2)
+    lin, multi, csv, npz, noisy = load(tmp_path, BASE + """\
+  - name: lin
+    data: {x: {linspace: [0, 1, 5]}}
+    expect: {diverges: {within_epochs: 3}}
+  - name: multi
+    data: {x: [[1, 2], [3, 4]], y: "x0 + 10 * x1"}
+    expect: {diverges: {within_epochs: 3}}
+  - name: csv
+    data: {file: d.csv, x_columns: [a, b], y_columns: [t]}
+    expect: {diverges: {within_epochs: 3}}
+  - name: npz
+    data: {file: d.npz}
+    expect: {diverges: {within_epochs: 3}}
+  - name: noisy
+    data: {noise: {std: 0.1}}
+    expect: {diverges: {within_epochs: 3}}
+""")
+    np.testing.assert_allclose(lin.x[:, 0], [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(multi.y[:, 0], [21, 43])
+    assert csv.x.tolist() == [[1, 2], [4, 5]] and csv.y.tolist() == [[3], [9]]
+    assert npz.x.shape == (4, 1) and npz.y[:, 0].tolist() == [0, 2, 4, 6]
+    residual = noisy.y[:, 0] - 0.5 * noisy.x[:, 0]
+    assert 0.02 < residual.std() < 0.3  # seeded noise, the same on every load
+    np.testing.assert_array_equal(noisy.y, load(tmp_path, BASE + """\
+  - name: noisy
+    data: {noise: {std: 0.1}}
+    expect: {diverges: {within_epochs: 3}}
+""")[0].y)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "line", "key", "message"),
+    [
+        pytest.param(
+            "  - name: a\n    optimiser: sgd\n    expect: {diverges: {within_epochs: 3}}\n",
+            9, "scenarios[0].optimiser", "unknown key 'optimiser'; did you mean 'optimizer'?", id="unknown-key",
+        ),
+        pytest.param(
+            "  - name: a\n    expect: {diverge: {within_epochs: 3}}\n",
+            9, "scenarios[0].expect.diverge", "did you mean 'diverges'? Allowed here: converges,",
+            id="unknown-expectation",
+        ),
+        pytest.param(
+            "  - name: a\n    epochs: five\n    expect: {diverges: {within_epochs: 3}}\n",
+            9, "scenarios[0].epochs", "valid integer, got 'five'", id="wrong-type",
+        ),
+        pytest.param(
+            "  - name: a\n    epochs: 0\n    expect: {diverges: {within_epochs: 3}}\n",
+            9, "scenarios[0].epochs", "greater than or equal to 1, got 0", id="out-of-range",
+        ),
+        pytest.param(
+            "  - name: a\n    description: x\n", 8, "scenarios[0].expect", "missing required key", id="missing-key",
+        ),
+        pytest.param(
+            "  - name: a\n    expect: {}\n", 9, "scenarios[0].expect", "at least one of", id="empty-expect",
+        ),
+        pytest.param(
+            "  - name: a b\n    expect: {diverges: {within_epochs: 3}}\n", 8, "scenarios[0].name",
+            "no spaces", id="bad-name",
+        ),
+        pytest.param(
+            "  - name: a\n    model: not a factory\n    expect: {diverges: {within_epochs: 3}}\n",
+            9, "scenarios[0].model", "'package.module:function'", id="bad-factory-form",
+        ),
+        pytest.param(
+            "  - name: a\n    model: [{Dense: {units: 1}, Flatten: {}}]\n    expect: {diverges: {within_epochs: 3}}\n",
+            9, "scenarios[0].model[0]", "a layer is written as {ClassName", id="bad-layer-form",
+        ),
+        pytest.param(
+            "  - name: a\n    optimizer: {name: sgd, learning_rate: {class_name: X}}\n"
+            "    expect: {diverges: {within_epochs: 3}}\n",
+            9, "scenarios[0].optimizer", "values must be numbers, strings", id="mapping-keyword-value",
+        ),
+        pytest.param(
+            "  - name: a\n    seed: 1\n    seeds: 2\n    expect: {diverges: {within_epochs: 3}}\n",
+            8, "scenarios[0]", "either seed or seeds", id="seed-and-seeds",
+        ),
+        pytest.param(
+            "  - name: a\n    expect: {predict: {x: 1, y: 2}}\n", 9, "scenarios[0].expect.predict",
+            "give a tolerance", id="predict-without-tolerance",
+        ),
+        pytest.param(
+            "  - name: a\n    expect: {predict: {x: [1, 2], y: [2], abs_tol: 1}}\n", 9,
+            "scenarios[0].expect.predict", "x gives 2 points but y gives 1", id="predict-length",
+        ),
+        pytest.param(
+            "  - name: a\n    expect: {metric: {name: accuracy, above: 0.9}}\n", 8, "scenarios[0]",
+            "not compiled: add it to metrics", id="metric-not-compiled",
+        ),
+        pytest.param(
+            "  - name: a\n    data: {y: [1, 2]}\n    expect: {diverges: {within_epochs: 3}}\n",
+            9, "scenarios[0].data.y", "x has 20 samples but y has 2", id="length-mismatch",
+        ),
+        pytest.param(
+            "  - name: a\n    data: {x: [1, .nan], y: [1, 2]}\n    expect: {diverges: {within_epochs: 3}}\n",
+            9, "scenarios[0].data.x", "non-finite value(s) (NaN or inf), first at sample 1", id="nan-in-data",
+        ),
+        pytest.param(
+            "  - name: a\n    data: {y: 'log(x - 1)'}\n    expect: {diverges: {within_epochs: 3}}\n",
+            9, "scenarios[0].data.y", "non-finite value(s)", id="inf-from-expression",
+        ),
+        pytest.param(
+            "  - name: a\n    data: {y: \"__import__('os').getcwd()\"}\n    expect: {diverges: {within_epochs: 3}}\n",
+            9, "scenarios[0].data.y", "is not allowed. Allowed:", id="unsafe-expression",
+        ),
+        pytest.param(
+            "  - name: a\n    data: {y: 'x.real'}\n    expect: {diverges: {within_epochs: 3}}\n",
+            9, "scenarios[0].data.y", "attribute access", id="attribute-expression",
+        ),
+        pytest.param(
+            "  - name: a\n    data: {x: {range: [1, 3]}}\n    expect: {diverges: {within_epochs: 3}}\n",
+            9, "scenarios[0].data.x", "{linspace: [start, stop, num]}", id="bad-x-form",
+        ),
+        pytest.param(
+            "  - name: a\n    data: {x: {arange: [1, 3, 0]}}\n    expect: {diverges: {within_epochs: 3}}\n",
+            9, "scenarios[0].data.x.arange", "step must not be 0", id="zero-step",
+        ),
+        pytest.param(
+            "  - name: a\n    data: {x: {linspace: [0, 1, 1e9]}}\n    expect: {diverges: {within_epochs: 3}}\n",
+            9, "scenarios[0].data.x.linspace", "from 1 to 1000000", id="too-much-data",
+        ),
+        pytest.param(
+            "  - name: a\n    data: {file: missing.csv, x_columns: [a], y_columns: [b]}\n"
+            "    expect: {diverges: {within_epochs: 3}}\n",
+            9, "scenarios[0].data.file", "no such file", id="missing-file",
+        ),
+    ],
+)
+def test_bad_scenario_is_located(tmp_path: Path, scenario: str, line: int, key: str, message: str) -> None:
+    problem = only(tmp_path, BASE + scenario)
+    assert (problem.path, problem.line, problem.key) == ("s.yaml", line, key), problem
+    assert message in problem.message, problem.message
+
+
+def test_missing_csv_column_lists_the_columns(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("a,b\n1,2\n")
+    problem = only(tmp_path, """\
+scenarios:
+  - name: a
+    data: {file: d.csv, x_columns: [a], y_columns: [c]}
+    model: [Dense: {units: 1}]
+    loss: mse
+    optimizer: sgd
+    epochs: 1
+    expect: {diverges: {within_epochs: 3}}
+""")
+    assert problem.key == "scenarios[0].data.y_columns[0]"
+    assert "no column 'c' in d.csv; its columns are ['a', 'b']" in problem.message
+
+
+def test_error_in_defaults_points_at_the_defaults_line_once(tmp_path: Path) -> None:
+    problem = only(tmp_path, BASE.replace("epochs: 5", "epochs: -1") + """\
+  - name: a
+    expect: {diverges: {within_epochs: 3}}
+  - name: b
+    expect: {diverges: {within_epochs: 3}}
+""")
+    assert (problem.line, problem.key) == (6, "defaults.epochs")
+
+
+def test_duplicate_scenario_names(tmp_path: Path) -> None:
+    problem = only(tmp_path, BASE + """\
+  - name: a
+    expect: {diverges: {within_epochs: 3}}
+  - name: a
+    expect: {diverges: {within_epochs: 3}}
+""")
+    assert (problem.line, problem.key) == (10, "scenarios[1].name")
+    assert "duplicate scenario name 'a' (first used on line 8)" in problem.message
+
+
+def test_every_problem_of_a_file_is_listed(tmp_path: Path) -> None:
+    found = problems(tmp_path, BASE + """\
+  - name: a
+    epochz: 3
+    expect: {diverges: {within_epochs: 3}}
+  - name: b
+    expect: {converges: {loss_below: -1}}
+""")
+    assert [(p.line, p.key) for p in found] == [
+        (9, "scenarios[0].epochz"),
+        (12, "scenarios[1].expect.converges.loss_below"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("", 1, "got an empty file"),
+        ("- a\n- b\n", 1, "got a LocList"),
+        ("scenarios: []\n", 1, "must be a non-empty list"),
+        ("defaults: {}\nscenarioz: []\n", 2, "unknown key 'scenarioz'; did you mean 'scenarios'?"),
+        ("defaults: {name: x}\nscenarios: [{name: a}]\n", 1, "each scenario names itself"),
+        ("scenarios:\n  - just a string\n", 2, "a scenario must be a mapping"),
+        ("scenarios:\n  - {name: a, name: b}\n", 2, "duplicate key"),
+        ("scenarios: [\n", 2, "not valid YAML"),
+    ],
+)
+def test_bad_file_structure(tmp_path: Path, text: str, line: int, message: str) -> None:
+    found = problems(tmp_path, text)
+    assert any(p.line == line and message in p.message for p in found), found
