@@ -23,7 +23,7 @@ class ScenarioFailed(Exception):
 
 def collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFile | None:
     if parent.config.stash[SCENARIOS_KEY].is_scenario_file(file_path):
-        return ScenarioFile.from_parent(parent, path=file_path)  # type: ignore[no-any-return]
+        return ScenarioFile.from_parent(parent, path=file_path)
     return None
 
 
@@ -76,8 +76,14 @@ class ScenarioItem(pytest.Item):
         from . import training
 
         return results.scenario_record(
-            self.nodeid, self.parent.nodeid if self.parent else str(self.path), self.scenario.line,
-            self.scenario.name, runs, verdict, training.versions(), error,
+            self.nodeid,
+            self.parent.nodeid if self.parent else str(self.path),
+            self.scenario.line,
+            self.scenario.name,
+            runs,
+            verdict,
+            training.versions(),
+            error,
         )
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:

@@ -198,9 +198,9 @@ def _predict(p: Predict, run: SeedRun) -> Check:
             f"expect.predict.y gives {ys.shape[1]}",
         )
     parts, ok = [], True
-    for x_row, y_row, g_row in zip(xs, ys, got):
+    for x_row, y_row, g_row in zip(xs, ys, got, strict=False):
         args = ", ".join(fmt(v) for v in x_row)
-        for y, g in zip(y_row, g_row):
+        for y, g in zip(y_row, g_row, strict=False):
             tol = p.tolerance(float(y))
             hit = bool(math.isfinite(g) and abs(g - y) <= tol)
             ok &= hit

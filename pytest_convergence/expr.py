@@ -83,7 +83,7 @@ def evaluate(text: str, variables: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 def _eval(node: ast.AST, env: Mapping[str, np.ndarray], allowed: str) -> Any:
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
         return np.float64(node.value)  # never a Python int: no huge-integer arithmetic
     if isinstance(node, ast.Name):
         if node.id in env:
@@ -98,7 +98,7 @@ def _eval(node: ast.AST, env: Mapping[str, np.ndarray], allowed: str) -> Any:
     if isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
         left = _eval(node.left, env, allowed)
         result: Any = True
-        for op, right_node in zip(node.ops, node.comparators):
+        for op, right_node in zip(node.ops, node.comparators, strict=False):
             right = _eval(right_node, env, allowed)
             result = np.logical_and(result, _COMPARE[type(op)](left, right))
             left = right

@@ -6,16 +6,15 @@ error instead of the last one silently winning.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
-from typing import Any, Union
-
 import re
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
+from typing import Any
 
 import yaml
 
 from .errors import Problem, ScenarioError
 
-Key = Union[str, int]
+Key = str | int
 Path = tuple[Key, ...]
 
 
@@ -65,7 +64,9 @@ def _build(loader: _Loader, node: yaml.Node, path: Path, file: str) -> Any:
         raise ScenarioError([Problem(file, line, format_path(path), f"document expands to over {MAX_NODES} values")])
     if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
         line = node.start_mark.line + 1
-        raise ScenarioError([Problem(file, line, format_path(path), f"not valid YAML here: the tag {node.tag!r} is not allowed")])
+        raise ScenarioError(
+            [Problem(file, line, format_path(path), f"not valid YAML here: the tag {node.tag!r} is not allowed")]
+        )
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolves YAML merge keys (<<) the standard way
         out = LocDict()
@@ -74,9 +75,7 @@ def _build(loader: _Loader, node: yaml.Node, path: Path, file: str) -> Any:
             key = loader.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if not isinstance(key, (str, int)) or isinstance(key, bool):
-                raise ScenarioError(
-                    [Problem(file, line, format_path(path), f"keys must be strings, got {key!r}")]
-                )
+                raise ScenarioError([Problem(file, line, format_path(path), f"keys must be strings, got {key!r}")])
             if key in out:
                 first = out.where[key][1]
                 raise ScenarioError(
@@ -125,7 +124,7 @@ def deep_merge(
     base: Any,
     over: Any,
     whole: Collection[Path] = (),
-    exclusive: Mapping[Path, Sequence[Collection[str]]] = {},  # noqa: B006 (read only)
+    exclusive: Mapping[Path, Sequence[Collection[str]]] = {},
     at: Path = (),
 ) -> Any:
     """`over` on top of `base`: mappings merge key by key, anything else in `over` wins.
@@ -164,12 +163,11 @@ def locate(node: Any, loc: Iterable[Key], start: tuple[Path, int]) -> tuple[Path
     for part in loc:
         if rest:
             rest.append(part)
-        elif isinstance(node, LocDict) and part in node:
-            path, line = node.where[part]
-            node = node[part]
-        elif isinstance(node, LocList) and isinstance(part, int) and 0 <= part < len(node):
-            path, line = node.where[part]
-            node = node[part]
+        elif (isinstance(node, LocDict) and part in node) or (
+            isinstance(node, LocList) and isinstance(part, int) and 0 <= part < len(node)
+        ):
+            path, line = node.where[part]  # type: ignore[index]
+            node = node[part]  # type: ignore[index]
         else:
             rest.append(part)
     return (*path, *rest), line

@@ -40,7 +40,7 @@ def resolve(config: pytest.Config) -> Settings:
     """Read and check the options once. A path that does not exist is a usage error, named with its source."""
     invocation = config.invocation_params.dir
     cli = tuple((invocation / p).resolve() for p in config.getoption("scenarios"))
-    for given, path in zip(config.getoption("scenarios"), cli):
+    for given, path in zip(config.getoption("scenarios"), cli, strict=False):
         if not path.exists():
             raise pytest.UsageError(f"--scenarios {given}: no such file or directory")
     ini = tuple(Path(p).resolve() for p in config.getini("convergence_scenarios"))

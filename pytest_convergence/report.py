@@ -56,11 +56,10 @@ def failure(name: str, where: str, verdict: Verdict, runs: Sequence[SeedRun]) ->
         "no expectation failed",
     )
     lines = [
-        f"{first_miss} [{verdict.passed} of {total} seed(s) passed, "
-        f"min_pass_rate {verdict.min_pass_rate:.0%}]",
+        f"{first_miss} [{verdict.passed} of {total} seed(s) passed, min_pass_rate {verdict.min_pass_rate:.0%}]",
         f"{where}: scenario {name!r}",
     ]
-    for seed_verdict, run in zip(verdict.seeds, runs):
+    for seed_verdict, run in zip(verdict.seeds, runs, strict=False):
         lines.append(f"  seed {seed_verdict.seed}: {'pass' if seed_verdict.ok else 'FAIL'}")
         for check in seed_verdict.checks:
             lines.append(f"    {'ok  ' if check.ok else 'FAIL'} {check.expectation}: {check.message}")

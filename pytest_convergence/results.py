@@ -67,8 +67,18 @@ def scenario_record(
 def bare_record(nodeid: str, outcome: str, reason: str | None = None) -> dict[str, Any]:
     """The entry of a scenario that did not train (skipped, deselected by an error before training)."""
     file, _, name = nodeid.partition("::")
-    return {"id": nodeid, "file": file, "line": None, "name": name, "outcome": outcome, "error": reason,
-            "pass_rate": None, "min_pass_rate": None, "versions": {}, "seeds": []}
+    return {
+        "id": nodeid,
+        "file": file,
+        "line": None,
+        "name": name,
+        "outcome": outcome,
+        "error": reason,
+        "pass_rate": None,
+        "min_pass_rate": None,
+        "versions": {},
+        "seeds": [],
+    }
 
 
 def environment(records: Sequence[dict[str, Any]]) -> dict[str, Any]:

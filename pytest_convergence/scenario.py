@@ -10,10 +10,10 @@ import difflib
 import math
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Union
 
 import numpy as np
 from pydantic import (
@@ -29,13 +29,14 @@ from pydantic import (
 
 from . import data as data_mod
 from .errors import Problem, ScenarioError
-from .loader import Key, LocDict, LocList, Path as KeyPath, deep_merge, format_path, load, locate
+from .loader import Key, LocDict, LocList, deep_merge, format_path, load, locate
+from .loader import Path as KeyPath
 
 FILE_KEYS = ("defaults", "scenarios")
 # How `defaults:` merge under a scenario: mappings merge, except these values, which a scenario
 # replaces whole, and these groups of keys, where giving one drops the default's others.
-REPLACED_WHOLE = {("data", "x"), ("data", "y"), ("optimizer",), ("model",)}
-EXCLUSIVE = {
+REPLACED_WHOLE: set[KeyPath] = {("data", "x"), ("data", "y"), ("optimizer",), ("model",)}
+EXCLUSIVE: dict[KeyPath, Sequence[Collection[str]]] = {
     (): (("seed",), ("seeds",)),
     ("data",): (("x", "y"), ("file", "x_columns", "y_columns")),
 }
@@ -79,10 +80,10 @@ class DataSpec(_Strict):
 
     x: Any = None
     y: Any = None
-    noise: Optional[Noise] = None
-    file: Optional[str] = None
-    x_columns: Optional[list[str]] = None
-    y_columns: Optional[list[str]] = None
+    noise: Noise | None = None
+    file: str | None = None
+    x_columns: list[str] | None = None
+    y_columns: list[str] | None = None
 
 
 class LayerSpec(_Strict):
@@ -126,7 +127,7 @@ class OptimizerSpec(BaseModel):
 
 class Converges(_Strict):
     loss_below: float = Field(gt=0)
-    within_epochs: Optional[int] = Field(default=None, ge=1)
+    within_epochs: int | None = Field(default=None, ge=1)
 
 
 class Diverges(_Strict):
@@ -137,8 +138,8 @@ class Diverges(_Strict):
 class Predict(_Strict):
     x: Any
     y: Any
-    abs_tol: Optional[float] = Field(default=None, ge=0)
-    rel_tol: Optional[float] = Field(default=None, ge=0)
+    abs_tol: float | None = Field(default=None, ge=0)
+    rel_tol: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _points(self) -> Predict:
@@ -159,8 +160,8 @@ class Predict(_Strict):
 
 class MetricCheck(_Strict):
     name: str
-    above: Optional[float] = None
-    below: Optional[float] = None
+    above: float | None = None
+    below: float | None = None
 
     @model_validator(mode="after")
     def _one_bound(self) -> MetricCheck:
@@ -170,9 +171,9 @@ class MetricCheck(_Strict):
 
 
 class Expect(_Strict):
-    converges: Optional[Converges] = None
-    diverges: Optional[Diverges] = None
-    predict: Optional[Predict] = None
+    converges: Converges | None = None
+    diverges: Diverges | None = None
+    predict: Predict | None = None
     metric: list[MetricCheck] = []
     min_pass_rate: float = Field(default=1.0, gt=0, le=1)
 
@@ -195,10 +196,7 @@ def _model_kind(value: Any) -> str:
 
 
 ModelField = Annotated[
-    Union[
-        Annotated[list[LayerSpec], Tag("<layers>")],
-        Annotated[str, Field(pattern=FACTORY_PATTERN), Tag("<factory>")],
-    ],
+    Annotated[list[LayerSpec], Tag("<layers>")] | Annotated[str, Field(pattern=FACTORY_PATTERN), Tag("<factory>")],
     Discriminator(_model_kind),
 ]
 
@@ -215,10 +213,10 @@ class ScenarioSpec(_Strict):
     loss: str
     metrics: list[str] = []
     epochs: int = Field(ge=1, le=1_000_000)
-    batch_size: Optional[int] = Field(default=None, ge=1)
-    shuffle: Optional[bool] = None
-    seed: Optional[int] = Field(default=None, ge=0)
-    seeds: Optional[list[Annotated[int, Field(ge=0)]]] = None
+    batch_size: int | None = Field(default=None, ge=1)
+    shuffle: bool | None = None
+    seed: int | None = Field(default=None, ge=0)
+    seeds: list[Annotated[int, Field(ge=0)]] | None = None
     expect: Expect
 
     @field_validator("optimizer", mode="before")
@@ -452,4 +450,3 @@ def _unique(problems: list[Problem]) -> list[Problem]:
             seen.add((p.line, p.key, p.message))
             out.append(p)
     return out
-

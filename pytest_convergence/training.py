@@ -27,18 +27,15 @@ from .scenario import Scenario
 LEGACY_ENV = "TF_USE_LEGACY_KERAS"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def frameworks() -> tuple[Any, Any]:
     """(tensorflow, keras) as `tf.keras` would resolve it: tf_keras when TF_USE_LEGACY_KERAS is set."""
     # TensorFlow's C++ start-up chatter (oneDNN, CPU features) buries the test output; errors stay.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    keras: Any
-    if os.environ.get(LEGACY_ENV, "").lower() in ("1", "true"):
-        import tf_keras as keras
-    else:
-        import keras
+    legacy = os.environ.get(LEGACY_ENV, "").lower() in ("1", "true")
+    keras = importlib.import_module("tf_keras" if legacy else "keras")
     # Seeded runs must be reproducible; this makes TF pick deterministic kernels.
     tf.config.experimental.enable_op_determinism()
     return tf, keras
@@ -81,7 +78,9 @@ def check(scenario: Scenario) -> list[Problem]:
         problems.append(scenario.problem(("loss",), _unknown("loss", spec.loss, _loss_names(keras))))
     for i, metric in enumerate(spec.metrics):
         try:
-            keras.metrics.get(metric)
+            # Keras 2 hands an unknown name back unchanged instead of raising
+            if not callable(keras.metrics.get(metric)):
+                raise ValueError(metric)
         except Exception:
             problems.append(scenario.problem(("metrics", i), _unknown("metric", metric, _metric_names(keras))))
     return problems
@@ -93,7 +92,7 @@ def run(scenario: Scenario) -> list[SeedRun]:
 
 
 def run_seed(scenario: Scenario, seed: int) -> SeedRun:
-    tf, keras = frameworks()
+    _tf, keras = frameworks()
     spec = scenario.spec
     keras.backend.clear_session()  # fresh graph and names; keeps memory flat over many scenarios
     keras.utils.set_random_seed(seed)
@@ -126,7 +125,7 @@ def run_seed(scenario: Scenario, seed: int) -> SeedRun:
     return record
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _recorder(keras: Any) -> type:
     """A Callback class (made once per Keras) recording losses, metrics and times per epoch,
     and stopping training as soon as the expectations are decided."""
@@ -210,9 +209,7 @@ def _optimizer_names(keras: Any) -> list[str]:
 
 def _loss_names(keras: Any) -> list[str]:
     skip = {"get", "serialize", "deserialize"}
-    return sorted(
-        n for n, v in vars(keras.losses).items() if callable(v) and n[:1].islower() and n not in skip
-    )
+    return sorted(n for n, v in vars(keras.losses).items() if callable(v) and n[:1].islower() and n not in skip)
 
 
 def _metric_names(keras: Any) -> list[str]:
@@ -220,9 +217,7 @@ def _metric_names(keras: Any) -> list[str]:
 
 
 def _layer_names(keras: Any) -> list[str]:
-    return sorted(
-        n for n, v in vars(keras.layers).items() if isinstance(v, type) and issubclass(v, keras.layers.Layer)
-    )
+    return sorted(n for n, v in vars(keras.layers).items() if isinstance(v, type) and issubclass(v, keras.layers.Layer))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -62,8 +62,7 @@ def test_diverges_fails_when_the_loss_stays_bounded() -> None:
     ok, msg = check(e, run([10.0, 20.0, 5.0, NAN]))
     assert not ok
     assert msg == (
-        "loss stayed finite and under 1e+06× the first epoch's 10 through epoch 3: "
-        "largest 20 at epoch 2, last 5"
+        "loss stayed finite and under 1e+06× the first epoch's 10 through epoch 3: largest 20 at epoch 2, last 5"
     )
 
 
@@ -88,7 +87,8 @@ def test_predict_output_width_mismatch() -> None:
 def test_metric_bounds() -> None:
     e = expect(metric={"name": "accuracy", "above": 0.9})
     assert check(e, run([1.0, 0.5], metrics={"accuracy": [0.5, 0.95]})) == (
-        True, "final accuracy 0.95 (epoch 2) is > 0.9",
+        True,
+        "final accuracy 0.95 (epoch 2) is > 0.9",
     )
     ok, msg = check(e, run([1.0, 0.5], metrics={"accuracy": [0.5, 0.85]}))
     assert not ok and msg == "final accuracy 0.85 (epoch 2) is not > 0.9"
@@ -107,10 +107,15 @@ def test_min_pass_rate_over_seeds() -> None:
     assert not strict.ok
     text = failure("adam", "s.yaml:3", strict, runs)
     first, second, *rest = text.splitlines()
-    assert first == "predict: f(25) = 10.2, expected 12.5 ± 0.1 MISS (seed 0) [1 of 4 seed(s) passed, min_pass_rate 100%]"
+    assert (
+        first == "predict: f(25) = 10.2, expected 12.5 ± 0.1 MISS (seed 0) [1 of 4 seed(s) passed, min_pass_rate 100%]"
+    )
     assert second == "s.yaml:3: scenario 'adam'"
     assert [line.strip() for line in rest if line.strip().startswith("seed")] == [
-        "seed 0: FAIL", "seed 1: pass", "seed 2: FAIL", "seed 3: FAIL",
+        "seed 0: FAIL",
+        "seed 1: pass",
+        "seed 2: FAIL",
+        "seed 3: FAIL",
     ]
 
 
@@ -119,7 +124,10 @@ def test_failure_text_has_the_numbers_and_the_curve() -> None:
     r = run(losses, stop_reason="non-finite loss", planned=500)
     verdict = judge(expect(converges={"loss_below": 0.01}), [r])
     text = failure("sgd", "s.yaml:8", verdict, [r])
-    assert "loss: first 28.5, lowest 28.5 (epoch 1), last inf (epoch 13); first non-finite at epoch 13; stopped: non-finite loss" in text
+    assert (
+        "loss: first 28.5, lowest 28.5 (epoch 1), last inf (epoch 13); "
+        "first non-finite at epoch 13; stopped: non-finite loss" in text
+    )
     assert "curve (log scale, epochs 1..13): ▁▂▂▃▄▄▅▅▆▇▇█×" in text
 
 

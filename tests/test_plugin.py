@@ -25,7 +25,9 @@ def _tensorflow_imported_once() -> None:
 
 
 def test_loading_the_plugin_does_not_import_tensorflow() -> None:
-    code = "import sys, pytest_convergence.plugin; print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    code = (
+        "import sys, pytest_convergence.plugin; print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -122,9 +124,17 @@ def test_junitxml(pytester: pytest.Pytester, scenario_file) -> None:
     [
         ("optimizer: sgdd", 10, "optimizer.name: unknown Keras optimizer 'sgdd'; did you mean 'sgd'? Known: *adam*"),
         ("optimizer: {name: sgd, momentom: 0.9}", 10, "optimizer: sgd: *momentom*"),
-        ("loss: mean_squared_eror", 10, "loss: unknown Keras loss 'mean_squared_eror'; did you mean 'mean_squared_error'*"),
+        (
+            "loss: mean_squared_eror",
+            10,
+            "loss: unknown Keras loss 'mean_squared_eror'; did you mean 'mean_squared_error'*",
+        ),
         ("model: [{Dence: {units: 1}}]", 10, "model[0]: unknown Keras layer 'Dence'; did you mean 'Dense'*"),
-        ("model: [{Dense: {units: 1, unitz: 1}}]", 10, "model[0]: Dense(units=1, unitz=1) is refused by Keras: *unitz*"),
+        (
+            "model: [{Dense: {units: 1, unitz: 1}}]",
+            10,
+            "model[0]: Dense(units=1, unitz=1) is refused by Keras: *unitz*",
+        ),
         ("model: [{InputLayer: {}}]", 10, "model[0]: leave out the input layer*"),
         ("metrics: [acuracy]", 10, "metrics[0]: unknown Keras metric 'acuracy'; did you mean 'accuracy'*"),
         ("model: 'no_such_module:build'", 10, "model: cannot import 'no_such_module' for the model factory*"),
@@ -133,7 +143,9 @@ def test_junitxml(pytester: pytest.Pytester, scenario_file) -> None:
 )
 def test_keras_names_are_checked_at_collection(pytester: pytest.Pytester, change: str, line: int, message: str) -> None:
     pytester.makepyfile(factories="def build(): pass\n")
-    pytester.makefile(".yaml", bad=HEADER + "  - name: a\n    " + change + "\n    expect: {diverges: {within_epochs: 3}}\n")
+    pytester.makefile(
+        ".yaml", bad=HEADER + "  - name: a\n    " + change + "\n    expect: {diverges: {within_epochs: 3}}\n"
+    )
     result = pytester.runpytest("--scenarios", "bad.yaml")
     expected = re.escape(f"bad.yaml:{line}: scenarios[0].{message}").replace(r"\*", ".*")
     result.stdout.re_match_lines([".*ERROR collecting bad.yaml.*", expected])
@@ -141,7 +153,9 @@ def test_keras_names_are_checked_at_collection(pytester: pytest.Pytester, change
     assert result.ret == pytest.ExitCode.INTERRUPTED
 
 
-def test_bad_yaml_is_one_collection_error_and_the_other_files_still_run(pytester: pytest.Pytester, scenario_file) -> None:
+def test_bad_yaml_is_one_collection_error_and_the_other_files_still_run(
+    pytester: pytest.Pytester, scenario_file
+) -> None:
     scenario_file(DIVERGES, name="good")
     pytester.makefile(".yaml", bad=HEADER + "  - name: a\n    epochs: [1,\n")
     result = pytester.runpytest("--scenarios", ".", "--continue-on-collection-errors")
@@ -170,7 +184,9 @@ def test_model_factory_next_to_the_yaml(pytester: pytest.Pytester) -> None:
 
 
 def test_metric_expectation_on_a_real_classifier(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".yaml", cls="""\
+    pytester.makefile(
+        ".yaml",
+        cls="""\
 scenarios:
   - name: separable
     data: {x: {linspace: [-2, 2, 40]}, y: "x > 0"}
@@ -190,7 +206,8 @@ scenarios:
     batch_size: 40
     epochs: 5
     expect: {metric: {name: accuracy, above: 1.01}}
-""")
+""",
+    )
     result = pytester.runpytest("--scenarios", "cls.yaml")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*FAIL metric accuracy: final accuracy * (epoch 5) is not > 1.01"])
@@ -210,7 +227,11 @@ def test_json_record(pytester: pytest.Pytester, scenario_file) -> None:
     }
     diverged = by_name["sgd-default-lr-diverges"]["seeds"][0]
     # the early verdict: 1e6× growth is reached at epoch 12 and training stops there
-    assert (diverged["epochs_run"], diverged["stop_reason"], diverged["epochs_planned"]) == (12, "expectations decided", 30)
+    assert (diverged["epochs_run"], diverged["stop_reason"], diverged["epochs_planned"]) == (
+        12,
+        "expectations decided",
+        30,
+    )
     assert len(diverged["losses"]) == len(diverged["epoch_seconds"]) == 12
     assert diverged["losses"][0] == pytest.approx(28.5019, rel=1e-4)
     assert diverged["fit_seconds"] > 0

@@ -16,11 +16,24 @@ from pytest_convergence.scenario import Expect
 
 
 def make_doc() -> dict:
-    run = SeedRun(seed=3, losses=[1.0, math.inf, math.nan], epoch_seconds=[0.1, 0.1, 0.1], epochs_planned=5,
-                  stop_reason="non-finite loss", predictions=[[math.nan]])
+    run = SeedRun(
+        seed=3,
+        losses=[1.0, math.inf, math.nan],
+        epoch_seconds=[0.1, 0.1, 0.1],
+        epochs_planned=5,
+        stop_reason="non-finite loss",
+        predictions=[[math.nan]],
+    )
     verdict = judge(Expect.model_validate({"converges": {"loss_below": 0.1}}), [run])
-    record = results.scenario_record("s.yaml::NaN", "s.yaml", 4, "NaN", [run], verdict,
-                                     {"tensorflow": "2.99.0", "keras": "3.99", "keras_package": "keras"})
+    record = results.scenario_record(
+        "s.yaml::NaN",
+        "s.yaml",
+        4,
+        "NaN",
+        [run],
+        verdict,
+        {"tensorflow": "2.99.0", "keras": "3.99", "keras_package": "keras"},
+    )
     return results.document([record], [], dt.datetime.now(dt.timezone.utc), 1)
 
 

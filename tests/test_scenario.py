@@ -63,31 +63,43 @@ def test_defaults_merge_under_each_scenario(tmp_path: Path) -> None:
 
 
 def test_seed_in_defaults_is_replaced_by_seeds_in_a_scenario(tmp_path: Path) -> None:
-    (a,) = load(tmp_path, BASE.replace("  epochs: 5\n", "  epochs: 5\n  seed: 7\n") + """\
+    (a,) = load(
+        tmp_path,
+        BASE.replace("  epochs: 5\n", "  epochs: 5\n  seed: 7\n")
+        + """\
   - name: a
     seeds: [1, 4]
     expect: {diverges: {within_epochs: 3}}
-""")
+""",
+    )
     assert a.seeds == (1, 4)
 
 
 def test_yaml_1_2_floats_such_as_1e_4_are_numbers(tmp_path: Path) -> None:
-    (a,) = load(tmp_path, BASE + """\
+    (a,) = load(
+        tmp_path,
+        BASE
+        + """\
   - name: a
     optimizer: {name: sgd, learning_rate: 1e-4}
     expect: {converges: {loss_below: 5E-3}}
-""")
+""",
+    )
     assert a.spec.optimizer.kwargs == {"learning_rate": 1e-4}
     assert a.spec.expect.converges is not None and a.spec.expect.converges.loss_below == 5e-3
 
 
 def test_optimizer_and_data_forms_are_replaced_not_merged(tmp_path: Path) -> None:
-    (a,) = load(tmp_path, BASE.replace("optimizer: sgd", "optimizer: {name: sgd, momentum: 0.9}") + """\
+    (a,) = load(
+        tmp_path,
+        BASE.replace("optimizer: sgd", "optimizer: {name: sgd, momentum: 0.9}")
+        + """\
   - name: a
     optimizer: {name: adam}
     data: {x: {linspace: [0, 1, 3]}}
     expect: {converges: {loss_below: 0.1}}
-""")
+""",
+    )
     assert a.spec.optimizer.kwargs == {}
     assert a.x[:, 0].tolist() == [0, 0.5, 1]
 
@@ -95,7 +107,10 @@ def test_optimizer_and_data_forms_are_replaced_not_merged(tmp_path: Path) -> Non
 def test_data_forms(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text("a,b,t\n1,2,3\n4,5,9\n\n")
     np.savez(tmp_path / "d.npz", x=np.arange(4.0), y=np.arange(4.0) * 2)
-    lin, multi, csv, npz, noisy = load(tmp_path, BASE + """\
+    lin, multi, csv, npz, noisy = load(
+        tmp_path,
+        BASE
+        + """\
   - name: lin
     data: {x: {linspace: [0, 1, 5]}}
     expect: {diverges: {within_epochs: 3}}
@@ -111,18 +126,26 @@ def test_data_forms(tmp_path: Path) -> None:
   - name: noisy
     data: {noise: {std: 0.1}}
     expect: {diverges: {within_epochs: 3}}
-""")
+""",
+    )
     np.testing.assert_allclose(lin.x[:, 0], [0, 0.25, 0.5, 0.75, 1])
     np.testing.assert_allclose(multi.y[:, 0], [21, 43])
     assert csv.x.tolist() == [[1, 2], [4, 5]] and csv.y.tolist() == [[3], [9]]
     assert npz.x.shape == (4, 1) and npz.y[:, 0].tolist() == [0, 2, 4, 6]
     residual = noisy.y[:, 0] - 0.5 * noisy.x[:, 0]
     assert 0.02 < residual.std() < 0.3  # seeded noise, the same on every load
-    np.testing.assert_array_equal(noisy.y, load(tmp_path, BASE + """\
+    np.testing.assert_array_equal(
+        noisy.y,
+        load(
+            tmp_path,
+            BASE
+            + """\
   - name: noisy
     data: {noise: {std: 0.1}}
     expect: {diverges: {within_epochs: 3}}
-""")[0].y)
+""",
+        )[0].y,
+    )
 
 
 @pytest.mark.parametrize(
@@ -130,96 +153,166 @@ def test_data_forms(tmp_path: Path) -> None:
     [
         pytest.param(
             "  - name: a\n    optimiser: sgd\n    expect: {diverges: {within_epochs: 3}}\n",
-            9, "scenarios[0].optimiser", "unknown key 'optimiser'; did you mean 'optimizer'?", id="unknown-key",
+            9,
+            "scenarios[0].optimiser",
+            "unknown key 'optimiser'; did you mean 'optimizer'?",
+            id="unknown-key",
         ),
         pytest.param(
             "  - name: a\n    expect: {diverge: {within_epochs: 3}}\n",
-            9, "scenarios[0].expect.diverge", "did you mean 'diverges'? Allowed here: converges,",
+            9,
+            "scenarios[0].expect.diverge",
+            "did you mean 'diverges'? Allowed here: converges,",
             id="unknown-expectation",
         ),
         pytest.param(
             "  - name: a\n    epochs: five\n    expect: {diverges: {within_epochs: 3}}\n",
-            9, "scenarios[0].epochs", "valid integer, got 'five'", id="wrong-type",
+            9,
+            "scenarios[0].epochs",
+            "valid integer, got 'five'",
+            id="wrong-type",
         ),
         pytest.param(
             "  - name: a\n    epochs: 0\n    expect: {diverges: {within_epochs: 3}}\n",
-            9, "scenarios[0].epochs", "greater than or equal to 1, got 0", id="out-of-range",
+            9,
+            "scenarios[0].epochs",
+            "greater than or equal to 1, got 0",
+            id="out-of-range",
         ),
         pytest.param(
-            "  - name: a\n    description: x\n", 8, "scenarios[0].expect", "missing required key", id="missing-key",
+            "  - name: a\n    description: x\n",
+            8,
+            "scenarios[0].expect",
+            "missing required key",
+            id="missing-key",
         ),
         pytest.param(
-            "  - name: a\n    expect: {}\n", 9, "scenarios[0].expect", "at least one of", id="empty-expect",
+            "  - name: a\n    expect: {}\n",
+            9,
+            "scenarios[0].expect",
+            "at least one of",
+            id="empty-expect",
         ),
         pytest.param(
-            "  - name: a b\n    expect: {diverges: {within_epochs: 3}}\n", 8, "scenarios[0].name",
-            "no spaces", id="bad-name",
+            "  - name: a b\n    expect: {diverges: {within_epochs: 3}}\n",
+            8,
+            "scenarios[0].name",
+            "no spaces",
+            id="bad-name",
         ),
         pytest.param(
             "  - name: a\n    model: not a factory\n    expect: {diverges: {within_epochs: 3}}\n",
-            9, "scenarios[0].model", "'package.module:function'", id="bad-factory-form",
+            9,
+            "scenarios[0].model",
+            "'package.module:function'",
+            id="bad-factory-form",
         ),
         pytest.param(
             "  - name: a\n    model: [{Dense: {units: 1}, Flatten: {}}]\n    expect: {diverges: {within_epochs: 3}}\n",
-            9, "scenarios[0].model[0]", "a layer is written as {ClassName", id="bad-layer-form",
+            9,
+            "scenarios[0].model[0]",
+            "a layer is written as {ClassName",
+            id="bad-layer-form",
         ),
         pytest.param(
             "  - name: a\n    optimizer: {name: sgd, learning_rate: {class_name: X}}\n"
             "    expect: {diverges: {within_epochs: 3}}\n",
-            9, "scenarios[0].optimizer", "values must be numbers, strings", id="mapping-keyword-value",
+            9,
+            "scenarios[0].optimizer",
+            "values must be numbers, strings",
+            id="mapping-keyword-value",
         ),
         pytest.param(
             "  - name: a\n    seed: 1\n    seeds: 2\n    expect: {diverges: {within_epochs: 3}}\n",
-            8, "scenarios[0]", "either seed or seeds", id="seed-and-seeds",
+            8,
+            "scenarios[0]",
+            "either seed or seeds",
+            id="seed-and-seeds",
         ),
         pytest.param(
-            "  - name: a\n    expect: {predict: {x: 1, y: 2}}\n", 9, "scenarios[0].expect.predict",
-            "give a tolerance", id="predict-without-tolerance",
+            "  - name: a\n    expect: {predict: {x: 1, y: 2}}\n",
+            9,
+            "scenarios[0].expect.predict",
+            "give a tolerance",
+            id="predict-without-tolerance",
         ),
         pytest.param(
-            "  - name: a\n    expect: {predict: {x: [1, 2], y: [2], abs_tol: 1}}\n", 9,
-            "scenarios[0].expect.predict", "x gives 2 points but y gives 1", id="predict-length",
+            "  - name: a\n    expect: {predict: {x: [1, 2], y: [2], abs_tol: 1}}\n",
+            9,
+            "scenarios[0].expect.predict",
+            "x gives 2 points but y gives 1",
+            id="predict-length",
         ),
         pytest.param(
-            "  - name: a\n    expect: {metric: {name: accuracy, above: 0.9}}\n", 8, "scenarios[0]",
-            "not compiled: add it to metrics", id="metric-not-compiled",
+            "  - name: a\n    expect: {metric: {name: accuracy, above: 0.9}}\n",
+            8,
+            "scenarios[0]",
+            "not compiled: add it to metrics",
+            id="metric-not-compiled",
         ),
         pytest.param(
             "  - name: a\n    data: {y: [1, 2]}\n    expect: {diverges: {within_epochs: 3}}\n",
-            9, "scenarios[0].data.y", "x has 20 samples but y has 2", id="length-mismatch",
+            9,
+            "scenarios[0].data.y",
+            "x has 20 samples but y has 2",
+            id="length-mismatch",
         ),
         pytest.param(
             "  - name: a\n    data: {x: [1, .nan], y: [1, 2]}\n    expect: {diverges: {within_epochs: 3}}\n",
-            9, "scenarios[0].data.x", "non-finite value(s) (NaN or inf), first at sample 1", id="nan-in-data",
+            9,
+            "scenarios[0].data.x",
+            "non-finite value(s) (NaN or inf), first at sample 1",
+            id="nan-in-data",
         ),
         pytest.param(
             "  - name: a\n    data: {y: 'log(x - 1)'}\n    expect: {diverges: {within_epochs: 3}}\n",
-            9, "scenarios[0].data.y", "non-finite value(s)", id="inf-from-expression",
+            9,
+            "scenarios[0].data.y",
+            "non-finite value(s)",
+            id="inf-from-expression",
         ),
         pytest.param(
             "  - name: a\n    data: {y: \"__import__('os').getcwd()\"}\n    expect: {diverges: {within_epochs: 3}}\n",
-            9, "scenarios[0].data.y", "is not allowed. Allowed:", id="unsafe-expression",
+            9,
+            "scenarios[0].data.y",
+            "is not allowed. Allowed:",
+            id="unsafe-expression",
         ),
         pytest.param(
             "  - name: a\n    data: {y: 'x.real'}\n    expect: {diverges: {within_epochs: 3}}\n",
-            9, "scenarios[0].data.y", "attribute access", id="attribute-expression",
+            9,
+            "scenarios[0].data.y",
+            "attribute access",
+            id="attribute-expression",
         ),
         pytest.param(
             "  - name: a\n    data: {x: {range: [1, 3]}}\n    expect: {diverges: {within_epochs: 3}}\n",
-            9, "scenarios[0].data.x", "{linspace: [start, stop, num]}", id="bad-x-form",
+            9,
+            "scenarios[0].data.x",
+            "{linspace: [start, stop, num]}",
+            id="bad-x-form",
         ),
         pytest.param(
             "  - name: a\n    data: {x: {arange: [1, 3, 0]}}\n    expect: {diverges: {within_epochs: 3}}\n",
-            9, "scenarios[0].data.x.arange", "step must not be 0", id="zero-step",
+            9,
+            "scenarios[0].data.x.arange",
+            "step must not be 0",
+            id="zero-step",
         ),
         pytest.param(
             "  - name: a\n    data: {x: {linspace: [0, 1, 1e9]}}\n    expect: {diverges: {within_epochs: 3}}\n",
-            9, "scenarios[0].data.x.linspace", "from 1 to 1000000", id="too-much-data",
+            9,
+            "scenarios[0].data.x.linspace",
+            "from 1 to 1000000",
+            id="too-much-data",
         ),
         pytest.param(
             "  - name: a\n    data: {file: missing.csv, x_columns: [a], y_columns: [b]}\n"
             "    expect: {diverges: {within_epochs: 3}}\n",
-            9, "scenarios[0].data.file", "no such file", id="missing-file",
+            9,
+            "scenarios[0].data.file",
+            "no such file",
+            id="missing-file",
         ),
     ],
 )
@@ -231,7 +324,9 @@ def test_bad_scenario_is_located(tmp_path: Path, scenario: str, line: int, key: 
 
 def test_missing_csv_column_lists_the_columns(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text("a,b\n1,2\n")
-    problem = only(tmp_path, """\
+    problem = only(
+        tmp_path,
+        """\
 scenarios:
   - name: a
     data: {file: d.csv, x_columns: [a], y_columns: [c]}
@@ -240,40 +335,53 @@ scenarios:
     optimizer: sgd
     epochs: 1
     expect: {diverges: {within_epochs: 3}}
-""")
+""",
+    )
     assert problem.key == "scenarios[0].data.y_columns[0]"
     assert "no column 'c' in d.csv; its columns are ['a', 'b']" in problem.message
 
 
 def test_error_in_defaults_points_at_the_defaults_line_once(tmp_path: Path) -> None:
-    problem = only(tmp_path, BASE.replace("epochs: 5", "epochs: -1") + """\
+    problem = only(
+        tmp_path,
+        BASE.replace("epochs: 5", "epochs: -1")
+        + """\
   - name: a
     expect: {diverges: {within_epochs: 3}}
   - name: b
     expect: {diverges: {within_epochs: 3}}
-""")
+""",
+    )
     assert (problem.line, problem.key) == (6, "defaults.epochs")
 
 
 def test_duplicate_scenario_names(tmp_path: Path) -> None:
-    problem = only(tmp_path, BASE + """\
+    problem = only(
+        tmp_path,
+        BASE
+        + """\
   - name: a
     expect: {diverges: {within_epochs: 3}}
   - name: a
     expect: {diverges: {within_epochs: 3}}
-""")
+""",
+    )
     assert (problem.line, problem.key) == (10, "scenarios[1].name")
     assert "duplicate scenario name 'a' (first used on line 8)" in problem.message
 
 
 def test_every_problem_of_a_file_is_listed(tmp_path: Path) -> None:
-    found = problems(tmp_path, BASE + """\
+    found = problems(
+        tmp_path,
+        BASE
+        + """\
   - name: a
     epochz: 3
     expect: {diverges: {within_epochs: 3}}
   - name: b
     expect: {converges: {loss_below: -1}}
-""")
+""",
+    )
     assert [(p.line, p.key) for p in found] == [
         (9, "scenarios[0].epochz"),
         (12, "scenarios[1].expect.converges.loss_below"),
