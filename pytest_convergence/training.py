@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,10 @@ def run_seed(scenario: Scenario, seed: int) -> SeedRun:
     spec = scenario.spec
     keras.backend.clear_session()  # fresh graph and names; keeps memory flat over many scenarios
     keras.utils.set_random_seed(seed)
-    model = _model(keras, scenario)
+    with warnings.catch_warnings():
+        # Keras 2 seeds its initialisers with random.randint(1, 1e9), which Python 3.10+ deprecates
+        warnings.filterwarnings("ignore", "non-integer arguments to randrange", DeprecationWarning)
+        model = _model(keras, scenario)
     model.compile(
         optimizer=_optimizer(keras, spec.optimizer.name, spec.optimizer.kwargs),
         loss=spec.loss,
