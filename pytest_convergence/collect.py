@@ -14,6 +14,7 @@ from .options import SCENARIOS_KEY
 from .scenario import Scenario, load_file
 
 RECORD_KEY = pytest.StashKey[dict[str, Any]]()
+XFAIL_KEY = pytest.StashKey[str]()  # the reason, when an xfail condition applies to this run
 REPORT_ATTRIBUTE = "convergence_record"  # plain dict on the TestReport; xdist carries it to the controller
 
 
@@ -40,8 +41,11 @@ class ScenarioFile(pytest.File):
                 raise ScenarioError(problems)
         except ScenarioError as exc:
             raise self.CollectError(str(exc)) from None
+        versions = training.versions()
         for scenario in scenarios:
-            yield ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
+            item = ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
+            item.apply_conditions(versions)
+            yield item
 
 
 class ScenarioItem(pytest.Item):
@@ -53,6 +57,20 @@ class ScenarioItem(pytest.Item):
         self.add_marker("convergence")
         for mark in scenario.spec.marks:
             self.add_marker(mark)
+
+    def apply_conditions(self, versions: dict[str, str]) -> None:
+        """Turn the scenario's `skip:` / `xfail:` entries that match these versions into pytest marks.
+        xfail is strict: a scenario that passes where it was declared to fail is a failure."""
+        spec = self.scenario.spec
+        for kind, conditions in (("skip", spec.skip), ("xfail", spec.xfail)):
+            for condition in conditions:
+                if condition.applies(versions):
+                    reason = f"{condition.reason} [{kind} where {condition.describe()}]".strip()
+                    if kind == "skip":
+                        self.add_marker(pytest.mark.skip(reason=reason))
+                    else:
+                        self.stash[XFAIL_KEY] = reason
+                        self.add_marker(pytest.mark.xfail(reason=reason, strict=True))
 
     @property
     def where(self) -> str:
@@ -100,7 +118,12 @@ def attach_record(item: pytest.Item, call: pytest.CallInfo[None], test_report: p
     if not isinstance(item, ScenarioItem):
         return
     if call.when == "call" and RECORD_KEY in item.stash:
-        setattr(test_report, REPORT_ATTRIBUTE, item.stash[RECORD_KEY])
+        record = {**item.stash[RECORD_KEY]}
+        if XFAIL_KEY in item.stash:
+            record["outcome"] = "xpassed" if record["outcome"] == "passed" else "xfailed"
+            record["xfail_reason"] = item.stash[XFAIL_KEY]
+        setattr(test_report, REPORT_ATTRIBUTE, record)
     elif call.when == "setup" and test_report.outcome != "passed":
         outcome = "skipped" if test_report.skipped else "error"
-        setattr(test_report, REPORT_ATTRIBUTE, results.bare_record(item.nodeid, outcome, str(test_report.longrepr)))
+        reason = test_report.longrepr[2] if isinstance(test_report.longrepr, tuple) else str(test_report.longrepr)
+        setattr(test_report, REPORT_ATTRIBUTE, results.bare_record(item.nodeid, outcome, reason))

@@ -7,13 +7,14 @@ over that epoch's batches).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .record import SeedRun
-from .scenario import Converges, Diverges, Expect, MetricCheck, Predict
+from .scenario import Converges, Diverges, Expect, MetricCheck, Predict, Raises
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ def stop_reason(expect: Expect, losses: Sequence[float]) -> str | None:
 
 
 def judge_seed(expect: Expect, run: SeedRun) -> SeedVerdict:
+    if expect.raises is not None:
+        return SeedVerdict(run.seed, (_raises(expect.raises, run),))
     checks: list[Check] = []
     if expect.converges is not None:
         checks.append(_converges(expect.converges, run))
@@ -206,6 +209,17 @@ def _predict(p: Predict, run: SeedRun) -> Check:
             ok &= hit
             parts.append(f"f({args}) = {fmt(g)}, expected {fmt(y)} ± {fmt(tol)} {'ok' if hit else 'MISS'}")
     return Check("predict", ok, "; ".join(parts))
+
+
+def _raises(r: Raises, run: SeedRun) -> Check:
+    wanted = r.error + (f" matching {r.match!r}" if r.match else "")
+    if run.error is None:
+        return Check("raises", False, f"expected {wanted}, but the run raised nothing")
+    if r.error not in run.error_types:
+        return Check("raises", False, f"expected {wanted}, but got {run.error}")
+    if r.match and not re.search(r.match, run.error):
+        return Check("raises", False, f"expected {wanted}, but the message was: {run.error}")
+    return Check("raises", True, f"raised as expected: {run.error}")
 
 
 def _metric(m: MetricCheck, run: SeedRun) -> Check:

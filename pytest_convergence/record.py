@@ -19,6 +19,8 @@ class SeedRun:
     epochs_planned: int = 0
     stop_reason: str = "completed"  # completed | non-finite loss | expectations decided
     predictions: list[list[float]] = field(default_factory=list)  # one row per expect.predict point
+    error: str | None = None  # "ValueError: ..." when the run raised and the scenario expected it
+    error_types: list[str] = field(default_factory=list)  # the exception's class names, most derived first
 
     @property
     def epochs_run(self) -> int:

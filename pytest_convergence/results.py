@@ -65,7 +65,7 @@ def scenario_record(
 
 
 def bare_record(nodeid: str, outcome: str, reason: str | None = None) -> dict[str, Any]:
-    """The entry of a scenario that did not train (skipped, deselected by an error before training)."""
+    """The entry of a scenario that did not train: skipped, or an error before training."""
     file, _, name = nodeid.partition("::")
     return {
         "id": nodeid,
@@ -73,7 +73,8 @@ def bare_record(nodeid: str, outcome: str, reason: str | None = None) -> dict[st
         "line": None,
         "name": name,
         "outcome": outcome,
-        "error": reason,
+        "error": reason if outcome == "error" else None,
+        "reason": reason,
         "pass_rate": None,
         "min_pass_rate": None,
         "versions": {},

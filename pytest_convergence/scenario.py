@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import types
 import typing
 from collections.abc import Collection, Iterable, Sequence
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -140,6 +142,8 @@ class Predict(_Strict):
     y: Any
     abs_tol: float | None = Field(default=None, ge=0)
     rel_tol: float | None = Field(default=None, ge=0)
+    # how x reaches model.predict: a float32 numpy array, or a plain Python list as user code often passes
+    input: Literal["array", "list"] = "array"
 
     @model_validator(mode="after")
     def _points(self) -> Predict:
@@ -170,11 +174,29 @@ class MetricCheck(_Strict):
         return self
 
 
+class Raises(_Strict):
+    """The run (training, then prediction) must raise this exception: an API expectation."""
+
+    error: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # a class name, matched along the exception's MRO
+    match: str | None = None  # a regular expression searched in the message
+
+    @field_validator("match")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"match is not a valid regular expression: {exc}") from None
+        return value
+
+
 class Expect(_Strict):
     converges: Converges | None = None
     diverges: Diverges | None = None
     predict: Predict | None = None
     metric: list[MetricCheck] = []
+    raises: Raises | None = None
     min_pass_rate: float = Field(default=1.0, gt=0, le=1)
 
     @field_validator("metric", mode="before")
@@ -184,8 +206,8 @@ class Expect(_Strict):
 
     @model_validator(mode="after")
     def _something(self) -> Expect:
-        if not (self.converges or self.diverges or self.predict or self.metric):
-            raise ValueError("expect needs at least one of: converges, diverges, predict, metric")
+        if not (self.converges or self.diverges or self.predict or self.metric or self.raises):
+            raise ValueError("expect needs at least one of: converges, diverges, predict, metric, raises")
         if self.converges and self.diverges:
             raise ValueError("a scenario cannot expect both converges and diverges")
         return self
@@ -199,6 +221,36 @@ ModelField = Annotated[
     Annotated[list[LayerSpec], Tag("<layers>")] | Annotated[str, Field(pattern=FACTORY_PATTERN), Tag("<factory>")],
     Discriminator(_model_kind),
 ]
+
+
+class VersionCondition(_Strict):
+    """`skip:` / `xfail:` — applies when every given specifier matches the versions that train."""
+
+    tensorflow: str | None = None  # a PEP 440 specifier set, e.g. "<2.13" or ">=2.16,<2.18"
+    keras: str | None = None
+    reason: str = ""
+
+    @field_validator("tensorflow", "keras")
+    @classmethod
+    def _specifier(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                SpecifierSet(value)
+            except InvalidSpecifier:
+                raise ValueError(f"{value!r} is not a version specifier such as '>=3' or '<2.13,>=2.12'") from None
+        return value
+
+    def applies(self, versions: dict[str, str]) -> bool:
+        """True when the TensorFlow and Keras versions in `versions` meet every given specifier."""
+        for key in ("tensorflow", "keras"):
+            wanted = getattr(self, key)
+            if wanted is not None and not SpecifierSet(wanted).contains(versions.get(key, ""), prereleases=True):
+                return False
+        return True
+
+    def describe(self) -> str:
+        given = [f"{k} {getattr(self, k)}" for k in ("tensorflow", "keras") if getattr(self, k) is not None]
+        return ", ".join(given) or "always"
 
 
 class ScenarioSpec(_Strict):
@@ -218,6 +270,13 @@ class ScenarioSpec(_Strict):
     seed: int | None = Field(default=None, ge=0)
     seeds: list[Annotated[int, Field(ge=0)]] | None = None
     expect: Expect
+    skip: list[VersionCondition] = []
+    xfail: list[VersionCondition] = []
+
+    @field_validator("skip", "xfail", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
 
     @field_validator("optimizer", mode="before")
     @classmethod

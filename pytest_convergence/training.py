@@ -93,10 +93,24 @@ def run(scenario: Scenario) -> list[SeedRun]:
 
 
 def run_seed(scenario: Scenario, seed: int) -> SeedRun:
+    """One seed's run. An exception propagates, unless the scenario expects one (`expect.raises`):
+    then it is recorded on the SeedRun, with whatever epochs ran before it."""
+    record = SeedRun(seed=seed, epochs_planned=scenario.spec.epochs)
+    try:
+        _train(scenario, record)
+    except Exception as exc:
+        if scenario.spec.expect.raises is None:
+            raise
+        record.error = f"{type(exc).__name__}: {_one_line(exc)}"
+        record.error_types = [c.__name__ for c in type(exc).__mro__]
+    return record
+
+
+def _train(scenario: Scenario, record: SeedRun) -> None:
     _tf, keras = frameworks()
     spec = scenario.spec
     keras.backend.clear_session()  # fresh graph and names; keeps memory flat over many scenarios
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(record.seed)
     with warnings.catch_warnings():
         # Keras 2 seeds its initialisers with random.randint(1, 1e9), which Python 3.10+ deprecates
         warnings.filterwarnings("ignore", "non-integer arguments to randrange", DeprecationWarning)
@@ -106,7 +120,6 @@ def run_seed(scenario: Scenario, seed: int) -> SeedRun:
         loss=spec.loss,
         metrics=list(spec.metrics) or None,
     )
-    record = SeedRun(seed=seed, epochs_planned=spec.epochs)
     options: dict[str, Any] = {}
     if spec.batch_size is not None:
         options["batch_size"] = spec.batch_size
@@ -122,11 +135,15 @@ def run_seed(scenario: Scenario, seed: int) -> SeedRun:
         **options,
     )
     record.fit_seconds = time.perf_counter() - start
-    if spec.expect.predict is not None:
-        xs, _ = spec.expect.predict.points()
-        out = np.asarray(model.predict(xs.astype(np.float32), verbose=0), dtype=np.float64)
+    predict = spec.expect.predict
+    if predict is not None:
+        xs, _ = predict.points()
+        # "list" passes what user code typically writes: [25.0] for one feature, [[1.0, 2.0]] for several
+        given: Any = xs.astype(np.float32)
+        if predict.input == "list":
+            given = xs[:, 0].tolist() if xs.shape[1] == 1 else xs.tolist()
+        out = np.asarray(model.predict(given, verbose=0), dtype=np.float64)
         record.predictions = out.reshape(len(xs), -1).tolist()
-    return record
 
 
 @functools.cache

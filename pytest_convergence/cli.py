@@ -1,0 +1,132 @@
+"""`pytest-convergence` / `python -m pytest_convergence`: compare results files; check a tox env's versions.
+
+Exit codes of `compare`: 0 nothing beyond tolerance changed, 1 regressions found, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import compare as cmp
+
+EXIT_BAD_INPUT = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except cmp.CompareInputError as exc:
+        print(f"pytest-convergence: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pytest-convergence", description=__doc__)
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    c = sub.add_parser(
+        "compare",
+        help="compare results files of several TensorFlow/Keras versions",
+        description="Grid of scenarios × versions with the changes against a baseline version. "
+        "Exit 0: nothing counted changed; 1: regressions; 2: bad input.",
+    )
+    c.add_argument("files", nargs="+", type=Path, metavar="RESULTS.json", help="files written by --convergence-json")
+    c.add_argument(
+        "--baseline",
+        help="the version to compare against: a label, a file, or a unique part of a "
+        "label such as '2.15' (default: the oldest given)",
+    )
+    c.add_argument(
+        "--loss-rtol",
+        type=_positive,
+        default=cmp.DEFAULT_LOSS_RTOL,
+        help="largest per-epoch relative loss difference that is not drift (default %(default)s)",
+    )
+    c.add_argument(
+        "--slowdown",
+        type=_positive,
+        default=cmp.DEFAULT_SLOWDOWN,
+        help="median per-epoch time ratio above which training counts as slower (default %(default)s)",
+    )
+    c.add_argument(
+        "--fail-on",
+        type=_kinds,
+        default=cmp.DEFAULT_FAIL_ON,
+        help="comma-separated changes that count as regressions, from "
+        f"{', '.join(cmp.KINDS)}, or 'none' (default: {','.join(cmp.DEFAULT_FAIL_ON)})",
+    )
+    c.add_argument("--markdown", type=Path, metavar="FILE", help="also write the comparison as Markdown")
+    c.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML page with loss curves")
+    c.set_defaults(run=_compare)
+
+    e = sub.add_parser(
+        "check-env",
+        help="fail loudly unless the TensorFlow/Keras that import here are the ones expected",
+        description="Used by the tox envs before they run: a matrix that silently installs the same "
+        "version everywhere must not pass.",
+    )
+    e.add_argument("--tensorflow", required=True, metavar="X.Y", help="expected TensorFlow minor release")
+    e.add_argument("--keras", choices=("2", "3"), help="expected Keras major version")
+    e.add_argument("--keras-package", choices=("keras", "tf_keras"), help="expected Keras package")
+    e.set_defaults(run=_check_env)
+    return parser
+
+
+def _compare(args: argparse.Namespace) -> int:
+    columns = cmp.load(args.files)
+    baseline = cmp.pick_baseline(columns, args.baseline)
+    settings = cmp.Settings(loss_rtol=args.loss_rtol, slowdown=args.slowdown, fail_on=args.fail_on)
+    result = cmp.compare(columns, baseline, settings)
+    print(cmp.render_text(result))
+    if args.markdown:
+        args.markdown.write_text(cmp.render_markdown(result), encoding="utf-8")
+    if args.html:
+        args.html.write_text(cmp.render_html(result), encoding="utf-8")
+    return result.exit_code
+
+
+def _check_env(args: argparse.Namespace) -> int:
+    from packaging.version import Version
+
+    from . import training
+
+    found = training.versions()
+    problems = []
+    if Version(found["tensorflow"]).release[:2] != Version(args.tensorflow).release[:2]:
+        problems.append(f"TensorFlow {found['tensorflow']} imports, but this env promises {args.tensorflow}")
+    if args.keras and str(Version(found["keras"]).major) != args.keras:
+        problems.append(f"Keras {found['keras']} imports, but this env promises Keras {args.keras}")
+    if args.keras_package and found["keras_package"] != args.keras_package:
+        problems.append(f"the Keras package is {found['keras_package']}, but this env promises {args.keras_package}")
+    if problems:
+        for p in problems:
+            print(f"pytest-convergence check-env: MISMATCH: {p}", file=sys.stderr)
+        return 1
+    print(
+        f"pytest-convergence check-env: TensorFlow {found['tensorflow']}, "
+        f"{found['keras_package']} {found['keras']}: as promised"
+    )
+    return 0
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _kinds(text: str) -> tuple[str, ...]:
+    if text.strip() == "none":
+        return ()
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in cmp.KINDS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown change kind(s) {unknown}; choose from {', '.join(cmp.KINDS)}")
+    return kinds
