@@ -118,7 +118,8 @@ def attach_record(item: pytest.Item, call: pytest.CallInfo[None], test_report: p
     if not isinstance(item, ScenarioItem):
         return
     if call.when == "call" and RECORD_KEY in item.stash:
-        record = {**item.stash[RECORD_KEY]}
+        stored: dict[str, Any] = item.stash[RECORD_KEY]
+        record = dict(stored)
         if XFAIL_KEY in item.stash:
             record["outcome"] = "xpassed" if record["outcome"] == "passed" else "xfailed"
             record["xfail_reason"] = item.stash[XFAIL_KEY]
