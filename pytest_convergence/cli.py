@@ -6,6 +6,7 @@ Exit codes of `compare`: 0 nothing beyond tolerance changed, 1 regressions found
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,11 +70,12 @@ def _parser() -> argparse.ArgumentParser:
         "check-env",
         help="fail loudly unless the TensorFlow/Keras that import here are the ones expected",
         description="Used by the tox envs before they run: a matrix that silently installs the same "
-        "version everywhere must not pass.",
+        "version everywhere must not pass. Keras is expected to be Keras 3 from TF 2.16 on, unless the "
+        "package is tf_keras.",
     )
-    e.add_argument("--tensorflow", required=True, metavar="X.Y", help="expected TensorFlow minor release")
-    e.add_argument("--keras", choices=("2", "3"), help="expected Keras major version")
-    e.add_argument("--keras-package", choices=("keras", "tf_keras"), help="expected Keras package")
+    e.add_argument("--env-name", help="a tox env name that promises versions: tf215, tf221, tf216-legacy")
+    e.add_argument("--tensorflow", metavar="X.Y", help="expected TensorFlow minor release")
+    e.add_argument("--keras-package", choices=("keras", "tf_keras"), default="keras", help="expected Keras package")
     e.set_defaults(run=_check_env)
     return parser
 
@@ -91,19 +93,40 @@ def _compare(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def expected_versions(env_name: str | None, tensorflow: str | None, keras_package: str) -> tuple[str, str, int]:
+    """(TensorFlow X.Y, Keras package, Keras major) promised by a tox env name or by explicit flags."""
+    if env_name:
+        match = re.fullmatch(r"tf(\d)(\d+)(-legacy)?", env_name)
+        if not match:
+            raise cmp.CompareInputError(f"--env-name {env_name!r}: expected a name like tf215 or tf216-legacy")
+        tensorflow = f"{match[1]}.{match[2]}"
+        keras_package = "tf_keras" if match[3] else "keras"
+    if not tensorflow:
+        raise cmp.CompareInputError("check-env needs --env-name or --tensorflow")
+    from packaging.version import Version
+
+    keras3 = keras_package == "keras" and Version(tensorflow) >= Version("2.16")
+    return tensorflow, keras_package, 3 if keras3 else 2
+
+
 def _check_env(args: argparse.Namespace) -> int:
     from packaging.version import Version
 
+    tensorflow, package, major = expected_versions(args.env_name, args.tensorflow, args.keras_package)
     from . import training
 
-    found = training.versions()
+    try:
+        found = training.versions()
+    except ImportError as exc:
+        print(f"pytest-convergence check-env: MISMATCH: cannot import TensorFlow/Keras: {exc}", file=sys.stderr)
+        return 1
     problems = []
-    if Version(found["tensorflow"]).release[:2] != Version(args.tensorflow).release[:2]:
-        problems.append(f"TensorFlow {found['tensorflow']} imports, but this env promises {args.tensorflow}")
-    if args.keras and str(Version(found["keras"]).major) != args.keras:
-        problems.append(f"Keras {found['keras']} imports, but this env promises Keras {args.keras}")
-    if args.keras_package and found["keras_package"] != args.keras_package:
-        problems.append(f"the Keras package is {found['keras_package']}, but this env promises {args.keras_package}")
+    if Version(found["tensorflow"]).release[:2] != Version(tensorflow).release[:2]:
+        problems.append(f"TensorFlow {found['tensorflow']} imports, but {tensorflow} was promised")
+    if found["keras_package"] != package:
+        problems.append(f"the Keras package is {found['keras_package']}, but {package} was promised")
+    if Version(found["keras"]).major != major:
+        problems.append(f"Keras {found['keras']} imports, but Keras {major} was promised")
     if problems:
         for p in problems:
             print(f"pytest-convergence check-env: MISMATCH: {p}", file=sys.stderr)
