@@ -108,13 +108,7 @@ def load(paths: Sequence[Path]) -> list[Column]:
             raise CompareInputError(f"{path}: cannot read: {exc}") from None
         except ValueError as exc:  # json.JSONDecodeError is one
             raise CompareInputError(f"{path}: not a results file: {exc}") from None
-        try:
-            scenarios = {s["id"]: s for s in doc["scenarios"]}
-            errors = {e["file"]: e["message"] for e in doc.get("collection_errors", [])}
-            env = dict(doc["environment"])
-        except (KeyError, TypeError) as exc:
-            raise CompareInputError(f"{path}: malformed results file (missing {exc})") from None
-        columns.append(Column(label(env), Path(path), env, scenarios, errors))
+        columns.append(column(doc, Path(path)))
     seen: dict[str, int] = {}
     for c in columns:
         seen[c.label] = seen.get(c.label, 0) + 1
@@ -125,6 +119,17 @@ def load(paths: Sequence[Path]) -> list[Column]:
         for c in columns
     ]
     return sorted(columns, key=lambda c: c.sort_key)
+
+
+def column(doc: dict[str, Any], path: Path) -> Column:
+    """One results document as a column of the grid."""
+    try:
+        scenarios = {s["id"]: s for s in doc["scenarios"]}
+        errors = {e["file"]: e["message"] for e in doc.get("collection_errors", [])}
+        env = dict(doc["environment"])
+    except (KeyError, TypeError) as exc:
+        raise CompareInputError(f"{path}: malformed results file (missing {exc})") from None
+    return Column(label(env), path, env, scenarios, errors)
 
 
 def label(env: dict[str, Any]) -> str:

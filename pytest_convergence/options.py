@@ -13,6 +13,14 @@ SCENARIOS_HELP = (
 )
 INI_SCENARIOS_HELP = "Scenario files or directories (relative to the ini file) that plain `pytest` collects too."
 JSON_HELP = "Write the results record (loss curves, predictions, timings, versions) of this run to PATH as JSON."
+RECORD_HELP = (
+    "Store this run's results as the baseline in DIR (DIR/convergence-baseline.json), for --convergence-baseline."
+)
+BASELINE_HELP = (
+    "Compare this run with the baseline stored in DIR by --convergence-record (e.g. the pinned TensorFlow's); "
+    "regressions (outcome, error, drift, slowdown) fail the run."
+)
+BASELINE_FILE = "convergence-baseline.json"
 
 SCENARIOS_KEY = pytest.StashKey["Settings"]()
 
@@ -22,6 +30,12 @@ class Settings:
     scenario_paths: tuple[Path, ...]  # absolute; where scenario files are collected from
     cli_paths: tuple[Path, ...]  # the subset given with --scenarios (these steer collection)
     json_path: Path | None
+    record_dir: Path | None = None
+    baseline_dir: Path | None = None
+
+    @property
+    def gathers_records(self) -> bool:
+        return any((self.json_path, self.record_dir, self.baseline_dir))
 
     def is_scenario_file(self, path: Path) -> bool:
         if path.suffix not in (".yaml", ".yml"):
@@ -33,6 +47,8 @@ def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("convergence", "training scenarios (pytest-convergence)")
     group.addoption("--scenarios", action="append", default=[], metavar="PATH", help=SCENARIOS_HELP)
     group.addoption("--convergence-json", default=None, metavar="PATH", help=JSON_HELP)
+    group.addoption("--convergence-record", default=None, metavar="DIR", help=RECORD_HELP)
+    group.addoption("--convergence-baseline", default=None, metavar="DIR", help=BASELINE_HELP)
     parser.addini("convergence_scenarios", INI_SCENARIOS_HELP, type="paths", default=[])
 
 
@@ -47,9 +63,15 @@ def resolve(config: pytest.Config) -> Settings:
     for path in ini:
         if not path.exists():
             raise pytest.UsageError(f"convergence_scenarios (in {config.inipath}): no such file or directory: {path}")
-    json_opt = config.getoption("convergence_json")
-    json_path = (invocation / json_opt).resolve() if json_opt else None
-    return Settings(scenario_paths=cli + ini, cli_paths=cli, json_path=json_path)
+    given = {key: config.getoption(key) for key in ("convergence_json", "convergence_record", "convergence_baseline")}
+    paths = {key: (invocation / value).resolve() if value else None for key, value in given.items()}
+    return Settings(
+        scenario_paths=cli + ini,
+        cli_paths=cli,
+        json_path=paths["convergence_json"],
+        record_dir=paths["convergence_record"],
+        baseline_dir=paths["convergence_baseline"],
+    )
 
 
 def steer_collection(config: pytest.Config, settings: Settings) -> None:

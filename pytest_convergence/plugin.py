@@ -23,10 +23,10 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = options.resolve(config)
     config.stash[options.SCENARIOS_KEY] = settings
     options.steer_collection(config, settings)
-    if settings.json_path is not None and not hasattr(config, "workerinput"):
+    if settings.gathers_records and not hasattr(config, "workerinput"):
         from .writer import ResultsWriter
 
-        config.pluginmanager.register(ResultsWriter(settings.json_path), "convergence-results")
+        config.pluginmanager.register(ResultsWriter(settings, config.rootpath), "convergence-results")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -1,26 +1,33 @@
-"""The pytest side of the results record: gathers records from test reports and writes the file.
+"""The pytest side of the results record: gathers records from test reports, writes the file(s), and
+compares the run with a stored baseline.
 
-Registered on the controller only (never on an xdist worker), so the file is written once.
+Registered on the controller only (never on an xdist worker), so files are written once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from . import results
+from . import compare, results
 from .collect import REPORT_ATTRIBUTE
+from .errors import ScenarioError
+from .options import BASELINE_FILE, Settings
+from .scenario import load_file
 
 
 class ResultsWriter:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, settings: Settings, rootpath: Path) -> None:
+        self.settings = settings
+        self.rootpath = rootpath
         self.started = dt.datetime.now(dt.timezone.utc)
         self.records: dict[str, dict[str, Any]] = {}
         self.collection_errors: list[dict[str, Any]] = []
+        self.summary: list[str] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = getattr(report, REPORT_ATTRIBUTE, None)
@@ -33,7 +40,57 @@ class ResultsWriter:
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         doc = results.document(list(self.records.values()), self.collection_errors, self.started, int(exitstatus))
-        results.write(self.path, doc)
+        written = []
+        if self.settings.json_path:
+            results.write(self.settings.json_path, doc)
+            written.append(str(self.settings.json_path))
+        if self.settings.record_dir:
+            results.write(self.settings.record_dir / BASELINE_FILE, doc)
+            written.append(f"{self.settings.record_dir / BASELINE_FILE} (baseline)")
+        if written:
+            self.summary.append(f"results of {len(self.records)} scenario(s) written to {', '.join(written)}")
+        if self.settings.baseline_dir and self._against_baseline(doc) and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _against_baseline(self, doc: dict[str, Any]) -> bool:
+        """Compare with the stored baseline; True when that finds regressions."""
+        assert self.settings.baseline_dir is not None
+        path = self.settings.baseline_dir / BASELINE_FILE
+        if not path.is_file():
+            self.summary.append(
+                f"no baseline at {path} yet (first run?): record one with --convergence-record "
+                f"{self.settings.baseline_dir} on the version you compare against"
+            )
+            return False
+        try:
+            baseline = compare.load([path])[0]
+        except compare.CompareInputError as exc:
+            self.summary.append(f"cannot use the baseline: {exc}")
+            return True
+        current = compare.column(doc, Path("this run"))
+        current = dataclasses.replace(current, label=f"{current.label} (this run)")
+        # scenarios this run did not train (deselected, or no longer existing) are no change
+        stale = [sid for sid in baseline.scenarios if sid not in current.scenarios and not self._exists(sid)]
+        kept = {sid: r for sid, r in baseline.scenarios.items() if sid in current.scenarios}
+        result = compare.compare([dataclasses.replace(baseline, scenarios=kept), current], baseline)
+        self.summary.append(f"compared with the baseline {path}:")
+        self.summary.extend(compare.render_text(result).splitlines())
+        if stale:
+            self.summary.append("stale baseline entries (these scenarios no longer exist; re-record the baseline):")
+            self.summary.extend(f"  {sid}" for sid in stale)
+        return result.exit_code != 0
+
+    def _exists(self, scenario_id: str) -> bool:
+        file, _, name = scenario_id.partition("::")
+        if not (self.rootpath / file).is_file():
+            return False
+        try:
+            return any(s.name == name for s in load_file(self.rootpath / file))
+        except ScenarioError:
+            return True  # the file exists but has errors: not stale, its collection error says what is wrong
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        terminalreporter.write_line(f"convergence: results of {len(self.records)} scenario(s) written to {self.path}")
+        if self.summary:
+            terminalreporter.section("convergence")
+            for line in self.summary:
+                terminalreporter.write_line(line)

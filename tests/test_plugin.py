@@ -266,3 +266,83 @@ def test_xdist_gives_the_serial_verdicts_and_one_complete_record(pytester: pytes
     assert [s["seeds"][0]["losses"] for s in one["scenarios"]] == [s["seeds"][0]["losses"] for s in two["scenarios"]]
     assert two["environment"]["tensorflow"] == one["environment"]["tensorflow"]
     assert json.loads((pytester.path / "parallel.json").read_text())["schema"] == results.SCHEMA
+
+
+def test_baseline_lifecycle(pytester: pytest.Pytester, scenario_file) -> None:
+    """First run without a baseline, record it, compare unchanged, change a scenario, stale entries."""
+    scenario_file(DIVERGES, PREDICTS)
+    first = pytester.runpytest("--scenarios", "linear.yaml", "--convergence-baseline", "base")
+    first.stdout.fnmatch_lines(["*no baseline at *base/convergence-baseline.json yet (first run?)*"])
+    assert first.ret == 0
+    pytester.runpytest("--scenarios", "linear.yaml", "--convergence-record", "base")
+    assert (pytester.path / "base" / "convergence-baseline.json").is_file()
+    same = pytester.runpytest("--scenarios", "linear.yaml", "--convergence-baseline", "base")
+    same.stdout.fnmatch_lines(
+        ["*compared with the baseline*", "No changes against TF *", "no regressions in 2 scenario*"]
+    )
+    assert same.ret == 0
+    # a different learning rate changes the curve: drift, and the run fails although every test passed
+    scenario_file(DIVERGES, PREDICTS.replace("learning_rate: 0.6", "learning_rate: 0.5"))
+    changed = pytester.runpytest("--scenarios", "linear.yaml", "--convergence-baseline", "base")
+    changed.assert_outcomes(passed=2)
+    changed.stdout.fnmatch_lines(["*[[]drift, REGRESSION[]] linear.yaml::sgd-scaled-data-predicts*loss curve drifted*"])
+    assert changed.ret == pytest.ExitCode.TESTS_FAILED
+    # a scenario removed from the file is listed as stale, not as a regression
+    scenario_file(DIVERGES)
+    stale = pytester.runpytest("--scenarios", "linear.yaml", "--convergence-baseline", "base")
+    stale.stdout.fnmatch_lines(["stale baseline entries*", "  linear.yaml::sgd-scaled-data-predicts"])
+    assert stale.ret == 0
+
+
+def test_version_conditions_and_api_expectations(pytester: pytest.Pytester) -> None:
+    from pytest_convergence import training
+
+    keras3 = training.versions()["keras"].startswith("3")
+    pytester.makefile(
+        ".yaml",
+        api=HEADER
+        + """\
+  - name: list-predict-works
+    xfail: {keras: ">=3", reason: "Keras 3 rejects lists"}
+    epochs: 3
+    expect: {predict: {x: 25, y: 0, abs_tol: 1.0e9, input: list}}
+  - name: list-predict-raises
+    skip: {keras: "<3", reason: "Keras 2 accepts lists"}
+    epochs: 3
+    expect:
+      predict: {x: 25, y: 0, abs_tol: 1.0e9, input: list}
+      raises: {error: ValueError, match: "Unrecognized data type"}
+  - name: raises-but-nothing-does
+    epochs: 3
+    expect:
+      predict: {x: 25, y: 0, abs_tol: 1.0e9}
+      raises: {error: ValueError}
+  - name: wrongly-declared-xfail
+    xfail: {tensorflow: ">=2", reason: "not really failing"}
+    epochs: 3
+    expect: {predict: {x: 25, y: 0, abs_tol: 1.0e9}}
+  - name: skipped-on-no-version
+    skip: {tensorflow: "<1", reason: "never"}
+    epochs: 3
+    expect: {predict: {x: 25, y: 0, abs_tol: 1.0e9}}
+""",
+    )
+    result = pytester.runpytest("--scenarios", "api.yaml", "-rA", "--convergence-json", "r.json")
+    if keras3:
+        result.assert_outcomes(passed=2, failed=2, xfailed=1)
+        result.stdout.fnmatch_lines(
+            ["XFAIL api.yaml::list-predict-works - Keras 3 rejects lists [[]xfail where keras >=3[]]"]
+        )
+    else:
+        result.assert_outcomes(passed=2, failed=2, skipped=1)
+        result.stdout.fnmatch_lines(["SKIPPED * Keras 2 accepts lists [[]skip where keras <3[]]"])
+    result.stdout.fnmatch_lines(
+        [
+            "*FAIL raises: expected ValueError, but the run raised nothing*",
+            "FAILED api.yaml::wrongly-declared-xfail - [[]XPASS(strict)[]] not really failing*",
+        ]
+    )
+    outcomes = {s["name"]: s["outcome"] for s in results.read(pytester.path / "r.json")["scenarios"]}
+    assert outcomes["wrongly-declared-xfail"] == "xpassed"
+    assert outcomes["list-predict-works"] == ("xfailed" if keras3 else "passed")
+    assert outcomes["list-predict-raises"] == ("passed" if keras3 else "skipped")

@@ -1,0 +1,80 @@
+"""The CI workflow and the tox matrix agree, and the workflow has the jobs and steps the gate needs."""
+
+from __future__ import annotations
+
+import configparser
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def expand(spec: str) -> list[str]:
+    """tox's brace expansion for env names: tf2{15,16}-legacy → tf215-legacy, tf216-legacy."""
+    parts = re.split(r"\{([^}]*)\}", spec)
+    choices = [[p] if i % 2 == 0 else p.split(",") for i, p in enumerate(parts)]
+    return ["".join(combo) for combo in itertools.product(*choices)]
+
+
+def tox_envs() -> list[str]:
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read(ROOT / "tox.ini")
+    lines = [line.strip() for line in ini["tox"]["env_list"].splitlines() if line.strip()]
+    return [env for line in lines for env in expand(line)]
+
+
+def workflow() -> dict[str, Any]:
+    doc: dict[Any, Any] = yaml.safe_load((ROOT / ".github" / "workflows" / "tests.yml").read_text())
+    return doc
+
+
+def runs(job: dict[str, Any]) -> str:
+    return "\n".join(step.get("run", "") for step in job["steps"])
+
+
+def test_matrix_covers_every_release_from_2_12_to_2_21_with_legacy_variants() -> None:
+    envs = tox_envs()
+    releases = [f"tf2{m}" for m in range(12, 22)]
+    legacy = [f"tf2{m}-legacy" for m in range(16, 22)]
+    assert set(releases + legacy) <= set(envs)
+    matrix = workflow()["jobs"]["scenarios"]["strategy"]["matrix"]["env"]
+    assert sorted(matrix) == sorted(releases + legacy)
+
+
+def test_every_matrix_env_has_its_pins_and_version_check() -> None:
+    text = (ROOT / "tox.ini").read_text()
+    for m in range(12, 22):
+        assert f"tf2{m}: tensorflow-cpu~=2.{m}.0" in text
+    for m in range(16, 22):
+        assert f"tf2{m}-legacy: tf-keras~=2.{m}.0" in text
+    assert "pytest-convergence check-env --env-name {envname}" in text
+    assert "--convergence-json results/{envname}.json" in text
+
+
+def test_jobs_and_steps() -> None:
+    doc = workflow()
+    assert set(doc.get("on", doc.get(True))) == {"push", "pull_request"}  # YAML 1.1 reads `on` as True
+    jobs = doc["jobs"]
+    assert {"tests", "scenarios", "compare"} <= set(jobs)
+    assert "tox -e lint" in runs(jobs["tests"]) and "tox -e tests" in runs(jobs["tests"])
+    scenarios = jobs["scenarios"]
+    assert scenarios["strategy"]["fail-fast"] is False
+    assert "tox -e ${{ matrix.env }}" in runs(scenarios)
+    upload = next(s for s in scenarios["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert upload["with"]["path"] == "results/${{ matrix.env }}.json" and upload["if"] == "always()"
+    compare = jobs["compare"]
+    assert compare["needs"] == "scenarios" and compare["if"] == "always()"
+    download = next(s for s in compare["steps"] if s.get("uses", "").startswith("actions/download-artifact"))
+    assert download["with"]["pattern"] == "results-*"
+    script = runs(compare)
+    assert "pytest-convergence compare results/*.json" in script
+    assert '>> "$GITHUB_STEP_SUMMARY"' in script and "exit $code" in script
+
+
+def test_expand() -> None:
+    assert expand("tf2{15,16}-legacy") == ["tf215-legacy", "tf216-legacy"]
+    assert expand("lint") == ["lint"]
