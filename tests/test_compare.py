@@ -14,13 +14,23 @@ from pytest_convergence.cli import expected_versions, main
 CURVE = [28.5, 7.0, 2.0, 0.5, 0.1]
 
 
-def scenario(name: str, outcome: str = "passed", losses: list[float] | None = None, epoch_ms: float = 1.0,
-             error: str | None = None) -> dict[str, Any]:  # fmt: skip
+def scenario(
+    name: str,
+    outcome: str = "passed",
+    losses: list[float] | None = None,
+    epoch_ms: float = 1.0,
+    error: str | None = None,
+) -> dict[str, Any]:
     losses = CURVE if losses is None else losses
     return {
-        "id": f"s.yaml::{name}", "file": "s.yaml", "line": 3, "name": name, "outcome": outcome, "error": error,
+        "id": f"s.yaml::{name}",
+        "file": "s.yaml",
+        "line": 3,
+        "name": name,
+        "outcome": outcome,
+        "error": error,
         "seeds": [{"seed": 0, "losses": losses, "epoch_seconds": [0.5] + [epoch_ms / 1000] * (len(losses) - 1)}],
-    }  # fmt: skip
+    }
 
 
 def write(tmp_path: Path, name: str, tf: str, keras: str, *scenarios: dict[str, Any], **extra: Any) -> str:
@@ -64,8 +74,14 @@ def test_api_error_appearing_is_a_regression_and_vanishing_is_not(
     keras2 = write(
         tmp_path, "k2", "2.15.1", "2.15.0", scenario("list"), scenario("fixed", "error", error="TypeError: x")
     )
-    keras3 = write(tmp_path, "k3", "2.21.0", "3.15.1",
-                   scenario("list", "xfailed", error="ValueError: Unrecognized data type: x=[25.0]"), scenario("fixed"))  # fmt: skip
+    keras3 = write(
+        tmp_path,
+        "k3",
+        "2.21.0",
+        "3.15.1",
+        scenario("list", "xfailed", error="ValueError: Unrecognized data type: x=[25.0]"),
+        scenario("fixed"),
+    )
     code, out = run(capsys, keras2, keras3)
     assert code == 1
     assert (
@@ -83,8 +99,10 @@ def test_loss_curve_drift_reports_the_worst_epoch(tmp_path: Path, capsys: pytest
     new = write(tmp_path, "b", "2.16.1", "3.3.3", scenario("d", losses=drifted), scenario("same"))
     code, out = run(capsys, base, new)
     assert code == 1
-    assert "[drift, REGRESSION] s.yaml::d on TF 2.16.1 · Keras 3.3.3: loss curve drifted: 9.09% at epoch 4 " \
-           "(seed 0: 0.5 → 0.55); tolerance 1.00%" in out  # fmt: skip
+    assert (
+        "[drift, REGRESSION] s.yaml::d on TF 2.16.1 · Keras 3.3.3: loss curve drifted: 9.09% at epoch 4 "
+        "(seed 0: 0.5 → 0.55); tolerance 1.00%" in out
+    )
     assert "s.yaml::same" in out and "same on" not in out
     assert run(capsys, base, new, "--loss-rtol", "0.1")[0] == 0
 
@@ -114,12 +132,19 @@ def test_slowdown_counts_by_default_and_can_be_report_only(tmp_path: Path, capsy
 
 def test_collection_error_on_one_version_is_an_error_change(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("x"), scenario("gone"))
-    new = write(tmp_path, "b", "2.21.0", "3.15.1",
-                collection_errors=[{"file": "s.yaml", "message": "s.yaml:4: model[0]: unknown Keras layer 'X'"}])  # fmt: skip
+    new = write(
+        tmp_path,
+        "b",
+        "2.21.0",
+        "3.15.1",
+        collection_errors=[{"file": "s.yaml", "message": "s.yaml:4: model[0]: unknown Keras layer 'X'"}],
+    )
     code, out = run(capsys, base, new)
     assert code == 1
-    assert "[error, REGRESSION] s.yaml::x on TF 2.21.0 · Keras 3.15.1: collection error in TF 2.21.0 · Keras 3.15.1: " \
-           "s.yaml:4: model[0]: unknown Keras layer 'X'" in out  # fmt: skip
+    assert (
+        "[error, REGRESSION] s.yaml::x on TF 2.21.0 · Keras 3.15.1: collection error in TF 2.21.0 · Keras 3.15.1: "
+        "s.yaml:4: model[0]: unknown Keras layer 'X'" in out
+    )
 
 
 def test_missing_scenario_is_reported_not_counted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -190,8 +215,12 @@ def test_bad_options_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("tf215", ("2.15", "keras", 2)), ("tf221", ("2.21", "keras", 3)), ("tf216-legacy", ("2.16", "tf_keras", 2)),
-     ("tf212", ("2.12", "keras", 2))],
-)  # fmt: skip
+    [
+        ("tf215", ("2.15", "keras", 2)),
+        ("tf221", ("2.21", "keras", 3)),
+        ("tf216-legacy", ("2.16", "tf_keras", 2)),
+        ("tf212", ("2.12", "keras", 2)),
+    ],
+)
 def test_env_names_promise_versions(name: str, expected: tuple[str, str, int]) -> None:
     assert expected_versions(name, None, "keras") == expected
