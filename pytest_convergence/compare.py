@@ -89,9 +89,10 @@ class Comparison:
         record = column.scenarios.get(scenario)
         text = SHORT[record["outcome"]] if record else SHORT[None]
         mine = [c for c in self.changes if c.scenario == scenario and c.column == column.label]
-        if any(c in self.regressions for c in mine):
-            return text + " !"
-        return text + " ~" if mine else text
+        counted = [c.kind for c in mine if c in self.regressions]
+        if counted:
+            return f"{text} ! {'+'.join(counted)}"
+        return f"{text} ~ {'+'.join(c.kind for c in mine)}" if mine else text
 
 
 def load(paths: Sequence[Path]) -> list[Column]:
@@ -267,7 +268,7 @@ def render_text(cmp: Comparison) -> str:
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines += ["", "! a change that counts as a regression   ~ a change reported only", ""]
+    lines += ["", "! changes that count as regressions   ~ changes reported only", ""]
     lines += _change_lines(cmp, bullet="- ")
     lines.append(_summary(cmp))
     return "\n".join(lines)
@@ -282,9 +283,9 @@ def render_markdown(cmp: Comparison) -> str:
         cells = []
         for c in cmp.columns:
             text = cmp.cell(sid, c)
-            cells.append(f"**{text}**" if text.endswith("!") else text)
+            cells.append(f"**{text}**" if " ! " in text else text)
         out.append(f"| `{sid}` | " + " | ".join(cells) + " |")
-    out += ["", "`!` counts as a regression, `~` is reported only.", ""]
+    out += ["", "`!` changes that count as regressions, `~` changes reported only.", ""]
     out += _change_lines(cmp, bullet="- ", code=True)
     return "\n".join(out) + "\n"
 
@@ -323,7 +324,7 @@ def render_html(cmp: Comparison) -> str:
         cells = []
         for c in cmp.columns:
             text = cmp.cell(sid, c)
-            cls = "reg" if text.endswith("!") else ("chg" if text.endswith("~") else "")
+            cls = "reg" if " ! " in text else ("chg" if " ~ " in text else "")
             cells.append(f'<td class="{cls}">{e(text)}</td>')
         grid.append(f'<tr><td><a href="#{e(sid)}">{e(sid)}</a></td>{"".join(cells)}</tr>')
     changes = "".join(

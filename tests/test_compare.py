@@ -62,7 +62,7 @@ def test_outcome_changes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     new = write(tmp_path, "new", "2.21.0", "3.15.1", scenario("breaks", "failed"), scenario("heals"))
     code, out = run(capsys, old, new)
     assert code == 1
-    assert "s.yaml::breaks  pass" in out and "FAIL !" in out
+    assert "s.yaml::breaks  pass" in out and "FAIL ! outcome" in out and "pass ~ outcome" in out
     assert "[outcome, REGRESSION] s.yaml::breaks on TF 2.21.0 · Keras 3.15.1: passed → failed" in out
     assert "[outcome, better/neutral] s.yaml::heals on TF 2.21.0 · Keras 3.15.1: failed → passed" in out
     assert "1 regression(s)" in out
@@ -181,7 +181,7 @@ def test_markdown_and_html(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert code == 1
     text = md.read_text()
     assert text.startswith("## Convergence across versions: 2 regression(s)")
-    assert "| `s.yaml::x` | pass | **FAIL !** |" in text
+    assert "| `s.yaml::x` | pass | **FAIL ! outcome+drift** |" in text
     html = page.read_text()
     assert html.count("<polyline") == 2 and "×" in html and "<b>drift</b>" in html
     assert "<script" not in html  # self-contained and static
