@@ -187,23 +187,18 @@ def test_metric_expectation_on_a_real_classifier(pytester: pytest.Pytester) -> N
     pytester.makefile(
         ".yaml",
         cls="""\
+defaults:
+  data: {x: {linspace: [-2, 2, 40]}, y: "x > 0"}
+  model: [{Dense: {units: 1, activation: sigmoid}}]
+  optimizer: {name: adam, learning_rate: 0.1}
+  loss: binary_crossentropy
+  metrics: [accuracy]
+  batch_size: 40
 scenarios:
   - name: separable
-    data: {x: {linspace: [-2, 2, 40]}, y: "x > 0"}
-    model: [{Dense: {units: 1, activation: sigmoid}}]
-    optimizer: {name: adam, learning_rate: 0.1}
-    loss: binary_crossentropy
-    metrics: [accuracy]
-    batch_size: 40
     epochs: 40
     expect: {metric: {name: accuracy, above: 0.9}}
   - name: impossible
-    data: {x: {linspace: [-2, 2, 40]}, y: "x > 0"}
-    model: [{Dense: {units: 1, activation: sigmoid}}]
-    optimizer: {name: adam, learning_rate: 0.1}
-    loss: binary_crossentropy
-    metrics: [accuracy]
-    batch_size: 40
     epochs: 5
     expect: {metric: {name: accuracy, above: 1.01}}
 """,
