@@ -76,16 +76,20 @@ class ScenarioItem(pytest.Item):
     def where(self) -> str:
         return f"{self.parent.nodeid if self.parent else self.path}:{self.scenario.line}"
 
+    @property
+    def timeout_s(self) -> float | None:
+        return self.scenario.spec.timeout_s or self.config.stash[SCENARIOS_KEY].timeout_s
+
     def runtest(self) -> None:
         from . import training
 
         scenario = self.scenario
         try:
-            runs = training.run(scenario)
+            runs = training.run(scenario, self.timeout_s)
         except Exception as exc:
             self.stash[RECORD_KEY] = self._record([], None, error=f"{type(exc).__name__}: {exc}")
             raise
-        verdict = expect.judge(scenario.spec.expect, runs)
+        verdict = expect.judge(scenario.spec.expect, runs, self.timeout_s)
         self.stash[RECORD_KEY] = self._record(runs, verdict)
         if not verdict.ok:
             raise ScenarioFailed(report.failure(scenario.name, self.where, verdict, runs))
@@ -93,7 +97,7 @@ class ScenarioItem(pytest.Item):
     def _record(self, runs: Any, verdict: expect.Verdict | None, error: str | None = None) -> dict[str, Any]:
         from . import training
 
-        return results.scenario_record(
+        record = results.scenario_record(
             self.nodeid,
             self.parent.nodeid if self.parent else str(self.path),
             self.scenario.line,
@@ -103,11 +107,20 @@ class ScenarioItem(pytest.Item):
             training.versions(),
             error,
         )
+        record["runtime"] = {**training.runtime_settings(), "timeout_s": self.timeout_s}
+        return record
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, ScenarioFailed):
             return str(excinfo.value)
-        return super().repr_failure(excinfo, style=style)
+        # The training itself raised: say so first, in one line; the traceback is for -v.
+        summary = (
+            f"{self.where}: scenario {self.scenario.name!r}: training raised "
+            f"{excinfo.typename}: {' '.join(str(excinfo.value).split())[:500]}"
+        )
+        if self.config.get_verbosity() > 0:
+            return f"{summary}\n\n{super().repr_failure(excinfo, style=style)}"
+        return f"{summary}\n(run with -v for the traceback)"
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.scenario.line - 1, f"{self.scenario.name} ({self.where})"

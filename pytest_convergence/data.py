@@ -19,6 +19,17 @@ MAX_SAMPLES = 1_000_000
 X_FORMS = "an inline list, {linspace: [start, stop, num]} or {arange: [start, stop]} / {arange: [start, stop, step]}"
 
 
+def is_number(value: Any) -> bool:
+    """An int or float that fits a float64 (YAML integers can be arbitrarily large); NaN and inf count."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
 class DataError(Exception):
     """A data problem at `loc` (keys below `data:`)."""
 
@@ -74,7 +85,7 @@ def _x(value: Any) -> np.ndarray:
 
 def _linspace(nums: list[float]) -> np.ndarray:
     start, stop, num = nums
-    if num != int(num) or not 1 <= num <= MAX_SAMPLES:
+    if not 1 <= num <= MAX_SAMPLES or num != int(num):
         raise DataError(("x", "linspace"), f"num must be a whole number from 1 to {MAX_SAMPLES}, got {num}")
     return np.linspace(start, stop, int(num), dtype=np.float64)
 
@@ -83,16 +94,18 @@ def _arange(nums: list[float]) -> np.ndarray:
     start, stop, step = (*nums, 1.0) if len(nums) == 2 else nums
     if step == 0:
         raise DataError(("x", "arange"), "step must not be 0")
-    count = int(np.ceil((stop - start) / step))
-    if not 1 <= count <= MAX_SAMPLES:
-        raise DataError(("x", "arange"), f"gives {max(count, 0)} samples; 1 to {MAX_SAMPLES} allowed")
+    with np.errstate(all="ignore"):
+        count = float(np.ceil((stop - start) / step))
+    if not 1 <= count <= MAX_SAMPLES:  # NaN and inf fail this too
+        shown = f"{count:.3g}" if count == count else "no number of"
+        raise DataError(("x", "arange"), f"gives {shown} samples; 1 to {MAX_SAMPLES} allowed")
     return np.arange(start, stop, step, dtype=np.float64)
 
 
 def _numbers(args: Any, loc: tuple[Key, ...], count: int | tuple[int, ...]) -> list[float]:
     counts = (count,) if isinstance(count, int) else count
     ok = isinstance(args, list) and len(args) in counts
-    if ok and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
+    if ok and all(is_number(a) for a in args):
         return [float(a) for a in args]
     want = " or ".join(str(c) for c in counts)
     raise DataError(("x", *loc), f"needs a list of {want} numbers, got {args!r:.80}")
@@ -105,12 +118,9 @@ def _table(value: list[Any], loc: tuple[Key, ...]) -> np.ndarray:
     if len(value) > MAX_SAMPLES:
         raise DataError(loc, f"has {len(value)} samples; at most {MAX_SAMPLES} allowed")
 
-    def number(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-    if all(number(v) for v in value):
+    if all(is_number(v) for v in value):
         return np.asarray(value, dtype=np.float64).reshape(-1, 1)
-    if all(isinstance(r, list) and r and all(number(v) for v in r) for r in value):
+    if all(isinstance(r, list) and r and all(is_number(v) for v in r) for r in value):
         widths = {len(r) for r in value}
         if len(widths) == 1:
             return np.asarray(value, dtype=np.float64)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .record import SeedRun
+from .record import TIME_LIMIT, SeedRun
 from .scenario import Converges, Diverges, Expect, MetricCheck, Predict, Raises
 
 
@@ -90,7 +90,20 @@ def stop_reason(expect: Expect, losses: Sequence[float]) -> str | None:
     return None
 
 
-def judge_seed(expect: Expect, run: SeedRun) -> SeedVerdict:
+def judge_seed(expect: Expect, run: SeedRun, timeout_s: float | None = None) -> SeedVerdict:
+    if run.stop_reason == TIME_LIMIT:
+        last = f", last loss {fmt(run.losses[-1])}" if run.losses else ""
+        limit = f" of {timeout_s:g} s" if timeout_s else ""
+        return SeedVerdict(
+            run.seed,
+            (
+                Check(
+                    "timeout",
+                    False,
+                    f"the time limit{limit} was reached after {run.epochs_run} of {run.epochs_planned} epochs{last}",
+                ),
+            ),
+        )
     if expect.raises is not None:
         return SeedVerdict(run.seed, (_raises(expect.raises, run),))
     checks: list[Check] = []
@@ -104,8 +117,8 @@ def judge_seed(expect: Expect, run: SeedRun) -> SeedVerdict:
     return SeedVerdict(run.seed, tuple(checks))
 
 
-def judge(expect: Expect, runs: Sequence[SeedRun]) -> Verdict:
-    return Verdict(tuple(judge_seed(expect, r) for r in runs), expect.min_pass_rate)
+def judge(expect: Expect, runs: Sequence[SeedRun], timeout_s: float | None = None) -> Verdict:
+    return Verdict(tuple(judge_seed(expect, r, timeout_s) for r in runs), expect.min_pass_rate)
 
 
 def _grown(first: float, loss: float, factor: float) -> bool:

@@ -103,7 +103,10 @@ def _build(loader: _Loader, node: yaml.Node, path: Path, file: str) -> Any:
 
 def load(text: str, file: str) -> Any:
     """Parse one YAML document into LocDict/LocList/scalars. Raises ScenarioError with the line."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader already rejects some characters
+    except yaml.YAMLError as exc:
+        raise ScenarioError([Problem(file, 1, "", f"not valid YAML: {exc}")]) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -116,6 +119,8 @@ def load(text: str, file: str) -> Any:
         raise ScenarioError([Problem(file, line, "", f"not valid YAML: {what}")]) from None
     except yaml.YAMLError as exc:
         raise ScenarioError([Problem(file, 0, "", f"not valid YAML: {exc}")]) from None
+    except RecursionError:
+        raise ScenarioError([Problem(file, 0, "", "not usable: the YAML is nested too deeply")]) from None
     finally:
         loader.dispose()
 

@@ -21,6 +21,10 @@ BASELINE_HELP = (
     "regressions (outcome, error, drift, slowdown) fail the run."
 )
 BASELINE_FILE = "convergence-baseline.json"
+TIMEOUT_HELP = (
+    "Default time limit in seconds for training one scenario (all its seeds); a scenario's timeout_s wins. "
+    "Past it, training stops after the current batch and the scenario fails. Default: none."
+)
 
 SCENARIOS_KEY = pytest.StashKey["Settings"]()
 
@@ -32,6 +36,7 @@ class Settings:
     json_path: Path | None
     record_dir: Path | None = None
     baseline_dir: Path | None = None
+    timeout_s: float | None = None
 
     @property
     def gathers_records(self) -> bool:
@@ -49,7 +54,9 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--convergence-json", default=None, metavar="PATH", help=JSON_HELP)
     group.addoption("--convergence-record", default=None, metavar="DIR", help=RECORD_HELP)
     group.addoption("--convergence-baseline", default=None, metavar="DIR", help=BASELINE_HELP)
+    group.addoption("--convergence-timeout", default=None, metavar="SECONDS", help=TIMEOUT_HELP)
     parser.addini("convergence_scenarios", INI_SCENARIOS_HELP, type="paths", default=[])
+    parser.addini("convergence_timeout", TIMEOUT_HELP, default=None)
 
 
 def resolve(config: pytest.Config) -> Settings:
@@ -66,12 +73,30 @@ def resolve(config: pytest.Config) -> Settings:
     given = {key: config.getoption(key) for key in ("convergence_json", "convergence_record", "convergence_baseline")}
     paths = {key: (invocation / value).resolve() if value else None for key, value in given.items()}
     return Settings(
+        timeout_s=_timeout(config),
         scenario_paths=cli + ini,
         cli_paths=cli,
         json_path=paths["convergence_json"],
         record_dir=paths["convergence_record"],
         baseline_dir=paths["convergence_baseline"],
     )
+
+
+def _timeout(config: pytest.Config) -> float | None:
+    """--convergence-timeout, else the ini key; a bad value names where it came from."""
+    cli, ini = config.getoption("convergence_timeout"), config.getini("convergence_timeout")
+    value, source = (
+        (cli, "--convergence-timeout") if cli is not None else (ini, f"convergence_timeout in {config.inipath}")
+    )
+    if value in (None, ""):
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds > 0:
+        raise pytest.UsageError(f"{source}: expected a number of seconds > 0, got {value!r}")
+    return seconds
 
 
 def steer_collection(config: pytest.Config, settings: Settings) -> None:

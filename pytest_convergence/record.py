@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+TIME_LIMIT = "time limit"  # a stop_reason: the scenario's timeout_s ran out
+
 
 @dataclass
 class SeedRun:
@@ -17,7 +19,7 @@ class SeedRun:
     epoch_seconds: list[float] = field(default_factory=list)
     fit_seconds: float = 0.0
     epochs_planned: int = 0
-    stop_reason: str = "completed"  # completed | non-finite loss | expectations decided
+    stop_reason: str = "completed"  # completed | non-finite loss | expectations decided | time limit
     predictions: list[list[float]] = field(default_factory=list)  # one row per expect.predict point
     error: str | None = None  # "ValueError: ..." when the run raised and the scenario expected it
     error_types: list[str] = field(default_factory=list)  # the exception's class names, most derived first

@@ -270,6 +270,7 @@ class ScenarioSpec(_Strict):
     seed: int | None = Field(default=None, ge=0)
     seeds: list[Annotated[int, Field(ge=0)]] | None = None
     expect: Expect
+    timeout_s: float | None = Field(default=None, gt=0)
     skip: list[VersionCondition] = []
     xfail: list[VersionCondition] = []
 
@@ -480,7 +481,7 @@ def _as_points(value: Any, what: str) -> np.ndarray:
     rows = value if isinstance(value, list) else [value]
 
     def number(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        return data_mod.is_number(v) and math.isfinite(v)
 
     if rows and all(number(v) for v in rows):
         return np.asarray(rows, dtype=np.float64).reshape(-1, 1)

@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import Problem
 from .expect import stop_reason
-from .record import SeedRun
+from .record import TIME_LIMIT, SeedRun
 from .scenario import Scenario
 
 LEGACY_ENV = "TF_USE_LEGACY_KERAS"
@@ -39,7 +39,34 @@ def frameworks() -> tuple[Any, Any]:
     keras = importlib.import_module("tf_keras" if legacy else "keras")
     # Seeded runs must be reproducible; this makes TF pick deterministic kernels.
     tf.config.experimental.enable_op_determinism()
+    # Several xdist workers on a small machine must not each start a thread per core.
+    threads = threads_per_process()
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
     return tf, keras
+
+
+def threads_per_process() -> int:
+    """The CPUs this process may use, shared among the xdist workers of the run (at least 1)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    return max(1, cpus // max(1, workers))
+
+
+def runtime_settings() -> dict[str, Any]:
+    """What a difference between two runs could come from, besides the versions: stored in each record."""
+    tf, _ = frameworks()
+    return {
+        "op_determinism": True,
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "xdist_workers": int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1),
+        "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED"),
+        "TF_USE_LEGACY_KERAS": os.environ.get(LEGACY_ENV),
+    }
 
 
 def versions() -> dict[str, str]:
@@ -87,17 +114,22 @@ def check(scenario: Scenario) -> list[Problem]:
     return problems
 
 
-def run(scenario: Scenario) -> list[SeedRun]:
-    """Train the scenario once per seed, with the Keras of this environment."""
-    return [run_seed(scenario, seed) for seed in scenario.seeds]
+def run(scenario: Scenario, timeout_s: float | None = None) -> list[SeedRun]:
+    """Train the scenario once per seed, with the Keras of this environment, within `timeout_s` in all."""
+    deadline = time.perf_counter() + timeout_s if timeout_s else None
+    return [run_seed(scenario, seed, deadline) for seed in scenario.seeds]
 
 
-def run_seed(scenario: Scenario, seed: int) -> SeedRun:
+def run_seed(scenario: Scenario, seed: int, deadline: float | None = None) -> SeedRun:
     """One seed's run. An exception propagates, unless the scenario expects one (`expect.raises`):
-    then it is recorded on the SeedRun, with whatever epochs ran before it."""
+    then it is recorded on the SeedRun, with whatever epochs ran before it. Past `deadline`
+    (a time.perf_counter() value) training stops after the current batch."""
     record = SeedRun(seed=seed, epochs_planned=scenario.spec.epochs)
+    if deadline is not None and time.perf_counter() >= deadline:
+        record.stop_reason = TIME_LIMIT
+        return record
     try:
-        _train(scenario, record)
+        _train(scenario, record, deadline)
     except Exception as exc:
         if scenario.spec.expect.raises is None:
             raise
@@ -106,7 +138,7 @@ def run_seed(scenario: Scenario, seed: int) -> SeedRun:
     return record
 
 
-def _train(scenario: Scenario, record: SeedRun) -> None:
+def _train(scenario: Scenario, record: SeedRun, deadline: float | None) -> None:
     _tf, keras = frameworks()
     spec = scenario.spec
     keras.backend.clear_session()  # fresh graph and names; keeps memory flat over many scenarios
@@ -131,12 +163,12 @@ def _train(scenario: Scenario, record: SeedRun) -> None:
         scenario.y,
         epochs=spec.epochs,
         verbose=0,
-        callbacks=[_recorder(keras)(record, spec.expect)],
+        callbacks=[_recorder(keras)(record, spec.expect, deadline)],
         **options,
     )
     record.fit_seconds = time.perf_counter() - start
     predict = spec.expect.predict
-    if predict is not None:
+    if predict is not None and record.stop_reason != TIME_LIMIT:
         xs, _ = predict.points()
         # "list" passes what user code typically writes: [25.0] for one feature, [[1.0, 2.0]] for several
         given: Any = xs.astype(np.float32)
@@ -152,15 +184,22 @@ def _recorder(keras: Any) -> type:
     and stopping training as soon as the expectations are decided."""
 
     class Recorder(keras.callbacks.Callback):  # type: ignore[misc]
-        def __init__(self, record: SeedRun, expect: Any) -> None:
+        def __init__(self, record: SeedRun, expect: Any, deadline: float | None) -> None:
             super().__init__()
-            self.record, self.expect, self.started = record, expect, 0.0
+            self.record, self.expect, self.deadline, self.started = record, expect, deadline, 0.0
 
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
             self.started = time.perf_counter()
 
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            if self.deadline is not None and time.perf_counter() >= self.deadline:
+                self.record.stop_reason = TIME_LIMIT
+                self.model.stop_training = True
+
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             record = self.record
+            if record.stop_reason == TIME_LIMIT:
+                return  # the epoch was cut short: its mean loss is not comparable
             record.epoch_seconds.append(time.perf_counter() - self.started)
             for key, value in (logs or {}).items():
                 if key == "loss":

@@ -20,6 +20,10 @@ from .options import BASELINE_FILE, Settings
 from .scenario import load_file
 
 
+def _is_scenario(nodeid: str) -> bool:
+    return nodeid.partition("::")[0].endswith((".yaml", ".yml")) and "::" in nodeid
+
+
 class ResultsWriter:
     def __init__(self, settings: Settings, rootpath: Path) -> None:
         self.settings = settings
@@ -33,6 +37,9 @@ class ResultsWriter:
         record = getattr(report, REPORT_ATTRIBUTE, None)
         if record is not None:
             self.records[report.nodeid] = record
+        elif report.failed and _is_scenario(report.nodeid) and report.nodeid not in self.records:
+            # no record travelled with it: e.g. xdist's report of a worker that died running it
+            self.records[report.nodeid] = results.bare_record(report.nodeid, "error", str(report.longrepr))
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed and str(report.fspath).endswith((".yaml", ".yml")):
@@ -40,6 +47,12 @@ class ResultsWriter:
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         doc = results.document(list(self.records.values()), self.collection_errors, self.started, int(exitstatus))
+        # an interrupted run (Ctrl-C, -x, a crash of pytest itself) still writes what finished, marked so
+        doc["complete"] = (
+            exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED)
+            and not session.shouldstop
+            and not session.shouldfail
+        )
         written = []
         if self.settings.json_path:
             results.write(self.settings.json_path, doc)

@@ -404,3 +404,18 @@ def test_every_problem_of_a_file_is_listed(tmp_path: Path) -> None:
 def test_bad_file_structure(tmp_path: Path, text: str, line: int, message: str) -> None:
     found = problems(tmp_path, text)
     assert any(p.line == line and message in p.message for p in found), found
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "{x: {arange: [0, 1.0e+300, 1.0e-300]}}",
+        "{x: {linspace: [0, 1, .inf]}}",
+        "{x: {linspace: [0, 1, .nan]}}",
+        "{x: [1, " + "1" + "0" * 320 + "]}",
+        "{x: [1, 2], y: [1, 1e999]}",
+    ],
+)
+def test_extreme_numbers_are_located_errors(tmp_path: Path, data: str) -> None:
+    problem = only(tmp_path, BASE + f"  - name: a\n    data: {data}\n    expect: {{diverges: {{within_epochs: 3}}}}\n")
+    assert problem.line == 9 and problem.key.startswith("scenarios[0].data.")

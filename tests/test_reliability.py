@@ -1,0 +1,134 @@
+"""Reliability end to end: time limits, training that raises, dying workers, interrupted runs, run settings."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import DIVERGES, HEADER, PREDICTS
+
+from pytest_convergence import results
+
+pytestmark = pytest.mark.keras
+
+FACTORIES = """\
+import os, signal
+
+def raises():
+    raise RuntimeError("the factory broke: shape (3, 4) does not fit")
+
+def dies():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def interrupts():
+    raise KeyboardInterrupt
+"""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _tensorflow_imported_once() -> None:
+    from pytest_convergence import training
+
+    training.frameworks()
+
+
+def factory_scenario(name: str, func: str) -> str:
+    return f"  - name: {name}\n    model: 'factories:{func}'\n    expect: {{diverges: {{within_epochs: 30}}}}\n"
+
+
+def test_time_limit_stops_training_and_the_rest_goes_on(pytester: pytest.Pytester, scenario_file) -> None:
+    slow = PREDICTS.replace("sgd-scaled-data-predicts", "slow").replace(
+        "epochs: 100", "epochs: 100000\n    timeout_s: 2"
+    )
+    scenario_file(slow, DIVERGES)
+    result = pytester.runpytest("--scenarios", "linear.yaml", "--convergence-json", "r.json")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["timeout: the time limit of 2 s was reached after * of 100000 epochs, last loss *"])
+    doc = results.read(pytester.path / "r.json")
+    slow_record = next(s for s in doc["scenarios"] if s["name"] == "slow")
+    seed = slow_record["seeds"][0]
+    assert seed["stop_reason"] == "time limit" and 0 < seed["epochs_run"] < 100000
+    assert sum(seed["epoch_seconds"]) < 2.5 and slow_record["runtime"]["timeout_s"] == 2
+
+
+def test_default_time_limit_from_the_command_line_and_ini(pytester: pytest.Pytester, scenario_file) -> None:
+    scenario_file(PREDICTS.replace("epochs: 100", "epochs: 100000"))
+    result = pytester.runpytest("--scenarios", "linear.yaml", "--convergence-timeout", "1")
+    result.stdout.fnmatch_lines(["*the time limit of 1 s was reached*"])
+    pytester.makeini("[pytest]\nconvergence_timeout = soon\n")
+    bad = pytester.runpytest("--scenarios", "linear.yaml")
+    bad.stderr.fnmatch_lines(["*convergence_timeout in *tox.ini: expected a number of seconds > 0, got 'soon'"])
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_training_that_raises_is_summarised_first(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(factories=FACTORIES)
+    pytester.makefile(".yaml", s=HEADER + factory_scenario("broken", "raises") + DIVERGES)
+    result = pytester.runpytest("--scenarios", "s.yaml", "--convergence-json", "r.json")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "s.yaml:9: scenario 'broken': training raised RuntimeError: the factory broke: shape (3, 4) does not fit",
+            "(run with -v for the traceback)",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
+    verbose = pytester.runpytest("--scenarios", "s.yaml", "-v")
+    verbose.stdout.fnmatch_lines(
+        ["*training raised RuntimeError*", "*def raises():*", "E * RuntimeError: the factory*"]
+    )
+    doc = results.read(pytester.path / "r.json")
+    broken = next(s for s in doc["scenarios"] if s["name"] == "broken")
+    assert broken["outcome"] == "error" and broken["error"].startswith("RuntimeError: the factory broke")
+
+
+def test_a_dying_worker_is_named_and_the_other_results_are_kept(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    pytester.makepyfile(factories=FACTORIES)
+    pytester.makefile(
+        ".yaml",
+        s=HEADER + factory_scenario("killed", "dies") + DIVERGES + DIVERGES.replace("sgd-default", "another"),
+    )
+    result = pytester.runpytest("--scenarios", "s.yaml", "-n", "2", "--convergence-json", "r.json")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*worker 'gw*' crashed while running 's.yaml::killed'*"])
+    doc = results.read(pytester.path / "r.json")
+    outcomes = {s["name"]: s["outcome"] for s in doc["scenarios"]}
+    assert outcomes == {"killed": "error", "sgd-default-lr-diverges": "passed", "another-lr-diverges": "passed"}
+    killed = next(s for s in doc["scenarios"] if s["name"] == "killed")
+    assert "crashed" in killed["error"]
+
+
+def test_an_interrupted_run_writes_what_finished_marked_incomplete(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(factories=FACTORIES)
+    pytester.makefile(".yaml", s=HEADER + DIVERGES + factory_scenario("ctrl-c", "interrupts"))
+    # in a subprocess: an in-process run would pass the KeyboardInterrupt on to this test session
+    result = pytester.runpytest_subprocess("--scenarios", "s.yaml", "--convergence-json", "r.json")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    doc = results.read(pytester.path / "r.json")
+    assert doc["complete"] is False and doc["exitstatus"] == int(pytest.ExitCode.INTERRUPTED)
+    assert [s["name"] for s in doc["scenarios"]] == ["sgd-default-lr-diverges"]
+    pytester.makefile(".yaml", s=HEADER + DIVERGES)
+    pytester.runpytest("--scenarios", "s.yaml", "--convergence-json", "r.json")
+    again = results.read(pytester.path / "r.json")
+    assert again["complete"] is True
+    assert [p.name for p in pytester.path.iterdir() if p.name.startswith(".r.json")] == []  # no temporary left
+
+
+def test_records_say_how_the_run_was_set_up(pytester: pytest.Pytester, scenario_file) -> None:
+    scenario_file(DIVERGES)
+    pytester.runpytest("--scenarios", "linear.yaml", "--convergence-json", "r.json")
+    runtime = results.read(pytester.path / "r.json")["scenarios"][0]["runtime"]
+    assert runtime["op_determinism"] is True
+    assert runtime["intra_op_threads"] >= 1 and runtime["inter_op_threads"] >= 1
+    assert runtime["xdist_workers"] == 1 and runtime["timeout_s"] is None
+
+
+def test_threads_are_shared_among_xdist_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_convergence import training
+
+    monkeypatch.setattr(training.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "4")
+    assert training.threads_per_process() == 2
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "16")
+    assert training.threads_per_process() == 1
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT")
+    assert training.threads_per_process() == 8
