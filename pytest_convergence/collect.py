@@ -73,8 +73,13 @@ class ScenarioItem(pytest.Item):
                         self.add_marker(pytest.mark.xfail(reason=reason, strict=True))
 
     @property
+    def file_id(self) -> str:
+        """The YAML file as pytest names it (relative to rootdir)."""
+        return self.parent.nodeid if self.parent else str(self.path)
+
+    @property
     def where(self) -> str:
-        return f"{self.parent.nodeid if self.parent else self.path}:{self.scenario.line}"
+        return f"{self.file_id}:{self.scenario.line}"
 
     @property
     def timeout_s(self) -> float | None:
@@ -99,7 +104,7 @@ class ScenarioItem(pytest.Item):
 
         record = results.scenario_record(
             self.nodeid,
-            self.parent.nodeid if self.parent else str(self.path),
+            self.file_id,
             self.scenario.line,
             self.scenario.name,
             runs,
