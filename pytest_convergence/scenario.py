@@ -50,6 +50,14 @@ FACTORY_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 KeywordValue = Any
 
 
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list holding a mapping or another non-scalar"
+    return f"a {type(value).__name__}"
+
+
 def _check_keywords(kwargs: dict[str, Any]) -> dict[str, Any]:
     def plain(value: Any) -> bool:
         if isinstance(value, list):
@@ -62,7 +70,7 @@ def _check_keywords(kwargs: dict[str, Any]) -> dict[str, Any]:
         if not plain(value):
             raise ValueError(
                 f"keyword {key!r}: values must be numbers, strings, booleans, null or lists of them "
-                f"(got a {'mapping' if isinstance(value, dict) else type(value).__name__}); "
+                f"(got {_kind(value)}); "
                 "for anything richer write a model factory"
             )
     return kwargs
@@ -357,7 +365,7 @@ def load_file(file: Path, display: str | None = None) -> list[Scenario]:
 
 def _scenarios(doc: Any, file: Path, shown: str) -> tuple[list[Scenario], list[Problem]]:
     if not isinstance(doc, LocDict):
-        got = "an empty file" if doc is None else f"a {type(doc).__name__}"
+        got = "an empty file" if doc is None else ("a list" if isinstance(doc, list) else f"the value {_short(doc)}")
         msg = f"a scenario file is a mapping with the keys {', '.join(FILE_KEYS)}; got {got}"
         return [], [Problem(shown, 1, "", msg)]
     problems: list[Problem] = []

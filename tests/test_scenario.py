@@ -392,7 +392,8 @@ def test_every_problem_of_a_file_is_listed(tmp_path: Path) -> None:
     ("text", "line", "message"),
     [
         ("", 1, "got an empty file"),
-        ("- a\n- b\n", 1, "got a LocList"),
+        ("- a\n- b\n", 1, "got a list"),
+        ("just text\n", 1, "got the value 'just text'"),
         ("scenarios: []\n", 1, "must be a non-empty list"),
         ("defaults: {}\nscenarioz: []\n", 2, "unknown key 'scenarioz'; did you mean 'scenarios'?"),
         ("defaults: {name: x}\nscenarios: [{name: a}]\n", 1, "each scenario names itself"),
