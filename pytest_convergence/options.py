@@ -27,6 +27,11 @@ TIMEOUT_HELP = (
 )
 
 SCENARIOS_KEY = pytest.StashKey["Settings"]()
+SUFFIXES = (".yaml", ".yml")  # what a scenario file is named
+
+
+def is_yaml(name: str | Path) -> bool:
+    return str(name).endswith(SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ class Settings:
         return any((self.json_path, self.record_dir, self.baseline_dir))
 
     def is_scenario_file(self, path: Path) -> bool:
-        if path.suffix not in (".yaml", ".yml"):
+        if not is_yaml(path):
             return False
         return any(path == p or p in path.parents for p in self.scenario_paths)
 

@@ -52,8 +52,12 @@ def threads_per_process() -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    return max(1, cpus // max(1, workers))
+    return max(1, cpus // _xdist_workers())
+
+
+def _xdist_workers() -> int:
+    """How many xdist workers this run has (xdist tells each worker); 1 without xdist."""
+    return max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1))
 
 
 def runtime_settings() -> dict[str, Any]:
@@ -63,7 +67,7 @@ def runtime_settings() -> dict[str, Any]:
         "op_determinism": True,
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "xdist_workers": int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1),
+        "xdist_workers": _xdist_workers(),
         "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED"),
         "TF_USE_LEGACY_KERAS": os.environ.get(LEGACY_ENV),
     }
@@ -141,7 +145,8 @@ def run_seed(scenario: Scenario, seed: int, deadline: float | None = None) -> Se
 def _train(scenario: Scenario, record: SeedRun, deadline: float | None) -> None:
     _tf, keras = frameworks()
     spec = scenario.spec
-    keras.backend.clear_session()  # fresh graph and names; keeps memory flat over many scenarios
+    # fresh graph and names; TensorFlow still keeps ~2-3 MiB per model (benchmarks/memory.py)
+    keras.backend.clear_session()
     keras.utils.set_random_seed(record.seed)
     with warnings.catch_warnings():
         # Keras 2 seeds its initialisers with random.randint(1, 1e9), which Python 3.10+ deprecates

@@ -16,12 +16,13 @@ import pytest
 from . import compare, results
 from .collect import REPORT_ATTRIBUTE
 from .errors import ScenarioError
-from .options import BASELINE_FILE, Settings
+from .options import BASELINE_FILE, Settings, is_yaml
 from .scenario import load_file
 
 
 def _is_scenario(nodeid: str) -> bool:
-    return nodeid.partition("::")[0].endswith((".yaml", ".yml")) and "::" in nodeid
+    file, sep, _ = nodeid.partition("::")
+    return bool(sep) and is_yaml(file)
 
 
 class ResultsWriter:
@@ -42,7 +43,7 @@ class ResultsWriter:
             self.records[report.nodeid] = results.bare_record(report.nodeid, "error", str(report.longrepr))
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        if report.failed and str(report.fspath).endswith((".yaml", ".yml")):
+        if report.failed and is_yaml(report.fspath):
             self.collection_errors.append({"file": report.nodeid, "message": str(report.longrepr)})
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
