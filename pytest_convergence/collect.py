@@ -85,12 +85,16 @@ class ScenarioItem(pytest.Item):
     def timeout_s(self) -> float | None:
         return self.scenario.spec.timeout_s or self.config.stash[SCENARIOS_KEY].timeout_s
 
+    @property
+    def fit_input(self) -> str:
+        return self.scenario.fit_input(self.config.stash[SCENARIOS_KEY].fit_input)
+
     def runtest(self) -> None:
         from . import training
 
         scenario = self.scenario
         try:
-            runs = training.run(scenario, self.timeout_s)
+            runs = training.run(scenario, self.timeout_s, self.fit_input)
         except Exception as exc:
             self.stash[RECORD_KEY] = self._record([], None, error=f"{type(exc).__name__}: {exc}")
             raise
@@ -112,7 +116,7 @@ class ScenarioItem(pytest.Item):
             training.versions(),
             error,
         )
-        record["runtime"] = {**training.runtime_settings(), "timeout_s": self.timeout_s}
+        record["runtime"] = {**training.runtime_settings(), "timeout_s": self.timeout_s, "fit_input": self.fit_input}
         return record
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:

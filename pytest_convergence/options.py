@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from .scenario import FIT_INPUTS
+
 SCENARIOS_HELP = (
     "Collect YAML training scenarios from PATH (a .yaml/.yml file, or a directory searched recursively). "
     "Repeatable. With no other paths on the command line, only the scenarios are collected."
@@ -26,6 +28,11 @@ TIMEOUT_HELP = (
     "Past it, training stops after the current batch and the scenario fails. Default: none."
 )
 
+INPUT_HELP = (
+    "How scenarios without fit.input feed model.fit: numpy (the arrays, as user code does; default) or dataset "
+    "(a tf.data pipeline built once with the same batches and shuffling: much faster per epoch on Keras 3)."
+)
+
 SCENARIOS_KEY = pytest.StashKey["Settings"]()
 SUFFIXES = (".yaml", ".yml")  # what a scenario file is named
 
@@ -42,6 +49,7 @@ class Settings:
     record_dir: Path | None = None
     baseline_dir: Path | None = None
     timeout_s: float | None = None
+    fit_input: str = "numpy"  # for scenarios that do not say (fit.input)
 
     @property
     def gathers_records(self) -> bool:
@@ -60,8 +68,10 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--convergence-record", default=None, metavar="DIR", help=RECORD_HELP)
     group.addoption("--convergence-baseline", default=None, metavar="DIR", help=BASELINE_HELP)
     group.addoption("--convergence-timeout", default=None, metavar="SECONDS", help=TIMEOUT_HELP)
+    group.addoption("--convergence-input", default=None, choices=FIT_INPUTS, help=INPUT_HELP)
     parser.addini("convergence_scenarios", INI_SCENARIOS_HELP, type="paths", default=[])
     parser.addini("convergence_timeout", TIMEOUT_HELP, default=None)
+    parser.addini("convergence_input", INPUT_HELP, default=None)
 
 
 def resolve(config: pytest.Config) -> Settings:
@@ -79,6 +89,7 @@ def resolve(config: pytest.Config) -> Settings:
     paths = {key: (invocation / value).resolve() if value else None for key, value in given.items()}
     return Settings(
         timeout_s=_timeout(config),
+        fit_input=_fit_input(config),
         scenario_paths=cli + ini,
         cli_paths=cli,
         json_path=paths["convergence_json"],
@@ -102,6 +113,20 @@ def _timeout(config: pytest.Config) -> float | None:
     if not seconds > 0:
         raise pytest.UsageError(f"{source}: expected a number of seconds > 0, got {value!r}")
     return seconds
+
+
+def _fit_input(config: pytest.Config) -> str:
+    """--convergence-input (argparse checks its choices), else the ini key, else numpy."""
+    cli, ini = config.getoption("convergence_input"), config.getini("convergence_input")
+    if cli is not None:
+        return str(cli)
+    if ini in (None, ""):
+        return "numpy"
+    if ini not in FIT_INPUTS:
+        raise pytest.UsageError(
+            f"convergence_input in {config.inipath}: expected one of {', '.join(FIT_INPUTS)}, got {ini!r}"
+        )
+    return str(ini)
 
 
 def steer_collection(config: pytest.Config, settings: Settings) -> None:

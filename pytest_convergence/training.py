@@ -118,13 +118,18 @@ def check(scenario: Scenario) -> list[Problem]:
     return problems
 
 
-def run(scenario: Scenario, timeout_s: float | None = None) -> list[SeedRun]:
-    """Train the scenario once per seed, with the Keras of this environment, within `timeout_s` in all."""
+KERAS_BATCH_SIZE = 32  # what fit uses when batch_size is not given
+
+
+def run(scenario: Scenario, timeout_s: float | None = None, fit_input: str = "numpy") -> list[SeedRun]:
+    """Train the scenario once per seed, with the Keras of this environment, within `timeout_s` in all.
+    `fit_input` is used where the scenario has no fit.input."""
     deadline = time.perf_counter() + timeout_s if timeout_s else None
-    return [run_seed(scenario, seed, deadline) for seed in scenario.seeds]
+    chosen = scenario.fit_input(fit_input)
+    return [run_seed(scenario, seed, deadline, chosen) for seed in scenario.seeds]
 
 
-def run_seed(scenario: Scenario, seed: int, deadline: float | None = None) -> SeedRun:
+def run_seed(scenario: Scenario, seed: int, deadline: float | None = None, fit_input: str = "numpy") -> SeedRun:
     """One seed's run. An exception propagates, unless the scenario expects one (`expect.raises`):
     then it is recorded on the SeedRun, with whatever epochs ran before it. Past `deadline`
     (a time.perf_counter() value) training stops after the current batch."""
@@ -133,7 +138,7 @@ def run_seed(scenario: Scenario, seed: int, deadline: float | None = None) -> Se
         record.stop_reason = TIME_LIMIT
         return record
     try:
-        _train(scenario, record, deadline)
+        _train(scenario, record, deadline, fit_input)
     except Exception as exc:
         if scenario.spec.expect.raises is None:
             raise
@@ -142,8 +147,8 @@ def run_seed(scenario: Scenario, seed: int, deadline: float | None = None) -> Se
     return record
 
 
-def _train(scenario: Scenario, record: SeedRun, deadline: float | None) -> None:
-    _tf, keras = frameworks()
+def _train(scenario: Scenario, record: SeedRun, deadline: float | None, fit_input: str) -> None:
+    tf, keras = frameworks()
     spec = scenario.spec
     # fresh graph and names; TensorFlow still keeps ~2-3 MiB per model (benchmarks/memory.py)
     keras.backend.clear_session()
@@ -157,15 +162,19 @@ def _train(scenario: Scenario, record: SeedRun, deadline: float | None) -> None:
         loss=spec.loss,
         metrics=list(spec.metrics) or None,
     )
+    inputs: tuple[Any, ...] = (scenario.x, scenario.y)
     options: dict[str, Any] = {}
-    if spec.batch_size is not None:
-        options["batch_size"] = spec.batch_size
-    if spec.shuffle is not None:
-        options["shuffle"] = spec.shuffle
+    if fit_input == "dataset":
+        inputs, options["steps_per_epoch"] = _dataset(tf, scenario, record.seed)
+        options["shuffle"] = False  # the dataset shuffles; Keras 3 warns about shuffle=True with a dataset
+    else:
+        if spec.batch_size is not None:
+            options["batch_size"] = spec.batch_size
+        if spec.shuffle is not None:
+            options["shuffle"] = spec.shuffle
     start = time.perf_counter()
     model.fit(
-        scenario.x,
-        scenario.y,
+        *inputs,
         epochs=spec.epochs,
         verbose=0,
         callbacks=[_recorder(keras)(record, spec.expect, deadline)],
@@ -181,6 +190,23 @@ def _train(scenario: Scenario, record: SeedRun, deadline: float | None) -> None:
             given = xs[:, 0].tolist() if xs.shape[1] == 1 else xs.tolist()
         out = np.asarray(model.predict(given, verbose=0), dtype=np.float64)
         record.predictions = out.reshape(len(xs), -1).tolist()
+
+
+def _dataset(tf: Any, scenario: Scenario, seed: int) -> tuple[tuple[Any], int]:
+    """The fast input path: one tf.data pipeline for the whole fit, and the steps in an epoch.
+
+    Keras semantics are kept: the same batch size (32 unless given), a last partial batch, and a
+    fresh order every epoch unless shuffle is false. Repeating the dataset and giving
+    steps_per_epoch lets Keras keep one iterator for all epochs, instead of rebuilding its
+    pipeline from the arrays every epoch — that rebuilding is most of Keras 3's cost per epoch
+    for tiny models.
+    """
+    spec = scenario.spec
+    batch = spec.batch_size or KERAS_BATCH_SIZE
+    data = tf.data.Dataset.from_tensor_slices((scenario.x, scenario.y))
+    if spec.shuffle is not False:  # fit shuffles by default
+        data = data.shuffle(len(scenario.x), seed=seed, reshuffle_each_iteration=True)
+    return (data.batch(batch).repeat(),), -(-len(scenario.x) // batch)
 
 
 @functools.cache

@@ -1,0 +1,84 @@
+"""Training paths with real Keras: the fast `fit.input: dataset` path keeps Keras's semantics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import HEADER
+
+from pytest_convergence import expect, training
+from pytest_convergence.scenario import Scenario, load_file
+
+pytestmark = pytest.mark.keras
+
+
+def scenarios(tmp_path: Path, entries: str) -> dict[str, Scenario]:
+    path = tmp_path / "s.yaml"
+    path.write_text(HEADER + entries, encoding="utf-8")
+    return {s.name: s for s in load_file(path)}
+
+
+# 20 points in batches of 8: three steps per epoch, the last one partial.
+MINI_BATCHES = """\
+  - name: unshuffled
+    optimizer: {name: sgd, learning_rate: 1.0e-4}
+    batch_size: 8
+    shuffle: false
+    epochs: 40
+    expect: {converges: {loss_below: 0.05}}
+  - name: shuffled
+    optimizer: {name: sgd, learning_rate: 1.0e-4}
+    batch_size: 8
+    epochs: 150
+    seeds: [0, 1]
+    expect: {converges: {loss_below: 0.05}}
+  - name: diverges
+    epochs: 500
+    expect: {diverges: {within_epochs: 500}}
+  - name: momentum-predicts
+    data: {x: {linspace: [0, 1, 20]}}
+    optimizer: {name: sgd, learning_rate: 0.3, momentum: 0.5}
+    batch_size: 5
+    epochs: 60
+    expect: {predict: {x: 2, y: 1.0, abs_tol: 0.05}}
+"""
+
+
+@pytest.fixture(scope="module")
+def both_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[list, list]]:
+    found = scenarios(tmp_path_factory.mktemp("fit"), MINI_BATCHES)
+    return {name: (training.run(s, fit_input="numpy"), training.run(s, fit_input="dataset")) for name, s in found.items()}
+
+
+def test_unshuffled_curves_are_equal_to_float32_rounding(both_paths) -> None:
+    (numpy_run,), (dataset_run,) = both_paths["unshuffled"]
+    assert numpy_run.epochs_run == dataset_run.epochs_run == 40
+    np.testing.assert_allclose(dataset_run.losses, numpy_run.losses, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["shuffled", "diverges", "momentum-predicts"])
+def test_shuffled_and_early_stopped_runs_reach_the_same_verdicts(tmp_path: Path, both_paths, name: str) -> None:
+    spec = scenarios(tmp_path, MINI_BATCHES)[name].spec
+    numpy_runs, dataset_runs = both_paths[name]
+    by_numpy = expect.judge(spec.expect, numpy_runs)
+    by_dataset = expect.judge(spec.expect, dataset_runs)
+    assert by_numpy.ok and by_dataset.ok
+    assert [r.stop_reason for r in numpy_runs] == [r.stop_reason for r in dataset_runs]
+    assert [r.epochs_run for r in numpy_runs] == [r.epochs_run for r in dataset_runs]
+
+
+def test_shuffling_differs_per_epoch_and_per_seed(both_paths) -> None:
+    """A dataset that were shuffled once (or not at all) would give the unshuffled curve."""
+    (unshuffled,), _ = both_paths["unshuffled"]
+    _, (seed0, seed1) = both_paths["shuffled"]
+    assert seed0.losses != unshuffled.losses
+    assert seed0.losses != seed1.losses
+
+
+def test_a_scenario_chooses_its_input_over_the_run_default(tmp_path: Path) -> None:
+    found = scenarios(tmp_path, MINI_BATCHES.replace("    shuffle: false\n", "    shuffle: false\n    fit: {input: dataset}\n"))
+    assert found["unshuffled"].fit_input("numpy") == "dataset"
+    assert found["shuffled"].fit_input("numpy") == "numpy"
+    assert found["shuffled"].fit_input("dataset") == "dataset"
