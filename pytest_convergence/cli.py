@@ -1,6 +1,8 @@
-"""`pytest-convergence` / `python -m pytest_convergence`: compare results files; check a tox env's versions.
+"""`pytest-convergence` / `python -m pytest_convergence`: compare results files; explain a scenario;
+check a tox env's versions.
 
 Exit codes of `compare`: 0 nothing beyond tolerance changed, 1 regressions found, 2 bad input.
+Exit codes of `explain`: 0 the scenario passes, 1 it fails, 2 bad input.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import compare as cmp
+from . import explain as explain_mod
 
 EXIT_BAD_INPUT = 2
 
@@ -21,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.run(args)
-    except cmp.CompareInputError as exc:
+    except (cmp.CompareInputError, explain_mod.ExplainInputError) as exc:
         print(f"pytest-convergence: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return code
@@ -66,6 +69,24 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML page with loss curves")
     c.set_defaults(run=_compare)
 
+    x = sub.add_parser(
+        "explain",
+        help="run one scenario and explain it: stability bound, loss factor, a learning-rate sweep",
+        description="Runs one scenario for one seed, prints its checks, the stability diagnosis (exact for a "
+        "linear model under MSE, else estimated from Hessian-vector products) and a short learning-rate sweep "
+        "around the bound with the verdict of each. Exit 0: the scenario passes; 1: it fails; 2: bad input.",
+    )
+    x.add_argument("target", metavar="FILE::SCENARIO", help="a scenario file and a scenario name in it")
+    x.add_argument("--seed", type=int, help="the seed to train (default: the scenario's first)")
+    x.add_argument(
+        "--input",
+        choices=("numpy", "dataset"),
+        default="dataset",
+        help="how data reaches fit where the scenario does not say (default: dataset, the fast path with the "
+        "same batches and shuffling; numpy is what `fit` on arrays does)",
+    )
+    x.set_defaults(run=_explain)
+
     e = sub.add_parser(
         "check-env",
         help="fail loudly unless the TensorFlow/Keras that import here are the ones expected",
@@ -91,6 +112,14 @@ def _compare(args: argparse.Namespace) -> int:
     if args.html:
         args.html.write_text(cmp.render_html(result), encoding="utf-8")
     return result.exit_code
+
+
+def _explain(args: argparse.Namespace) -> int:
+    scenario = explain_mod.find(args.target)
+    line = ""
+    for line in explain_mod.explain(scenario, args.seed, args.input):
+        print(line, flush=True)
+    return 0 if line.endswith("pass") else 1
 
 
 def expected_versions(env_name: str | None, tensorflow: str | None, keras_package: str) -> tuple[str, str, int]:

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from . import expect, report, results
+from .diagnose import Diagnosis
 from .errors import ScenarioError
 from .options import SCENARIOS_KEY
+from .record import SeedRun
 from .scenario import Scenario, load_file
 
 RECORD_KEY = pytest.StashKey[dict[str, Any]]()
@@ -93,17 +95,42 @@ class ScenarioItem(pytest.Item):
         from . import training
 
         scenario = self.scenario
+        wanted = scenario.spec.expect
         try:
             runs = training.run(scenario, self.timeout_s, self.fit_input)
+            diagnosis = training.diagnose(scenario, runs) if wanted.stable else None
         except Exception as exc:
             self.stash[RECORD_KEY] = self._record([], None, error=f"{type(exc).__name__}: {exc}")
             raise
-        verdict = expect.judge(scenario.spec.expect, runs, self.timeout_s)
-        self.stash[RECORD_KEY] = self._record(runs, verdict)
+        verdict = expect.judge(wanted, runs, self.timeout_s, diagnosis)
+        seed = expect.explained_seed(verdict)
+        explanation: Diagnosis | str | None = diagnosis
+        if seed is not None and (diagnosis is None or seed != scenario.seeds[0]):
+            try:
+                explanation = training.diagnose(scenario, runs, seed)
+            except Exception as exc:  # the diagnosis only explains; it must not turn a failure into an error
+                explanation = f"no stability diagnosis: {type(exc).__name__}: {exc}"
+        self.stash[RECORD_KEY] = self._record(runs, verdict, diagnosis=explanation)
+        plots = self.config.stash[SCENARIOS_KEY].plots_dir
+        if plots is not None:
+            self._plot(plots, runs, verdict)
         if not verdict.ok:
-            raise ScenarioFailed(report.failure(scenario.name, self.where, verdict, runs))
+            raise ScenarioFailed(report.failure(scenario.name, self.where, verdict, runs, explanation))
 
-    def _record(self, runs: Any, verdict: expect.Verdict | None, error: str | None = None) -> dict[str, Any]:
+    def _plot(self, folder: Path, runs: list[SeedRun], verdict: expect.Verdict) -> None:
+        from . import plots, training
+
+        v = training.versions()
+        title = f"{self.scenario.name} — {'pass' if verdict.ok else 'FAIL'} · TF {v['tensorflow']} · Keras {v['keras']}"
+        plots.loss_curves(plots.path_for(folder, self.file_id, self.scenario.name), title, runs, self.scenario.spec.expect)
+
+    def _record(
+        self,
+        runs: Any,
+        verdict: expect.Verdict | None,
+        error: str | None = None,
+        diagnosis: Diagnosis | str | None = None,
+    ) -> dict[str, Any]:
         from . import training
 
         record = results.scenario_record(
@@ -116,6 +143,8 @@ class ScenarioItem(pytest.Item):
             training.versions(),
             error,
         )
+        if diagnosis is not None:
+            record["diagnosis"] = diagnosis if isinstance(diagnosis, str) else diagnosis.to_dict()
         record["runtime"] = {**training.runtime_settings(), "timeout_s": self.timeout_s, "fit_input": self.fit_input}
         return record
 

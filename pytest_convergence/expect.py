@@ -10,11 +10,17 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .record import TIME_LIMIT, SeedRun
-from .scenario import Converges, Diverges, Expect, MetricCheck, Predict, Raises
+from .scenario import Converges, Diverges, Expect, MetricCheck, Predict, Raises, Stable
+
+if TYPE_CHECKING:
+    from .diagnose import Diagnosis
+
+EXPLAINED = ("converges", "diverges", "predict")  # failures the stability diagnosis can explain
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,9 @@ def stop_reason(expect: Expect, losses: Sequence[float]) -> str | None:
     return None
 
 
-def judge_seed(expect: Expect, run: SeedRun, timeout_s: float | None = None) -> SeedVerdict:
+def judge_seed(
+    expect: Expect, run: SeedRun, timeout_s: float | None = None, diagnosis: Diagnosis | None = None
+) -> SeedVerdict:
     if run.stop_reason == TIME_LIMIT:
         last = f", last loss {fmt(run.losses[-1])}" if run.losses else ""
         limit = f" of {timeout_s:g} s" if timeout_s else ""
@@ -114,11 +122,47 @@ def judge_seed(expect: Expect, run: SeedRun, timeout_s: float | None = None) -> 
     if expect.predict is not None:
         checks.append(_predict(expect.predict, run))
     checks.extend(_metric(m, run) for m in expect.metric)
+    if expect.stable is not None:
+        checks.append(_stable(expect.stable, diagnosis))
     return SeedVerdict(run.seed, tuple(checks))
 
 
-def judge(expect: Expect, runs: Sequence[SeedRun], timeout_s: float | None = None) -> Verdict:
-    return Verdict(tuple(judge_seed(expect, r, timeout_s) for r in runs), expect.min_pass_rate)
+def judge(
+    expect: Expect, runs: Sequence[SeedRun], timeout_s: float | None = None, diagnosis: Diagnosis | None = None
+) -> Verdict:
+    """Every seed's checks. `diagnosis` (the scenario's stability analysis) is needed for `stable`."""
+    return Verdict(tuple(judge_seed(expect, r, timeout_s, diagnosis) for r in runs), expect.min_pass_rate)
+
+
+def explained_seed(verdict: Verdict) -> int | None:
+    """The first seed whose converges / diverges / predict check failed: the one to diagnose."""
+    for seed in verdict.seeds:
+        if any(not c.ok and c.expectation in EXPLAINED for c in seed.checks):
+            return seed.seed
+    return None
+
+
+def _stable(s: Stable, d: Diagnosis | None) -> Check:
+    if d is None:
+        return Check("stable", False, "no stability diagnosis was made")
+    kind = "exact" if d.exact else ("advisory" if d.method == "exact" else "estimated")
+    parts, ok = [], True
+    if s.lr_below_bound is not None:
+        hit = d.lr_below_bound == s.lr_below_bound
+        ok &= hit
+        wanted = "below" if s.lr_below_bound else "at or above"
+        parts.append(
+            f"lr {fmt(d.learning_rate)} is ×{d.ratio:.4g} the {kind} bound {fmt(d.bound)} "
+            f"({'as expected' if hit else 'expected ' + wanted + ' it'})"
+        )
+    if s.bound is not None:
+        hit = math.isclose(d.bound, s.bound, rel_tol=s.rel_tol)
+        ok &= hit
+        parts.append(
+            f"{kind} bound {d.bound_formula} = {fmt(d.bound)}, expected {fmt(s.bound)} ± {s.rel_tol:.0%} "
+            f"({'ok' if hit else 'MISS'})"
+        )
+    return Check("stable", ok, "; ".join(parts))
 
 
 def _grown(first: float, loss: float, factor: float) -> bool:

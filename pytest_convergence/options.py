@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from . import plots
 from .scenario import FIT_INPUTS
 
 SCENARIOS_HELP = (
@@ -33,6 +34,11 @@ INPUT_HELP = (
     "(a tf.data pipeline built once with the same batches and shuffling: much faster per epoch on Keras 3)."
 )
 
+PLOTS_HELP = (
+    "Write one PNG per scenario into DIR: loss per epoch on a log scale, one line per seed, non-finite epochs "
+    "marked, the expectation's threshold drawn. Needs matplotlib (pip install 'pytest-convergence[plots]')."
+)
+
 SCENARIOS_KEY = pytest.StashKey["Settings"]()
 SUFFIXES = (".yaml", ".yml")  # what a scenario file is named
 
@@ -50,6 +56,7 @@ class Settings:
     baseline_dir: Path | None = None
     timeout_s: float | None = None
     fit_input: str = "numpy"  # for scenarios that do not say (fit.input)
+    plots_dir: Path | None = None
 
     @property
     def gathers_records(self) -> bool:
@@ -68,6 +75,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--convergence-record", default=None, metavar="DIR", help=RECORD_HELP)
     group.addoption("--convergence-baseline", default=None, metavar="DIR", help=BASELINE_HELP)
     group.addoption("--convergence-timeout", default=None, metavar="SECONDS", help=TIMEOUT_HELP)
+    group.addoption("--convergence-plots", default=None, metavar="DIR", help=PLOTS_HELP)
     group.addoption("--convergence-input", default=None, choices=FIT_INPUTS, help=INPUT_HELP)
     parser.addini("convergence_scenarios", INI_SCENARIOS_HELP, type="paths", default=[])
     parser.addini("convergence_timeout", TIMEOUT_HELP, default=None)
@@ -85,7 +93,10 @@ def resolve(config: pytest.Config) -> Settings:
     for path in ini:
         if not path.exists():
             raise pytest.UsageError(f"convergence_scenarios (in {config.inipath}): no such file or directory: {path}")
-    given = {key: config.getoption(key) for key in ("convergence_json", "convergence_record", "convergence_baseline")}
+    keys = ("convergence_json", "convergence_record", "convergence_baseline", "convergence_plots")
+    given = {key: config.getoption(key) for key in keys}
+    if given["convergence_plots"] and not plots.available():
+        raise pytest.UsageError(plots.INSTALL_HINT)
     paths = {key: (invocation / value).resolve() if value else None for key, value in given.items()}
     return Settings(
         timeout_s=_timeout(config),
@@ -95,6 +106,7 @@ def resolve(config: pytest.Config) -> Settings:
         json_path=paths["convergence_json"],
         record_dir=paths["convergence_record"],
         baseline_dir=paths["convergence_baseline"],
+        plots_dir=paths["convergence_plots"],
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from .diagnose import Diagnosis
 from .expect import Verdict, fmt
 from .record import SeedRun
 
@@ -48,8 +49,11 @@ def curve_summary(run: SeedRun) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def failure(name: str, where: str, verdict: Verdict, runs: Sequence[SeedRun]) -> str:
-    """The message shown when a scenario fails: every seed, every expectation, the numbers."""
+def failure(
+    name: str, where: str, verdict: Verdict, runs: Sequence[SeedRun], diagnosis: Diagnosis | str | None = None
+) -> str:
+    """The message shown when a scenario fails: every seed, every expectation, the numbers, and
+    (for converges / diverges / predict failures) why, from the stability diagnosis."""
     total = len(verdict.seeds)
     first_miss = next(
         (f"{c.expectation}: {c.message} (seed {s.seed})" for s in verdict.seeds for c in s.checks if not c.ok),
@@ -66,4 +70,8 @@ def failure(name: str, where: str, verdict: Verdict, runs: Sequence[SeedRun]) ->
         lines.append(f"    {curve_summary(run)}")
         if run.losses:
             lines.append(f"    curve (log scale, epochs 1..{run.epochs_run}): {sparkline(run.losses)}")
+    if isinstance(diagnosis, str):
+        lines.append(diagnosis)
+    elif diagnosis is not None:
+        lines.extend(diagnosis.lines())
     return "\n".join(lines)

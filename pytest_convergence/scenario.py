@@ -6,6 +6,7 @@ against the installed Keras in `training.check`, which reports through the same 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import re
@@ -199,12 +200,28 @@ class Raises(_Strict):
         return value
 
 
+class Stable(_Strict):
+    """An assertion on the stability diagnosis: the learning rate against the bound 2/λmax,
+    or the bound itself (within rel_tol), so a threshold is checked against theory."""
+
+    lr_below_bound: bool | None = None
+    bound: float | None = Field(default=None, gt=0)
+    rel_tol: float = Field(default=0.02, gt=0)
+
+    @model_validator(mode="after")
+    def _one_claim(self) -> Stable:
+        if self.lr_below_bound is None and self.bound is None:
+            raise ValueError("give lr_below_bound (true or false), bound (a learning rate), or both")
+        return self
+
+
 class Expect(_Strict):
     converges: Converges | None = None
     diverges: Diverges | None = None
     predict: Predict | None = None
     metric: list[MetricCheck] = []
     raises: Raises | None = None
+    stable: Stable | None = None
     min_pass_rate: float = Field(default=1.0, gt=0, le=1)
 
     @field_validator("metric", mode="before")
@@ -214,8 +231,8 @@ class Expect(_Strict):
 
     @model_validator(mode="after")
     def _something(self) -> Expect:
-        if not (self.converges or self.diverges or self.predict or self.metric or self.raises):
-            raise ValueError("expect needs at least one of: converges, diverges, predict, metric, raises")
+        if not (self.converges or self.diverges or self.predict or self.metric or self.raises or self.stable):
+            raise ValueError("expect needs at least one of: converges, diverges, predict, metric, raises, stable")
         if self.converges and self.diverges:
             raise ValueError("a scenario cannot expect both converges and diverges")
         return self
@@ -358,6 +375,13 @@ class Scenario:
     @property
     def seeds(self) -> tuple[int, ...]:
         return self.spec.seed_list
+
+    def with_learning_rate(self, learning_rate: float) -> Scenario:
+        """The same scenario with another learning rate (for a learning-rate sweep)."""
+        optimizer = OptimizerSpec.model_validate(
+            {"name": self.spec.optimizer.name, **self.spec.optimizer.kwargs, "learning_rate": float(learning_rate)}
+        )
+        return dataclasses.replace(self, spec=self.spec.model_copy(update={"optimizer": optimizer}))
 
     def fit_input(self, default: str = "numpy") -> str:
         """How the data reaches model.fit: the scenario's fit.input, else the run's default."""

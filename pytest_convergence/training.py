@@ -7,6 +7,7 @@ plugin stays cheap for every pytest run in the environment.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import functools
 import importlib
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from . import diagnose as diagnose_mod
 from .errors import Problem
 from .expect import stop_reason
 from .record import TIME_LIMIT, SeedRun
@@ -254,6 +256,88 @@ def _model(keras: Any, scenario: Scenario) -> Any:
         return model
     layers = [getattr(keras.layers, layer.class_name)(**layer.kwargs) for layer in spec.model]
     return keras.Sequential([keras.Input(shape=(scenario.x.shape[1],)), *layers])
+
+
+def diagnose(scenario: Scenario, runs: list[SeedRun], seed: int | None = None) -> diagnose_mod.Diagnosis:
+    """The stability diagnosis for `seed` (default: the first): exact for a linear model under MSE,
+    else estimated from the sharpness at that seed's initial weights."""
+    _, keras = frameworks()
+    spec = scenario.spec
+    seed = scenario.seeds[0] if seed is None else seed
+    losses = next((r.losses for r in runs if r.seed == seed), [])
+    optimizer = _optimizer_facts(keras, spec.optimizer.name, spec.optimizer.kwargs)
+    linear = _linear_layer(scenario)
+    if linear is not None:
+        units, bias = linear
+        found = diagnose_mod.exact(scenario.x, bias, units, optimizer, spec.batch_size, losses)
+    else:
+        lam = sharpness(scenario, seed)
+        found = diagnose_mod.estimated(lam, len(scenario.x), optimizer, spec.batch_size, losses)
+    return dataclasses.replace(found, seed=seed)
+
+
+def _linear_layer(scenario: Scenario) -> tuple[int, bool] | None:
+    """(units, use_bias) when the model is one Dense layer without activation under MSE, else None."""
+    spec = scenario.spec
+    if isinstance(spec.model, str) or len(spec.model) != 1 or spec.loss not in diagnose_mod.MSE_NAMES:
+        return None
+    (layer,) = spec.model
+    plain_keys = {"units", "activation", "use_bias", "kernel_initializer", "bias_initializer", "name", "dtype"}
+    if layer.class_name != "Dense" or not set(layer.kwargs) <= plain_keys:
+        return None
+    if layer.kwargs.get("activation") not in (None, "linear") or layer.kwargs.get("dtype") not in (None, "float32"):
+        return None
+    return int(layer.kwargs.get("units", 1)), bool(layer.kwargs.get("use_bias", True))
+
+
+def _optimizer_facts(keras: Any, name: str, kwargs: dict[str, Any]) -> diagnose_mod.Optimizer:
+    optimizer = _optimizer(keras, name, kwargs)
+    config = optimizer.get_config()
+    return diagnose_mod.Optimizer(
+        name=type(optimizer).__name__.lower(),
+        learning_rate=float(config["learning_rate"]),
+        momentum=float(config.get("momentum", 0.0) or 0.0),
+        nesterov=bool(config.get("nesterov", False)),
+    )
+
+
+def sharpness(scenario: Scenario, seed: int, iterations: int = 100, rtol: float = 1e-5) -> float:
+    """λmax of the Hessian of the full-batch loss at `seed`'s initial weights, by power iteration
+    on Hessian-vector products (nested gradient tapes). An estimate: the largest-magnitude eigenvalue,
+    converged to `rtol` or after `iterations` products."""
+    tf, keras = frameworks()
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "non-integer arguments to randrange", DeprecationWarning)
+        model = _model(keras, scenario)
+    loss_fn = keras.losses.get(scenario.spec.loss)
+    x, y = tf.constant(scenario.x), tf.constant(scenario.y)
+    weights = model.trainable_variables
+
+    @tf.function
+    def hvp(vector: list[Any]) -> list[Any]:
+        with tf.GradientTape() as outer:
+            with tf.GradientTape() as inner:
+                loss = tf.reduce_mean(loss_fn(y, model(x, training=False)))
+            grads = inner.gradient(loss, weights)
+            dot = tf.add_n([tf.reduce_sum(g * v) for g, v in zip(grads, vector, strict=True)])
+        return outer.gradient(dot, weights)  # type: ignore[no-any-return]
+
+    rng = np.random.default_rng(seed)
+    vector = [rng.standard_normal(tuple(w.shape)).astype(np.float32) for w in weights]
+    estimate = 0.0
+    for _ in range(iterations):
+        norm = float(np.sqrt(sum(float(np.sum(v.astype(np.float64) ** 2)) for v in vector)))
+        if norm == 0.0 or not np.isfinite(norm):
+            break
+        vector = [v / norm for v in vector]
+        product = [np.asarray(p) for p in hvp([tf.constant(v) for v in vector])]
+        previous, estimate = estimate, float(sum(np.sum(v * p) for v, p in zip(vector, product, strict=True)))
+        vector = product
+        if previous and abs(estimate - previous) <= rtol * abs(estimate):
+            break
+    return estimate
 
 
 class _UnknownName(ValueError):

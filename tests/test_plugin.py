@@ -341,3 +341,65 @@ def test_version_conditions_and_api_expectations(pytester: pytest.Pytester) -> N
     assert outcomes["wrongly-declared-xfail"] == "xpassed"
     assert outcomes["list-predict-works"] == ("xfailed" if keras3 else "passed")
     assert outcomes["list-predict-raises"] == ("passed" if keras3 else "skipped")
+
+
+def test_failure_explains_the_divergence_with_the_stability_bound(pytester: pytest.Pytester, scenario_file) -> None:
+    """The motivating case expected to converge: the message states the bound, ×k and the growth factors."""
+    scenario_file(CONVERGES_BUT_DIVERGES)
+    result = pytester.runpytest("--scenarios", "linear.yaml", "--convergence-json", "r.json")
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str()
+    lam_max = (289 + (289**2 - 4 * 133) ** 0.5) / 2  # H = [[287, 21], [21, 2]] for xs = 1..20
+    bound = float(re.search(r"bound lr < 2/λmax = ([\d.e+-]+)", text)[1])
+    ratio = float(re.search(r"is ×([\d.]+) the bound, above it", text)[1])
+    predicted, measured = map(float, re.search(r"predicted ×([\d.]+) = \(1 − lr·λmax\)², measured ×([\d.]+)", text).groups())
+    assert bound == pytest.approx(2 / lam_max, rel=0.02)
+    assert ratio == pytest.approx(0.01 * lam_max / 2, rel=0.02)
+    assert predicted == pytest.approx((1 - 0.01 * lam_max) ** 2, rel=0.02)
+    assert measured == pytest.approx((1 - 0.01 * lam_max) ** 2, rel=0.02)
+    result.stdout.fnmatch_lines(["why — stability (exact: linear model under MSE*", "  try lr ≈ 0.00692*"])
+    (record,) = results.read(pytester.path / "r.json")["scenarios"]
+    assert record["diagnosis"]["bound"] == pytest.approx(bound, rel=1e-3) and record["diagnosis"]["exact"]
+
+
+def test_stable_expectation_checks_the_threshold_against_theory(pytester: pytest.Pytester) -> None:
+    pytester.makefile(
+        ".yaml",
+        threshold=HEADER
+        + """\
+  - name: sixteen-points-below-the-bound
+    data: {x: {arange: [1, 17]}}
+    expect: {stable: {lr_below_bound: true, bound: 0.01061}}
+  - name: seventeen-points-claimed-stable
+    data: {x: {arange: [1, 18]}}
+    expect: {stable: {lr_below_bound: true}}
+""",
+    )
+    result = pytester.runpytest("--scenarios", "threshold.yaml")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["stable: lr 0.01 is ×1.058 the exact bound 0.009454 (expected below it) (seed 0)*", "why — stability*"]
+    )
+
+
+def test_plots_one_png_per_scenario(pytester: pytest.Pytester, scenario_file) -> None:
+    scenario_file(DIVERGES, CONVERGES_BUT_DIVERGES)
+    result = pytester.runpytest("--scenarios", "linear.yaml", "--convergence-plots", "plots")
+    result.assert_outcomes(passed=1, failed=1)
+    pngs = sorted(p.relative_to(pytester.path / "plots").as_posix() for p in (pytester.path / "plots").rglob("*"))
+    assert pngs == ["linear", "linear/sgd-default-lr-converges.png", "linear/sgd-default-lr-diverges.png"]
+    for png in (pytester.path / "plots" / "linear").iterdir():
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_plots_without_matplotlib_say_what_to_install(
+    pytester: pytest.Pytester, scenario_file, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_convergence import plots
+
+    monkeypatch.setattr(plots, "available", lambda: False)
+    scenario_file(DIVERGES)
+    result = pytester.runpytest("--scenarios", "linear.yaml", "--convergence-plots", "plots")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --convergence-plots needs matplotlib: pip install 'pytest-convergence?plots?'*"])
+    result.stderr.no_fnmatch_line("*Traceback*")

@@ -82,3 +82,34 @@ def test_a_scenario_chooses_its_input_over_the_run_default(tmp_path: Path) -> No
     assert found["unshuffled"].fit_input("numpy") == "dataset"
     assert found["shuffled"].fit_input("numpy") == "numpy"
     assert found["shuffled"].fit_input("dataset") == "dataset"
+
+
+HESSIAN = """\
+  - name: one-feature
+    epochs: 80
+    expect: {converges: {loss_below: 0.01}}
+  - name: two-features-no-bias
+    data: {x: [[1, 2], [2, 0.5], [3, -1], [0.5, 4], [2.5, 2.5]], y: [1, 2, 3, 4, 5]}
+    model: [{Dense: {units: 1, use_bias: false}}]
+    epochs: 5
+    expect: {converges: {loss_below: 100}}
+"""
+
+
+@pytest.mark.parametrize("name", ["one-feature", "two-features-no-bias"])
+def test_hessian_vector_estimate_matches_the_analytic_lambda_max(tmp_path: Path, name: str) -> None:
+    scenario = scenarios(tmp_path, HESSIAN)[name]
+    analytic = training.diagnose(scenario, [])
+    assert analytic.method == "exact"
+    assert training.sharpness(scenario, seed=0) == pytest.approx(analytic.lam_max, rel=0.01)
+    assert training.sharpness(scenario, seed=3) == pytest.approx(analytic.lam_max, rel=0.01)  # any weights
+
+
+def test_measured_growth_of_the_motivating_case_matches_the_prediction(tmp_path: Path) -> None:
+    """xs = 1..20, lr 0.01: Keras's own curve grows by (1 − lr·λmax)² ≈ 3.55 per epoch."""
+    scenario = scenarios(tmp_path, HESSIAN)["one-feature"]
+    runs = training.run(scenario)
+    d = training.diagnose(scenario, runs)
+    assert d.predicted_factor == pytest.approx(3.5547, rel=1e-3)
+    assert d.measured_factor == pytest.approx(d.predicted_factor, rel=0.02)
+    assert d.optimizer == "sgd" and d.learning_rate == pytest.approx(0.01)

@@ -1,0 +1,238 @@
+"""Where the time goes: the plugin against bare Keras, early verdicts, the fast input path, and -n 2.
+
+    python benchmarks/speed.py [--runs 5] [--suite-runs 1] [--skip-suite]
+
+Prints, side by side and as ratios measured in this one run (medians of --runs repetitions, alternating
+the two sides so that a noisy neighbour hits both):
+
+1. overhead   the plugin's time for the motivating converging scenario (pytest setup + call + teardown of
+              its test) vs a bare Keras script doing the same fit and predict — same data, epochs, seed;
+2. early      the diverging motivating case with its early verdict vs the same fit for all its epochs;
+3. input      `fit: {input: dataset}` vs the default `fit` on numpy arrays, median seconds per epoch,
+              for each tiny scenario shape;
+4. suite      the shipped scenarios (scenarios/) with `-n 2` vs serial, wall time of whole pytest runs,
+              and how many times each process imported TensorFlow.
+
+Asserts nothing: the targets are read off the printed ratios (machines are shared and noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EPOCHS = 500
+LINEAR = """\
+scenarios:
+  - name: {name}
+    data: {{x: {{arange: [1, {end}]}}, y: "0.5 * x"}}
+    model: [{{Dense: {{units: 1}}}}]
+    loss: mean_squared_error
+    optimizer: {{name: sgd, learning_rate: {lr}}}
+    epochs: {epochs}
+    seed: 0
+    expect: {expect}
+"""
+CONVERGES = LINEAR.format(
+    name="converges", end=21, lr=1e-4, epochs=EPOCHS, expect="{predict: {x: 25, y: 12.5, abs_tol: 0.2}}"
+)
+DIVERGES = LINEAR.format(name="diverges", end=21, lr=0.01, epochs=EPOCHS, expect="{diverges: {within_epochs: 500}}")
+# Tiny scenario shapes for the input-path comparison: (label, data, model, batch size).
+SHAPES = (
+    ("linear, 20 points, 1 batch", '{x: {arange: [1, 21]}, y: "0.5 * x"}', "[{Dense: {units: 1}}]", 32),
+    ("linear, 20 points, batch 4", '{x: {arange: [1, 21]}, y: "0.5 * x"}', "[{Dense: {units: 1}}]", 4),
+    (
+        "MLP 32 tanh, 64 points, 2 batches",
+        '{x: {linspace: [-3, 3, 64]}, y: "sin(x)"}',
+        "[{Dense: {units: 32, activation: tanh}}, {Dense: {units: 1}}]",
+        32,
+    ),
+)
+SHAPE = """\
+scenarios:
+  - name: shape
+    data: {data}
+    model: {model}
+    loss: mean_squared_error
+    optimizer: {{name: adam, learning_rate: 0.001}}
+    epochs: 200
+    batch_size: {batch}
+    seed: 0
+    expect: {{converges: {{loss_below: 1.0e+9}}}}
+"""
+
+
+class Durations:
+    """Collects each test's setup + call + teardown time."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.seconds[report.nodeid] = self.seconds.get(report.nodeid, 0.0) + report.duration
+
+
+def plugin_seconds(path: Path) -> float:
+    """One in-process pytest run of the scenario file; the test's own time (not collection)."""
+    durations = Durations()
+    code = pytest.main(["-q", "-p", "no:cacheprovider", "--scenarios", str(path), "--rootdir", str(path.parent)],
+                       [durations])
+    if code != 0:
+        raise SystemExit(f"pytest failed on {path} (exit {code})")
+    (seconds,) = durations.seconds.values()
+    return seconds
+
+
+def bare_keras(keras: Any, x: Any, y: Any, lr: float, epochs: int, predict: bool) -> float:
+    """What a user's script does for the same scenario: seed, build, compile, fit on numpy, predict."""
+    import numpy as np
+
+    start = time.perf_counter()
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input(shape=(1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr), loss="mean_squared_error")
+    model.fit(x, y, epochs=epochs, verbose=0)
+    if predict:
+        model.predict(np.array([[25.0]], dtype=np.float32), verbose=0)
+    return time.perf_counter() - start
+
+
+def medians(runs: int, **sides: Callable[[], float]) -> dict[str, float]:
+    """Median seconds of each side over `runs` rounds, the sides alternating within a round."""
+    samples: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(runs):
+        for name, side in sides.items():
+            samples[name].append(side())
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def row(label: str, a: float, b: float, unit: str = "s", scale: float = 1.0) -> str:
+    return f"  {label:<44} {a * scale:>10.3f} {unit:<3} {b * scale:>10.3f} {unit:<3} {a / b:>7.3f}"
+
+
+def section(title: str, left: str, right: str) -> None:
+    print(f"\n{title}\n  {'':<44} {left:>14} {right:>14} {'ratio':>7}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="repetitions of each in-process measurement")
+    parser.add_argument("--suite-runs", type=int, default=1, help="repetitions of the whole-suite runs")
+    parser.add_argument("--skip-suite", action="store_true", help="leave out the -n 2 vs serial suite runs")
+    args = parser.parse_args()
+
+    from pytest_convergence import training
+    from pytest_convergence.scenario import load_file
+
+    start = time.perf_counter()
+    _tf, keras = training.frameworks()
+    import_seconds = time.perf_counter() - start
+    v = training.versions()
+    print(f"pytest-convergence speed benchmark — {time.strftime('%Y-%m-%d')}")
+    print(f"TF {v['tensorflow']}, {v['keras_package']} {v['keras']}, Python {platform.python_version()}, "
+          f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs; TensorFlow import {import_seconds:.1f} s")
+    print(f"medians of {args.runs} runs; ratio = left / right")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        converges, diverges = folder / "converges.yaml", folder / "diverges.yaml"
+        converges.write_text(CONVERGES)
+        diverges.write_text(DIVERGES)
+        (scenario,) = load_file(converges)
+        x, y = scenario.x, scenario.y
+        plugin_seconds(converges)  # warm-up: first compile, first tf.data use
+        bare_keras(keras, x, y, 1e-4, EPOCHS, predict=True)
+
+        section(f"1. plugin overhead (linear SGD lr 1e-4, 20 points, {EPOCHS} epochs, predict f(25))",
+                "plugin", "bare Keras")
+        got = medians(args.runs, plugin=lambda: plugin_seconds(converges),
+                      bare=lambda: bare_keras(keras, x, y, 1e-4, EPOCHS, predict=True))
+        print(row("test time vs script time", got["plugin"], got["bare"]))
+        print(f"  overhead {got['plugin'] / got['bare'] - 1:+.1%} (target ≤ +5%)")
+
+        section(f"2. early verdict (linear SGD lr 0.01, 20 points, diverges, {EPOCHS} epochs planned)",
+                "plugin", f"all {EPOCHS}")
+        (div,) = load_file(diverges)
+        stopped_at = training.run(div)[0].epochs_run
+        got = medians(args.runs, plugin=lambda: plugin_seconds(diverges),
+                      full=lambda: bare_keras(keras, div.x, div.y, 0.01, EPOCHS, predict=False))
+        print(row(f"verdict at epoch {stopped_at} vs every epoch", got["plugin"], got["full"]))
+        print(f"  the verdict costs {got['plugin'] / got['full']:.1%} of the full run (target ≤ 15%)")
+
+        section("3. input path: seconds per epoch (median epoch, 200 epochs, Adam)", "numpy", "dataset")
+        for label, data, model, batch in SHAPES:
+            path = folder / "shape.yaml"
+            path.write_text(SHAPE.format(data=data, model=model, batch=batch))
+            (shape,) = load_file(path)
+
+            def per_epoch(fit_input: str, shape: Any = shape) -> float:
+                (seed_run,) = training.run(shape, fit_input=fit_input)
+                return statistics.median(seed_run.epoch_seconds[1:])  # the first epoch traces the step
+
+            per_epoch("dataset")
+            got = medians(args.runs, numpy=lambda: per_epoch("numpy"), dataset=lambda: per_epoch("dataset"))
+            print(row(label, got["numpy"], got["dataset"], "ms", 1000))
+        print("  target: dataset ≥ 10× faster per epoch than numpy on Keras 3")
+
+    if not args.skip_suite:
+        suite(args.suite_runs)
+    return 0
+
+
+# Loaded into each pytest process of the suite runs (controller and workers): how many times did
+# that process import TensorFlow (cache misses of training.frameworks) and how often was it asked?
+COUNTER = """\
+import os
+
+def pytest_sessionfinish(session):
+    from pytest_convergence import training
+    info = training.frameworks.cache_info()
+    if info.misses or info.hits:
+        with open(os.path.join(os.environ["BENCH_IMPORTS_DIR"], str(os.getpid())), "w") as fh:
+            fh.write(f"{info.misses} {info.hits}")
+"""
+
+
+def suite(runs: int) -> None:
+    """The shipped scenarios, serial vs -n 2, as subprocesses (each imports TensorFlow itself)."""
+    section(f"4. shipped suite (scenarios/), wall time of a whole pytest run, median of {runs}", "serial", "-n 2")
+    base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "bench_imports"]
+
+    def timed(extra: list[str]) -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            Path(tmp, "bench_imports.py").write_text(COUNTER)
+            counts = Path(tmp, "counts")
+            counts.mkdir()
+            path = os.pathsep.join(p for p in (tmp, os.environ.get("PYTHONPATH")) if p)
+            env = {**os.environ, "PYTHONPATH": path, "BENCH_IMPORTS_DIR": str(counts)}
+            start = time.perf_counter()
+            out = subprocess.run([*base, *extra, "--scenarios", "scenarios/"], cwd=ROOT, env=env,
+                                 capture_output=True, text=True)
+            seconds = time.perf_counter() - start
+            imports = [tuple(map(int, f.read_text().split())) for f in counts.iterdir()]
+        tail = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-300:]
+        print(f"    {' '.join(extra) or 'serial':<8} {seconds:7.1f} s  {tail}")
+        print(f"             TensorFlow imports per training process: {[m for m, _ in imports]} "
+              f"(frameworks() calls served from the cache: {[h for _, h in imports]})")
+        return seconds
+
+    got = medians(runs, serial=lambda: timed([]), parallel=lambda: timed(["-n", "2"]))
+    print(row("serial vs -n 2", got["serial"], got["parallel"]))
+    print(f"  -n 2 is {got['serial'] / got['parallel']:.2f}× faster (target ≥ 1.6×)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

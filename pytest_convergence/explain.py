@@ -1,0 +1,86 @@
+"""`pytest-convergence explain FILE::SCENARIO`: run one scenario, say why it behaves as it does
+(the stability diagnosis), and sweep a few learning rates around the bound with their verdicts."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+from . import expect, report
+from .errors import ScenarioError
+from .scenario import Scenario, load_file
+
+SWEEP = (0.25, 0.5, 0.9, 1.1, 2.0)  # multiples of the bound
+SWEEP_UNBOUNDED = (0.1, 0.3, 3.0, 10.0)  # multiples of the configured rate, when there is no finite bound
+
+
+class ExplainInputError(Exception):
+    """A target that names no scenario, or a scenario file with problems."""
+
+
+def find(target: str) -> Scenario:
+    """FILE::SCENARIO (or FILE when it holds one scenario) → the validated scenario."""
+    file, _, name = target.partition("::")
+    path = Path(file)
+    if not path.is_file():
+        raise ExplainInputError(f"{file}: no such file")
+    try:
+        scenarios = load_file(path, display=file)
+    except ScenarioError as exc:
+        raise ExplainInputError(str(exc)) from None
+    names = [s.name for s in scenarios]
+    if not name and len(scenarios) == 1:
+        return scenarios[0]
+    for scenario in scenarios:
+        if scenario.name == name:
+            return scenario
+    wanted = f"no scenario {name!r} in {file}" if name else f"{file} holds {len(names)} scenarios: name one"
+    raise ExplainInputError(f"{wanted}; write {file}::NAME with NAME one of: {', '.join(names)}")
+
+
+def sweep_rates(learning_rate: float, bound: float) -> list[float]:
+    """A few learning rates around the stability bound, and the configured one."""
+    multiples = [bound * k for k in SWEEP] if math.isfinite(bound) else [learning_rate * k for k in SWEEP_UNBOUNDED]
+    return sorted({*(float(f"{r:.3g}") for r in multiples), learning_rate})
+
+
+def explain(scenario: Scenario, seed: int | None, fit_input: str) -> Iterator[str]:
+    """Lines of the explanation, yielded as each training run finishes. The last line is the verdict."""
+    from . import training
+
+    problems = training.check(scenario)
+    if problems:
+        raise ExplainInputError(str(ScenarioError(problems)))
+    seed = scenario.seeds[0] if seed is None else seed
+    fit_input = scenario.fit_input(fit_input)
+    v = training.versions()
+    yield (
+        f"{scenario.shown}:{scenario.line}: scenario {scenario.name!r} — seed {seed}, fit input {fit_input}, "
+        f"TF {v['tensorflow']}, {v['keras_package']} {v['keras']}"
+    )
+    run = training.run_seed(scenario, seed, fit_input=fit_input)
+    diagnosis = training.diagnose(scenario, [run], seed)
+    wanted = scenario.spec.expect
+    verdict = expect.judge(wanted, [run], diagnosis=diagnosis)
+    for check in verdict.seeds[0].checks:
+        yield f"  {'ok  ' if check.ok else 'FAIL'} {check.expectation}: {check.message}"
+    yield f"  {report.curve_summary(run)}"
+    if run.losses:
+        yield f"  curve (log scale, epochs 1..{run.epochs_run}): {report.sparkline(run.losses)}"
+    yield from diagnosis.lines()
+
+    yield f"learning-rate sweep (seed {seed}, {scenario.spec.epochs} epochs, the scenario's expectations):"
+    yield f"  {'lr':>10} {'× bound':>8}  {'verdict':<7} {'last loss':>10} {'epochs':>7}  curve"
+    for lr in sweep_rates(diagnosis.learning_rate, diagnosis.bound):
+        variant = scenario.with_learning_rate(lr)
+        trial = training.run_seed(variant, seed, fit_input=fit_input)
+        trial_diagnosis = diagnosis if wanted.stable is None else training.diagnose(variant, [trial], seed)
+        ok = expect.judge(wanted, [trial], diagnosis=trial_diagnosis).ok
+        last = expect.fmt(trial.losses[-1]) if trial.losses else "-"
+        mark = "  ← configured" if lr == diagnosis.learning_rate else ""
+        yield (
+            f"  {lr:>10.4g} {lr / diagnosis.bound:>8.3g}  {'pass' if ok else 'FAIL':<7} {last:>10} "
+            f"{trial.epochs_run:>7}  {report.sparkline(trial.losses, 24)}{mark}"
+        )
+    yield f"verdict: {'pass' if verdict.ok else 'FAIL'}"

@@ -1,0 +1,55 @@
+"""`pytest-convergence explain`: a real run in a subprocess (as a user types it) and its exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import HEADER
+
+from pytest_convergence.explain import sweep_rates
+
+pytestmark = pytest.mark.keras
+
+
+def explain(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_convergence", "explain", *args], cwd=cwd, capture_output=True, text=True
+    )
+
+
+def test_explain_diagnoses_and_sweeps_around_the_bound(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text(
+        HEADER + "  - name: expected-to-converge\n    expect: {converges: {loss_below: 0.01}}\n", encoding="utf-8"
+    )
+    out = explain("s.yaml::expected-to-converge", cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("s.yaml:9: scenario 'expected-to-converge' — seed 0, fit input dataset")
+    assert any(line.startswith("  FAIL converges: final loss 2.68e+17 at epoch 30 is not below 0.01") for line in lines)
+    assert "  λmax = 288.5, λmin = 0.4609 → bound lr < 2/λmax = 0.006931" in lines
+    sweep = [line.split() for line in lines[lines.index(next(x for x in lines if x.startswith("learning-rate"))) + 2 :]]
+    verdicts = {float(row[0]): row[2] for row in sweep if row[0] != "verdict:"}
+    # below the bound the converges expectation holds within the 30 epochs; above it the loss grows
+    assert [verdicts[r] for r in sorted(verdicts)] == ["pass", "pass", "pass", "FAIL", "FAIL", "FAIL"]
+    assert "← configured" in next(line for line in lines if line.lstrip().startswith("0.01 "))
+    assert lines[-1] == "verdict: FAIL"
+
+
+def test_explain_bad_targets_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text(HEADER + "  - name: a\n    expect: {converges: {loss_below: 1}}\n"
+                                     "  - name: b\n    expect: {converges: {loss_below: 1}}\n", encoding="utf-8")
+    out = explain("s.yaml::nope", cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == (
+        "pytest-convergence: error: no scenario 'nope' in s.yaml; write s.yaml::NAME with NAME one of: a, b"
+    )
+    out = explain("missing.yaml", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.strip() == "pytest-convergence: error: missing.yaml: no such file"
+
+
+def test_sweep_rates_straddle_the_bound() -> None:
+    assert sweep_rates(0.01, 0.006931) == [0.00173, 0.00347, 0.00624, 0.00762, 0.01, 0.0139]
+    assert sweep_rates(0.001, float("inf")) == [0.0001, 0.0003, 0.001, 0.003, 0.01]
