@@ -52,17 +52,17 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "many.yaml"
-        body = "".join(
-            SCENARIO.format(i=i, epochs=args.epochs, model=MODELS[i % 2]) for i in range(args.scenarios)
-        )
+        body = "".join(SCENARIO.format(i=i, epochs=args.epochs, model=MODELS[i % 2]) for i in range(args.scenarios))
         path.write_text("scenarios:\n" + body)
         sampler = Sampler()
         code = pytest.main(["-q", "-p", "no:cacheprovider", "--scenarios", str(path), "--rootdir", tmp], [sampler])
     from pytest_convergence import training
 
     v = training.versions()
-    print(f"\nmemory over {args.scenarios} scenarios, {args.epochs} epochs each; TF {v['tensorflow']}, "
-          f"{v['keras_package']} {v['keras']}, Python {sys.version.split()[0]}")
+    print(
+        f"\nmemory over {args.scenarios} scenarios, {args.epochs} epochs each; TF {v['tensorflow']}, "
+        f"{v['keras_package']} {v['keras']}, Python {sys.version.split()[0]}"
+    )
     print(f"{'after scenario':>15} {'RSS MiB':>9} {'peak MiB':>9}")
     marks = sorted({1, 10, 25, args.scenarios} & set(range(1, len(sampler.samples) + 1)))
     for n in marks:
@@ -70,8 +70,10 @@ def main() -> int:
         print(f"{n:>15} {rss:>9.1f} {peak:>9.1f}")
     if len(sampler.samples) >= 10:
         first, last = sampler.samples[9][0], sampler.samples[-1][0]
-        print(f"growth from scenario 10 to {len(sampler.samples)}: {last - first:+.1f} MiB "
-              f"({(last - first) / max(len(sampler.samples) - 10, 1) * 1024:+.0f} KiB per scenario)")
+        print(
+            f"growth from scenario 10 to {len(sampler.samples)}: {last - first:+.1f} MiB "
+            f"({(last - first) / max(len(sampler.samples) - 10, 1) * 1024:+.0f} KiB per scenario)"
+        )
     return int(code)
 
 

@@ -11,7 +11,9 @@ the two sides so that a noisy neighbour hits both):
 3. input      `fit: {input: dataset}` vs the default `fit` on numpy arrays, median seconds per epoch,
               for each tiny scenario shape;
 4. suite      the shipped scenarios (scenarios/) with `-n 2` vs serial, wall time of whole pytest runs,
-              and how many times each process imported TensorFlow.
+              as shipped and with --convergence-input dataset, and how many times each process imported
+              TensorFlow;
+5. contention the per-epoch cost of one process alone vs two at once, per input path (what bounds -n 2).
 
 Asserts nothing: the targets are read off the printed ratios (machines are shared and noisy).
 """
@@ -19,6 +21,8 @@ Asserts nothing: the targets are read off the printed ratios (machines are share
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import platform
 import statistics
@@ -84,22 +88,29 @@ class Durations:
         self.seconds[report.nodeid] = self.seconds.get(report.nodeid, 0.0) + report.duration
 
 
-def plugin_seconds(path: Path) -> float:
-    """One in-process pytest run of the scenario file; the test's own time (not collection)."""
+Timing = tuple[float, float]  # (wall seconds, CPU seconds of this process, all its threads)
+
+
+def plugin_seconds(path: Path) -> Timing:
+    """One in-process pytest run of the scenario file: the test's own wall time (setup, call, teardown),
+    and the CPU time of the whole pytest run (collection and the YAML checks included)."""
     durations = Durations()
-    code = pytest.main(["-q", "-p", "no:cacheprovider", "--scenarios", str(path), "--rootdir", str(path.parent)],
-                       [durations])
+    cpu = time.process_time()
+    with contextlib.redirect_stdout(io.StringIO()):  # pytest's own report would interleave with ours
+        code = pytest.main(
+            ["-q", "-p", "no:cacheprovider", "--scenarios", str(path), "--rootdir", str(path.parent)], [durations]
+        )
     if code != 0:
         raise SystemExit(f"pytest failed on {path} (exit {code})")
     (seconds,) = durations.seconds.values()
-    return seconds
+    return seconds, time.process_time() - cpu
 
 
-def bare_keras(keras: Any, x: Any, y: Any, lr: float, epochs: int, predict: bool) -> float:
+def bare_keras(keras: Any, x: Any, y: Any, lr: float, epochs: int, predict: bool) -> Timing:
     """What a user's script does for the same scenario: seed, build, compile, fit on numpy, predict."""
     import numpy as np
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input(shape=(1,)), keras.layers.Dense(1)])
@@ -107,16 +118,19 @@ def bare_keras(keras: Any, x: Any, y: Any, lr: float, epochs: int, predict: bool
     model.fit(x, y, epochs=epochs, verbose=0)
     if predict:
         model.predict(np.array([[25.0]], dtype=np.float32), verbose=0)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
-def medians(runs: int, **sides: Callable[[], float]) -> dict[str, float]:
-    """Median seconds of each side over `runs` rounds, the sides alternating within a round."""
-    samples: dict[str, list[float]] = {name: [] for name in sides}
+def medians(runs: int, **sides: Callable[[], Timing]) -> dict[str, Timing]:
+    """Median (wall, CPU) seconds of each side over `runs` rounds, the sides alternating within a round."""
+    samples: dict[str, list[Timing]] = {name: [] for name in sides}
     for _ in range(runs):
         for name, side in sides.items():
             samples[name].append(side())
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return {
+        name: (statistics.median(w for w, _ in values), statistics.median(c for _, c in values))
+        for name, values in samples.items()
+    }
 
 
 def row(label: str, a: float, b: float, unit: str = "s", scale: float = 1.0) -> str:
@@ -142,8 +156,10 @@ def main() -> int:
     import_seconds = time.perf_counter() - start
     v = training.versions()
     print(f"pytest-convergence speed benchmark — {time.strftime('%Y-%m-%d')}")
-    print(f"TF {v['tensorflow']}, {v['keras_package']} {v['keras']}, Python {platform.python_version()}, "
-          f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs; TensorFlow import {import_seconds:.1f} s")
+    print(
+        f"TF {v['tensorflow']}, {v['keras_package']} {v['keras']}, Python {platform.python_version()}, "
+        f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs; TensorFlow import {import_seconds:.1f} s"
+    )
     print(f"medians of {args.runs} runs; ratio = left / right")
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,21 +172,37 @@ def main() -> int:
         plugin_seconds(converges)  # warm-up: first compile, first tf.data use
         bare_keras(keras, x, y, 1e-4, EPOCHS, predict=True)
 
-        section(f"1. plugin overhead (linear SGD lr 1e-4, 20 points, {EPOCHS} epochs, predict f(25))",
-                "plugin", "bare Keras")
-        got = medians(args.runs, plugin=lambda: plugin_seconds(converges),
-                      bare=lambda: bare_keras(keras, x, y, 1e-4, EPOCHS, predict=True))
-        print(row("test time vs script time", got["plugin"], got["bare"]))
-        print(f"  overhead {got['plugin'] / got['bare'] - 1:+.1%} (target ≤ +5%)")
+        section(
+            f"1. plugin overhead (linear SGD lr 1e-4, 20 points, {EPOCHS} epochs, predict f(25))",
+            "plugin",
+            "bare Keras",
+        )
+        got = medians(
+            args.runs,
+            plugin=lambda: plugin_seconds(converges),
+            bare=lambda: bare_keras(keras, x, y, 1e-4, EPOCHS, predict=True),
+        )
+        print(row("wall: test time vs script time", got["plugin"][0], got["bare"][0]))
+        print(row("CPU: whole pytest run vs script", got["plugin"][1], got["bare"][1]))
+        print(
+            f"  overhead {got['plugin'][0] / got['bare'][0] - 1:+.1%} wall, "
+            f"{got['plugin'][1] / got['bare'][1] - 1:+.1%} CPU (target ≤ +5%)"
+        )
 
-        section(f"2. early verdict (linear SGD lr 0.01, 20 points, diverges, {EPOCHS} epochs planned)",
-                "plugin", f"all {EPOCHS}")
+        section(
+            f"2. early verdict (linear SGD lr 0.01, 20 points, diverges, {EPOCHS} epochs planned)",
+            "plugin",
+            f"all {EPOCHS}",
+        )
         (div,) = load_file(diverges)
         stopped_at = training.run(div)[0].epochs_run
-        got = medians(args.runs, plugin=lambda: plugin_seconds(diverges),
-                      full=lambda: bare_keras(keras, div.x, div.y, 0.01, EPOCHS, predict=False))
-        print(row(f"verdict at epoch {stopped_at} vs every epoch", got["plugin"], got["full"]))
-        print(f"  the verdict costs {got['plugin'] / got['full']:.1%} of the full run (target ≤ 15%)")
+        got = medians(
+            args.runs,
+            plugin=lambda: plugin_seconds(diverges),
+            full=lambda: bare_keras(keras, div.x, div.y, 0.01, EPOCHS, predict=False),
+        )
+        print(row(f"verdict at epoch {stopped_at} vs every epoch", got["plugin"][0], got["full"][0]))
+        print(f"  the verdict costs {got['plugin'][0] / got['full'][0]:.1%} of the full run (target ≤ 15%)")
 
         section("3. input path: seconds per epoch (median epoch, 200 epochs, Adam)", "numpy", "dataset")
         for label, data, model, batch in SHAPES:
@@ -178,13 +210,14 @@ def main() -> int:
             path.write_text(SHAPE.format(data=data, model=model, batch=batch))
             (shape,) = load_file(path)
 
-            def per_epoch(fit_input: str, shape: Any = shape) -> float:
+            def per_epoch(fit_input: str, shape: Any = shape) -> Timing:
                 (seed_run,) = training.run(shape, fit_input=fit_input)
-                return statistics.median(seed_run.epoch_seconds[1:])  # the first epoch traces the step
+                median = statistics.median(seed_run.epoch_seconds[1:])  # the first epoch traces the step
+                return median, median
 
             per_epoch("dataset")
             got = medians(args.runs, numpy=lambda: per_epoch("numpy"), dataset=lambda: per_epoch("dataset"))
-            print(row(label, got["numpy"], got["dataset"], "ms", 1000))
+            print(row(label, got["numpy"][0], got["dataset"][0], "ms", 1000))
         print("  target: dataset ≥ 10× faster per epoch than numpy on Keras 3")
 
     if not args.skip_suite:
@@ -207,11 +240,11 @@ def pytest_sessionfinish(session):
 
 
 def suite(runs: int) -> None:
-    """The shipped scenarios, serial vs -n 2, as subprocesses (each imports TensorFlow itself)."""
-    section(f"4. shipped suite (scenarios/), wall time of a whole pytest run, median of {runs}", "serial", "-n 2")
+    """The shipped scenarios, serial vs -n 2, as subprocesses (each imports TensorFlow itself): as shipped
+    (numpy `fit` except where a scenario says otherwise), and with --convergence-input dataset."""
     base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "bench_imports"]
 
-    def timed(extra: list[str]) -> float:
+    def timed(extra: list[str]) -> Timing:
         with tempfile.TemporaryDirectory() as tmp:
             Path(tmp, "bench_imports.py").write_text(COUNTER)
             counts = Path(tmp, "counts")
@@ -219,19 +252,75 @@ def suite(runs: int) -> None:
             path = os.pathsep.join(p for p in (tmp, os.environ.get("PYTHONPATH")) if p)
             env = {**os.environ, "PYTHONPATH": path, "BENCH_IMPORTS_DIR": str(counts)}
             start = time.perf_counter()
-            out = subprocess.run([*base, *extra, "--scenarios", "scenarios/"], cwd=ROOT, env=env,
-                                 capture_output=True, text=True)
+            out = subprocess.run(
+                [*base, *extra, "--scenarios", "scenarios/"], cwd=ROOT, env=env, capture_output=True, text=True
+            )
             seconds = time.perf_counter() - start
             imports = [tuple(map(int, f.read_text().split())) for f in counts.iterdir()]
         tail = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-300:]
-        print(f"    {' '.join(extra) or 'serial':<8} {seconds:7.1f} s  {tail}")
-        print(f"             TensorFlow imports per training process: {[m for m, _ in imports]} "
-              f"(frameworks() calls served from the cache: {[h for _, h in imports]})")
-        return seconds
+        print(f"    {' '.join(extra) or 'serial':<40} {seconds:7.1f} s  {tail}")
+        print(
+            f"    {'':<40} TensorFlow imports per process that trained: {[m for m, _ in imports]} "
+            f"(later frameworks() calls served from the cache: {[h for _, h in imports]})"
+        )
+        return seconds, seconds
 
-    got = medians(runs, serial=lambda: timed([]), parallel=lambda: timed(["-n", "2"]))
-    print(row("serial vs -n 2", got["serial"], got["parallel"]))
-    print(f"  -n 2 is {got['serial'] / got['parallel']:.2f}× faster (target ≥ 1.6×)")
+    for label, extra in (("as shipped", []), ("--convergence-input dataset", ["--convergence-input", "dataset"])):
+        section(
+            f"4. shipped suite (scenarios/) {label}: wall time of a whole pytest run, median of {runs}",
+            "serial",
+            "-n 2",
+        )
+        got = medians(runs, serial=lambda e=extra: timed(e), parallel=lambda e=extra: timed([*e, "-n", "2"]))
+        print(row("serial vs -n 2", got["serial"][0], got["parallel"][0]))
+        print(f"  -n 2 is {got['serial'][0] / got['parallel'][0]:.2f}× faster (target ≥ 1.6×)")
+    concurrency()
+
+
+# One process's median seconds per epoch for the tiny linear fit, on the numpy or the dataset path.
+PROBE = """\
+import os, statistics, sys, time
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from pytest_convergence import training
+tf, keras = training.frameworks()
+keras.utils.set_random_seed(0)
+import numpy as np
+x = np.arange(1, 21, dtype=np.float32).reshape(-1, 1); y = 0.5 * x
+model = keras.Sequential([keras.Input(shape=(1,)), keras.layers.Dense(1)])
+model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-4), loss="mean_squared_error")
+times = []
+class Clock(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None): self.t = time.perf_counter()
+    def on_epoch_end(self, epoch, logs=None): times.append(time.perf_counter() - self.t)
+if sys.argv[1] == "numpy":
+    model.fit(x, y, epochs=150, verbose=0, callbacks=[Clock()])
+else:
+    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(20, seed=0).batch(32).repeat()
+    model.fit(data, epochs=1500, steps_per_epoch=1, shuffle=False, verbose=0, callbacks=[Clock()])
+print(statistics.median(times[1:]))
+"""
+
+
+def concurrency() -> None:
+    """Why -n 2 gains little on the numpy path here: the per-epoch cost of one process alone vs two at once.
+    Each process uses one TensorFlow thread, but Keras 3's numpy path hands every batch between threads
+    (a tf.data pipeline per epoch), so it waits on the scheduler when the other core is busy."""
+    section("5. per-epoch cost, one process alone vs two at once (tiny linear fit)", "alone", "two at once")
+
+    def probe(fit_input: str, together: int) -> float:
+        env = {**os.environ, "PYTEST_XDIST_WORKER_COUNT": str(together)}  # one TF thread each, as under xdist
+        quiet = subprocess.DEVNULL  # TensorFlow's start-up notices
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", PROBE, fit_input], env=env, stdout=subprocess.PIPE, stderr=quiet, text=True
+            )
+            for _ in range(together)
+        ]
+        return statistics.median(float(p.communicate()[0]) for p in procs)
+
+    for fit_input in ("numpy", "dataset"):
+        alone, both = probe(fit_input, 1), probe(fit_input, 2)
+        print(row(f"{fit_input}: ms per epoch", alone, both, "ms", 1000))
 
 
 if __name__ == "__main__":

@@ -122,7 +122,9 @@ class ScenarioItem(pytest.Item):
 
         v = training.versions()
         title = f"{self.scenario.name} — {'pass' if verdict.ok else 'FAIL'} · TF {v['tensorflow']} · Keras {v['keras']}"
-        plots.loss_curves(plots.path_for(folder, self.file_id, self.scenario.name), title, runs, self.scenario.spec.expect)
+        plots.loss_curves(
+            plots.path_for(folder, self.file_id, self.scenario.name), title, runs, self.scenario.spec.expect
+        )
 
     def _record(
         self,

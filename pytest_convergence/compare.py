@@ -230,12 +230,19 @@ def _relative(a: float, b: float) -> float:
 
 
 def _slowdown(base: dict[str, Any], new: dict[str, Any]) -> tuple[float, float, float] | None:
-    """(ratio, baseline median, new median) of the per-epoch fit time, all seeds pooled."""
+    """(ratio, baseline median, new median) of the per-epoch fit time, all seeds pooled; None when the
+    two runs fed fit differently (numpy vs the dataset path): their times say nothing about the versions."""
+    if _fit_input(base) != _fit_input(new):
+        return None
     before, after = _epoch_times(base), _epoch_times(new)
     if len(before) < 3 or len(after) < 3:
         return None
     b, a = statistics.median(before), statistics.median(after)
     return (a / b, b, a) if b > 0 else None
+
+
+def _fit_input(record: dict[str, Any]) -> str:
+    return str((record.get("runtime") or {}).get("fit_input", "numpy"))
 
 
 def _epoch_times(record: dict[str, Any]) -> list[float]:

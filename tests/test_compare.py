@@ -224,3 +224,17 @@ def test_bad_options_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 )
 def test_env_names_promise_versions(name: str, expected: tuple[str, str, int]) -> None:
     assert expected_versions(name, None, "keras") == expected
+
+
+def test_no_slowdown_between_different_fit_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run on the dataset path and one on numpy arrays time different things, not different versions."""
+    numpy_base = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("t", epoch_ms=1.2))
+    dataset_base = write(tmp_path, "b", "2.15.1", "2.15.0", {**scenario("t", epoch_ms=1.2), "runtime": DATASET})
+    slow_dataset = write(tmp_path, "c", "2.21.0", "3.15.1", {**scenario("t", epoch_ms=28.0), "runtime": DATASET})
+    code, out = run(capsys, numpy_base, slow_dataset)
+    assert code == 0 and "[slowdown" not in out
+    code, out = run(capsys, dataset_base, slow_dataset)
+    assert code == 1 and "[slowdown, REGRESSION]" in out
+
+
+DATASET = {"fit_input": "dataset"}

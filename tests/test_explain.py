@@ -39,8 +39,11 @@ def test_explain_diagnoses_and_sweeps_around_the_bound(tmp_path: Path) -> None:
 
 
 def test_explain_bad_targets_are_one_line(tmp_path: Path) -> None:
-    (tmp_path / "s.yaml").write_text(HEADER + "  - name: a\n    expect: {converges: {loss_below: 1}}\n"
-                                     "  - name: b\n    expect: {converges: {loss_below: 1}}\n", encoding="utf-8")
+    (tmp_path / "s.yaml").write_text(
+        HEADER + "  - name: a\n    expect: {converges: {loss_below: 1}}\n"
+        "  - name: b\n    expect: {converges: {loss_below: 1}}\n",
+        encoding="utf-8",
+    )
     out = explain("s.yaml::nope", cwd=tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip() == (

@@ -352,7 +352,9 @@ def test_failure_explains_the_divergence_with_the_stability_bound(pytester: pyte
     lam_max = (289 + (289**2 - 4 * 133) ** 0.5) / 2  # H = [[287, 21], [21, 2]] for xs = 1..20
     bound = float(re.search(r"bound lr < 2/λmax = ([\d.e+-]+)", text)[1])
     ratio = float(re.search(r"is ×([\d.]+) the bound, above it", text)[1])
-    predicted, measured = map(float, re.search(r"predicted ×([\d.]+) = \(1 − lr·λmax\)², measured ×([\d.]+)", text).groups())
+    predicted, measured = map(
+        float, re.search(r"predicted ×([\d.]+) = \(1 − lr·λmax\)², measured ×([\d.]+)", text).groups()
+    )
     assert bound == pytest.approx(2 / lam_max, rel=0.02)
     assert ratio == pytest.approx(0.01 * lam_max / 2, rel=0.02)
     assert predicted == pytest.approx((1 - 0.01 * lam_max) ** 2, rel=0.02)
@@ -401,5 +403,7 @@ def test_plots_without_matplotlib_say_what_to_install(
     scenario_file(DIVERGES)
     result = pytester.runpytest("--scenarios", "linear.yaml", "--convergence-plots", "plots")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --convergence-plots needs matplotlib: pip install 'pytest-convergence?plots?'*"])
+    result.stderr.fnmatch_lines(
+        ["ERROR: --convergence-plots needs matplotlib: pip install 'pytest-convergence?plots?'*"]
+    )
     result.stderr.no_fnmatch_line("*Traceback*")

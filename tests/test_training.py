@@ -49,7 +49,9 @@ MINI_BATCHES = """\
 @pytest.fixture(scope="module")
 def both_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[list, list]]:
     found = scenarios(tmp_path_factory.mktemp("fit"), MINI_BATCHES)
-    return {name: (training.run(s, fit_input="numpy"), training.run(s, fit_input="dataset")) for name, s in found.items()}
+    return {
+        name: (training.run(s, fit_input="numpy"), training.run(s, fit_input="dataset")) for name, s in found.items()
+    }
 
 
 def test_unshuffled_curves_are_equal_to_float32_rounding(both_paths) -> None:
@@ -78,7 +80,9 @@ def test_shuffling_differs_per_epoch_and_per_seed(both_paths) -> None:
 
 
 def test_a_scenario_chooses_its_input_over_the_run_default(tmp_path: Path) -> None:
-    found = scenarios(tmp_path, MINI_BATCHES.replace("    shuffle: false\n", "    shuffle: false\n    fit: {input: dataset}\n"))
+    found = scenarios(
+        tmp_path, MINI_BATCHES.replace("    shuffle: false\n", "    shuffle: false\n    fit: {input: dataset}\n")
+    )
     assert found["unshuffled"].fit_input("numpy") == "dataset"
     assert found["shuffled"].fit_input("numpy") == "numpy"
     assert found["shuffled"].fit_input("dataset") == "dataset"
