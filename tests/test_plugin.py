@@ -407,3 +407,18 @@ def test_plots_without_matplotlib_say_what_to_install(
         ["ERROR: --convergence-plots needs matplotlib: pip install 'pytest-convergence?plots?'*"]
     )
     result.stderr.no_fnmatch_line("*Traceback*")
+
+
+def test_fit_input_option_ini_and_record(pytester: pytest.Pytester, scenario_file) -> None:
+    scenario_file(DIVERGES, PREDICTS.replace("epochs: 100", "epochs: 100\n    fit: {input: numpy}"))
+    result = pytester.runpytest(
+        "--scenarios", "linear.yaml", "--convergence-input", "dataset", "--convergence-json", "r.json"
+    )
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["convergence: fit input dataset where a scenario does not set fit.input"])
+    inputs = {s["name"]: s["runtime"]["fit_input"] for s in results.read(pytester.path / "r.json")["scenarios"]}
+    assert inputs == {"sgd-default-lr-diverges": "dataset", "sgd-scaled-data-predicts": "numpy"}
+    pytester.makeini("[pytest]\nconvergence_input = arrays\n")
+    result = pytester.runpytest("--scenarios", "linear.yaml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: convergence_input in *tox.ini: expected one of numpy, dataset, got 'arrays'"])

@@ -237,6 +237,20 @@ def test_data_forms(tmp_path: Path) -> None:
             id="predict-without-tolerance",
         ),
         pytest.param(
+            "  - name: a\n    expect: {stable: {rel_tol: 0.1}}\n",
+            9,
+            "scenarios[0].expect.stable",
+            "give lr_below_bound (true or false), bound (a learning rate), or both",
+            id="stable-without-a-claim",
+        ),
+        pytest.param(
+            "  - name: a\n    fit: {input: arrays}\n    expect: {converges: {loss_below: 1}}\n",
+            9,
+            "scenarios[0].fit.input",
+            "Input should be 'numpy' or 'dataset'",
+            id="fit-input",
+        ),
+        pytest.param(
             "  - name: a\n    expect: {predict: {x: [1, 2], y: [2], abs_tol: 1}}\n",
             9,
             "scenarios[0].expect.predict",
