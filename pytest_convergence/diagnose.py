@@ -46,16 +46,16 @@ class Diagnosis:
 
     method: str  # "exact" (linear model, MSE) or "estimate" (Hessian-vector products at the initial weights)
     lam_max: float
-    lam_min: float | None  # exact only
     learning_rate: float
     bound: float  # the largest stable learning rate for this optimizer (plain GD: 2/λmax)
     bound_formula: str
     steps_per_epoch: int
     optimizer: str
-    predicted_factor: float | None  # loss × per epoch, when it can be predicted
-    predicted_by: str | None  # the formula that predicts it
-    measured_factor: float | None  # from the curve
+    measured_factor: float | None  # loss × per epoch, from the curve
     suggested_lr: float
+    lam_min: float | None = None  # exact only
+    predicted_factor: float | None = None  # loss × per epoch, when it can be predicted
+    predicted_by: str | None = None  # the formula that predicts it
     standardised: tuple[float, float] | None = None  # (λmax, bound) if x were standardised (exact only)
     advisory: tuple[str, ...] = field(default=())  # why the bound is not exact here
     seed: int | None = None  # whose curve gave the measured factor (and, for estimates, the initial weights)
@@ -179,17 +179,14 @@ def estimated(
     )
     bound, formula = _bound(abs(lam_max), optimizer)
     return Diagnosis(
-        method="estimate",
-        lam_max=lam_max,
-        lam_min=None,
-        learning_rate=optimizer.learning_rate,
-        bound=bound,
-        bound_formula=formula,
-        steps_per_epoch=steps,
-        optimizer=_describe(optimizer),
-        predicted_factor=None,
-        predicted_by=None,
-        measured_factor=measured_factor(losses),
+        "estimate",
+        lam_max,
+        optimizer.learning_rate,
+        bound,
+        formula,
+        steps,
+        _describe(optimizer),
+        measured_factor(losses),
         suggested_lr=bound / 2,
         advisory=advisory,
     )

@@ -152,13 +152,7 @@ def run_seed(scenario: Scenario, seed: int, deadline: float | None = None, fit_i
 def _train(scenario: Scenario, record: SeedRun, deadline: float | None, fit_input: str) -> None:
     tf, keras = frameworks()
     spec = scenario.spec
-    # fresh graph and names; TensorFlow still keeps ~2-3 MiB per model (benchmarks/memory.py)
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(record.seed)
-    with warnings.catch_warnings():
-        # Keras 2 seeds its initialisers with random.randint(1, 1e9), which Python 3.10+ deprecates
-        warnings.filterwarnings("ignore", "non-integer arguments to randrange", DeprecationWarning)
-        model = _model(keras, scenario)
+    model = _fresh_model(keras, scenario, record.seed)
     inputs: tuple[Any, ...] = (scenario.x, scenario.y)
     options: dict[str, Any] = {}
     compiled: dict[str, Any] = {}
@@ -258,6 +252,17 @@ def _recorder(keras: Any, timed: bool) -> type:
     return TimedRecorder
 
 
+def _fresh_model(keras: Any, scenario: Scenario, seed: int) -> Any:
+    """The scenario's model with `seed`'s initial weights, in a cleared Keras session."""
+    # fresh graph and names; TensorFlow still keeps ~2-3 MiB per model (benchmarks/memory.py)
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    with warnings.catch_warnings():
+        # Keras 2 seeds its initialisers with random.randint(1, 1e9), which Python 3.10+ deprecates
+        warnings.filterwarnings("ignore", "non-integer arguments to randrange", DeprecationWarning)
+        return _model(keras, scenario)
+
+
 def _model(keras: Any, scenario: Scenario) -> Any:
     spec = scenario.spec
     if isinstance(spec.model, str):
@@ -317,17 +322,12 @@ def sharpness(scenario: Scenario, seed: int, iterations: int = 100, rtol: float 
     on Hessian-vector products (nested gradient tapes). An estimate: the largest-magnitude eigenvalue,
     converged to `rtol` or after `iterations` products."""
     tf, keras = frameworks()
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(seed)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "non-integer arguments to randrange", DeprecationWarning)
-        model = _model(keras, scenario)
+    model = _fresh_model(keras, scenario, seed)
     loss_fn = keras.losses.get(scenario.spec.loss)
     x, y = tf.constant(scenario.x), tf.constant(scenario.y)
     weights = model.trainable_variables
 
-    @tf.function
-    def hvp(vector: list[Any]) -> list[Any]:
+    def hessian_times(vector: list[Any]) -> list[Any]:
         with tf.GradientTape() as outer:
             with tf.GradientTape() as inner:
                 loss = tf.reduce_mean(loss_fn(y, model(x, training=False)))
@@ -335,8 +335,10 @@ def sharpness(scenario: Scenario, seed: int, iterations: int = 100, rtol: float 
             dot = tf.add_n([tf.reduce_sum(g * v) for g, v in zip(grads, vector, strict=True)])
         return outer.gradient(dot, weights)  # type: ignore[no-any-return]
 
+    hvp = tf.function(hessian_times)
+
     rng = np.random.default_rng(seed)
-    vector = [rng.standard_normal(tuple(w.shape)).astype(np.float32) for w in weights]
+    vector: list[np.ndarray] = [rng.standard_normal(tuple(w.shape)).astype(np.float32) for w in weights]
     estimate = 0.0
     for _ in range(iterations):
         norm = float(np.sqrt(sum(float(np.sum(v.astype(np.float64) ** 2)) for v in vector)))
