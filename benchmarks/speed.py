@@ -122,11 +122,13 @@ def bare_keras(keras: Any, x: Any, y: Any, lr: float, epochs: int, predict: bool
 
 
 def medians(runs: int, **sides: Callable[[], Timing]) -> dict[str, Timing]:
-    """Median (wall, CPU) seconds of each side over `runs` rounds, the sides alternating within a round."""
+    """Median (wall, CPU) seconds of each side over `runs` rounds, the sides alternating within a round
+    and their order reversed every other round (A B, B A, …), so neither side always goes first."""
     samples: dict[str, list[Timing]] = {name: [] for name in sides}
-    for _ in range(runs):
-        for name, side in sides.items():
-            samples[name].append(side())
+    order = list(sides)
+    for round_ in range(runs):
+        for name in order if round_ % 2 == 0 else reversed(order):
+            samples[name].append(sides[name]())
     return {
         name: (statistics.median(w for w, _ in values), statistics.median(c for _, c in values))
         for name, values in samples.items()

@@ -103,7 +103,7 @@ class ScenarioItem(pytest.Item):
             self.stash[RECORD_KEY] = self._record([], None, error=f"{type(exc).__name__}: {exc}")
             raise
         verdict = expect.judge(wanted, runs, self.timeout_s, diagnosis)
-        seed = expect.explained_seed(verdict)
+        seed = None if verdict.ok else expect.explained_seed(verdict)  # explain failures only
         explanation: Diagnosis | str | None = diagnosis
         if seed is not None and (diagnosis is None or seed != scenario.seeds[0]):
             try:
@@ -111,9 +111,9 @@ class ScenarioItem(pytest.Item):
             except Exception as exc:  # the diagnosis only explains; it must not turn a failure into an error
                 explanation = f"no stability diagnosis: {type(exc).__name__}: {exc}"
         self.stash[RECORD_KEY] = self._record(runs, verdict, diagnosis=explanation)
-        plots = self.config.stash[SCENARIOS_KEY].plots_dir
-        if plots is not None:
-            self._plot(plots, runs, verdict)
+        pictures = self.config.stash[SCENARIOS_KEY].plots_dir
+        if pictures is not None:
+            self._plot(pictures, runs, verdict)
         if not verdict.ok:
             raise ScenarioFailed(report.failure(scenario.name, self.where, verdict, runs, explanation))
 
@@ -122,9 +122,11 @@ class ScenarioItem(pytest.Item):
 
         v = training.versions()
         title = f"{self.scenario.name} — {'pass' if verdict.ok else 'FAIL'} · TF {v['tensorflow']} · Keras {v['keras']}"
-        plots.loss_curves(
-            plots.path_for(folder, self.file_id, self.scenario.name), title, runs, self.scenario.spec.expect
-        )
+        path = plots.path_for(folder, self.file_id, self.scenario.name)
+        try:
+            plots.loss_curves(path, title, runs, self.scenario.spec.expect)
+        except Exception as exc:  # a picture that cannot be drawn must not change the test's outcome
+            self.warn(pytest.PytestWarning(f"--convergence-plots: could not write {path}: {type(exc).__name__}: {exc}"))
 
     def _record(
         self,
