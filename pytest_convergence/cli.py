@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import compare as cmp
 from . import explain as explain_mod
+from .scenario import FIT_INPUTS
 
 EXIT_BAD_INPUT = 2
 
@@ -80,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--seed", type=int, help="the seed to train (default: the scenario's first)")
     x.add_argument(
         "--input",
-        choices=("numpy", "dataset"),
+        choices=FIT_INPUTS,
         default="dataset",
         help="how data reaches fit where the scenario does not say (default: dataset, the fast path with the "
         "same batches and shuffling; numpy is what `fit` on arrays does)",
