@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .expect import fmt
+from .scenario import fit_batches
 
 MSE_NAMES = frozenset({"mse", "mean_squared_error", "MeanSquaredError"})
 FLOOR = 1e-7  # losses below this fraction of the first are float32 rounding, not the decay rate
@@ -202,8 +203,7 @@ def _bound(lam_max: float, optimizer: Optimizer) -> tuple[float, str]:
 
 
 def _steps_and_caveats(samples: int, optimizer: Optimizer, batch_size: int | None) -> tuple[int, tuple[str, ...]]:
-    batch = batch_size or 32  # Keras's default
-    steps = -(-samples // batch)
+    _, steps = fit_batches(samples, batch_size)
     caveats = []
     if steps > 1:
         caveats.append(

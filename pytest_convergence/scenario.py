@@ -238,6 +238,15 @@ class Expect(_Strict):
         return self
 
 
+KERAS_BATCH_SIZE = 32  # what model.fit uses when batch_size is not given
+
+
+def fit_batches(samples: int, batch_size: int | None) -> tuple[int, int]:
+    """(the batch size fit uses, the steps in one epoch: the last batch may be partial)."""
+    batch = batch_size or KERAS_BATCH_SIZE
+    return batch, -(-samples // batch)
+
+
 FitInput = Literal["numpy", "dataset"]
 FIT_INPUTS: tuple[str, ...] = typing.get_args(FitInput)
 

@@ -25,7 +25,7 @@ from . import diagnose as diagnose_mod
 from .errors import Problem
 from .expect import stop_reason
 from .record import TIME_LIMIT, SeedRun
-from .scenario import Scenario
+from .scenario import Scenario, fit_batches
 
 LEGACY_ENV = "TF_USE_LEGACY_KERAS"
 
@@ -120,9 +120,6 @@ def check(scenario: Scenario) -> list[Problem]:
     return problems
 
 
-KERAS_BATCH_SIZE = 32  # what fit uses when batch_size is not given
-
-
 def run(scenario: Scenario, timeout_s: float | None = None, fit_input: str = "numpy") -> list[SeedRun]:
     """Train the scenario once per seed, with the Keras of this environment, within `timeout_s` in all.
     `fit_input` is used where the scenario has no fit.input."""
@@ -203,11 +200,11 @@ def _dataset(tf: Any, scenario: Scenario, seed: int) -> tuple[tuple[Any], int]:
     for tiny models.
     """
     spec = scenario.spec
-    batch = spec.batch_size or KERAS_BATCH_SIZE
+    batch, steps = fit_batches(len(scenario.x), spec.batch_size)
     data = tf.data.Dataset.from_tensor_slices((scenario.x, scenario.y))
     if spec.shuffle is not False:  # fit shuffles by default
         data = data.shuffle(len(scenario.x), seed=seed, reshuffle_each_iteration=True)
-    return (data.batch(batch).repeat(),), -(-len(scenario.x) // batch)
+    return (data.batch(batch).repeat(),), steps
 
 
 @functools.cache
