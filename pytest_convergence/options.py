@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from . import plots
+from .kinds import DEFAULT_FAIL_ON, parse_fail_on
 from .scenario import FIT_INPUTS
 
 SCENARIOS_HELP = (
@@ -24,6 +25,19 @@ BASELINE_HELP = (
     "regressions (outcome, error, drift, slowdown) fail the run."
 )
 BASELINE_FILE = "convergence-baseline.json"
+FAIL_ON_HELP = (
+    "Which changes against --convergence-baseline fail the run: comma-separated kinds from outcome, error, shift, "
+    f"slowdown, drift, missing, or 'none'. Default: {','.join(DEFAULT_FAIL_ON)} (as `pytest-convergence compare`)."
+)
+FLOOR_HELP = (
+    "Measure each seed's rounding floor: train it a second time from initial weights moved by one ulp and keep "
+    "how far the loss curve moved, so that comparisons tell a real curve change from rounding chaos. Costs one "
+    "more training per seed. On by default with --convergence-record."
+)
+SEEDS_HELP = (
+    "Train every scenario on at least N seeds (its own seeds, then the smallest unused ones), for comparison "
+    "runs whose seed statistics need more seeds than the scenario file gives. The pass rate is judged as written."
+)
 TIMEOUT_HELP = (
     "Default time limit in seconds for training one scenario (all its seeds); a scenario's timeout_s wins. "
     "Past it, training stops after the current batch and the scenario fails. Default: none."
@@ -57,6 +71,9 @@ class Settings:
     timeout_s: float | None = None
     fit_input: str = "numpy"  # for scenarios that do not say (fit.input)
     plots_dir: Path | None = None
+    fail_on: tuple[str, ...] = DEFAULT_FAIL_ON  # what counts against --convergence-baseline
+    noise_floor: bool = False  # measure each seed's rounding floor
+    min_seeds: int | None = None  # --convergence-seeds
 
     @property
     def gathers_records(self) -> bool:
@@ -77,9 +94,15 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--convergence-timeout", default=None, metavar="SECONDS", help=TIMEOUT_HELP)
     group.addoption("--convergence-plots", default=None, metavar="DIR", help=PLOTS_HELP)
     group.addoption("--convergence-input", default=None, choices=FIT_INPUTS, help=INPUT_HELP)
+    group.addoption("--convergence-fail-on", default=None, metavar="KINDS", help=FAIL_ON_HELP)
+    group.addoption("--convergence-noise-floor", action="store_true", default=None, help=FLOOR_HELP)
+    group.addoption("--convergence-seeds", default=None, metavar="N", help=SEEDS_HELP)
     parser.addini("convergence_scenarios", INI_SCENARIOS_HELP, type="paths", default=[])
     parser.addini("convergence_timeout", TIMEOUT_HELP, default=None)
     parser.addini("convergence_input", INPUT_HELP, default=None)
+    parser.addini("convergence_fail_on", FAIL_ON_HELP, default=None)
+    parser.addini("convergence_noise_floor", FLOOR_HELP, type="bool", default=False)
+    parser.addini("convergence_seeds", SEEDS_HELP, default=None)
 
 
 def resolve(config: pytest.Config) -> Settings:
@@ -107,15 +130,48 @@ def resolve(config: pytest.Config) -> Settings:
         record_dir=paths["convergence_record"],
         baseline_dir=paths["convergence_baseline"],
         plots_dir=paths["convergence_plots"],
+        fail_on=_fail_on(config),
+        noise_floor=bool(config.getoption("convergence_noise_floor") or config.getini("convergence_noise_floor"))
+        or paths["convergence_record"] is not None,
+        min_seeds=_min_seeds(config),
     )
+
+
+def _given(config: pytest.Config, name: str) -> tuple[object, str]:
+    """The value of --NAME, else of the ini key NAME (with _), and where it came from for messages."""
+    key = name.replace("-", "_")
+    cli = config.getoption(key)
+    if cli is not None:
+        return cli, f"--{name}"
+    return config.getini(key), f"{key} in {config.inipath}"
+
+
+def _fail_on(config: pytest.Config) -> tuple[str, ...]:
+    value, source = _given(config, "convergence-fail-on")
+    if value in (None, ""):
+        return DEFAULT_FAIL_ON
+    try:
+        return parse_fail_on(str(value))
+    except ValueError as exc:
+        raise pytest.UsageError(f"{source}: {exc}") from None
+
+
+def _min_seeds(config: pytest.Config) -> int | None:
+    value, source = _given(config, "convergence-seeds")
+    if value in (None, ""):
+        return None
+    try:
+        count = int(str(value))
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 1000:
+        raise pytest.UsageError(f"{source}: expected a number of seeds from 1 to 1000, got {value!r}")
+    return count
 
 
 def _timeout(config: pytest.Config) -> float | None:
     """--convergence-timeout, else the ini key; a bad value names where it came from."""
-    cli, ini = config.getoption("convergence_timeout"), config.getini("convergence_timeout")
-    value, source = (
-        (cli, "--convergence-timeout") if cli is not None else (ini, f"convergence_timeout in {config.inipath}")
-    )
+    value, source = _given(config, "convergence-timeout")
     if value in (None, ""):
         return None
     try:

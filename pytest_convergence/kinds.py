@@ -1,0 +1,38 @@
+"""The kinds of change a comparison between versions reports, and which of them fail a gate by default.
+
+Its own tiny module: the pytest options parse `--convergence-fail-on` with it, and loading the
+plugin must not import the comparison (numpy, scipy, packaging).
+"""
+
+from __future__ import annotations
+
+# what each kind means, in the order the output lists them
+KINDS: dict[str, str] = {
+    "outcome": "the test's outcome changed (passed → failed, …)",
+    "error": "training raised where it did not before (an API break), or a file no longer collects",
+    "shift": "a per-seed summary (final/lowest loss, decision epoch, prediction error, metric, pass rate) moved: "
+    "significant over the seeds and large",
+    "slowdown": "time per epoch, relative to the machine's calibration, grew beyond what the measured noise allows",
+    "drift": "the loss curve moved beyond its rounding floor while the seed statistics stayed the same",
+    "declared": "a change the scenario declares for that version (xfail whose error occurred, skip): never counted",
+    "missing": "a scenario in one results file only: never counted",
+}
+# Counted by default: what a real, consequential change produces and rounding, seed choice or a busy machine
+# does not. Curve drift above its floor is real but, with outcomes and seed statistics unchanged, a numerical
+# difference (summation order, a kernel): shown, counted only when asked for (--fail-on …,drift).
+DEFAULT_FAIL_ON: tuple[str, ...] = ("outcome", "error", "shift", "slowdown")
+COUNTABLE: tuple[str, ...] = ("outcome", "error", "shift", "slowdown", "drift", "missing")
+
+
+def parse_fail_on(text: str) -> tuple[str, ...]:
+    """'outcome,error' → ('outcome', 'error'); 'none' → (); raises ValueError naming what is allowed."""
+    if text.strip() == "none":
+        return ()
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in COUNTABLE]
+    if unknown or not kinds:
+        raise ValueError(
+            f"unknown change kind(s) {unknown or [text]}; choose from {', '.join(COUNTABLE)}, "
+            "comma-separated, or 'none'"
+        )
+    return kinds
