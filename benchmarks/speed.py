@@ -8,6 +8,8 @@ the two sides so that a noisy neighbour hits both):
 1. overhead   the plugin's time for the motivating converging scenario (pytest setup + call + teardown of
               its test) vs a bare Keras script doing the same fit and predict — same data, epochs, seed;
 2. early      the diverging motivating case with its early verdict vs the same fit for all its epochs;
+   evidence   what the comparison's evidence costs: the rounding floor (--convergence-noise-floor) and the
+              machine calibration taken around each scenario;
 3. input      `fit: {input: dataset}` vs the default `fit` on numpy arrays, median seconds per epoch,
               for each tiny scenario shape;
 4. suite      the shipped scenarios (scenarios/) with `-n 2` vs serial, wall time of whole pytest runs,
@@ -150,7 +152,7 @@ def main() -> int:
     parser.add_argument("--skip-suite", action="store_true", help="leave out the -n 2 vs serial suite runs")
     args = parser.parse_args()
 
-    from pytest_convergence import training
+    from pytest_convergence import timing, training
     from pytest_convergence.scenario import load_file
 
     start = time.perf_counter()
@@ -205,6 +207,31 @@ def main() -> int:
         )
         print(row(f"verdict at epoch {stopped_at} vs every epoch", got["plugin"][0], got["full"][0]))
         print(f"  the verdict costs {got['plugin'][0] / got['full'][0]:.1%} of the full run (target ≤ 15%)")
+
+        section(
+            f"2b. comparison evidence (linear SGD lr 1e-4, 20 points, {EPOCHS} epochs, numpy input)",
+            "with",
+            "without",
+        )
+
+        def train(noise_floor: bool) -> Timing:
+            start = time.perf_counter()
+            training.run(scenario, noise_floor=noise_floor)
+            seconds = time.perf_counter() - start
+            return seconds, seconds
+
+        got = medians(args.runs, floor=lambda: train(True), plain=lambda: train(False))
+        print(row("rounding floor (one more training per seed)", got["floor"][0], got["plain"][0]))
+        def calibrate() -> float:
+            start = time.perf_counter()
+            timing.calibrate()
+            return time.perf_counter() - start
+
+        calibration = statistics.median(calibrate() for _ in range(args.runs))
+        print(
+            f"  calibration before and after each scenario: {2 * calibration * 1000:.0f} ms per scenario "
+            f"({2 * calibration / got['plain'][0]:.1%} of this one)"
+        )
 
         section("3. input path: seconds per epoch (median epoch, 200 epochs, Adam)", "numpy", "dataset")
         for label, data, model, batch in SHAPES:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import compare as cmp
 from . import explain as explain_mod
+from . import kinds, render
 from .scenario import FIT_INPUTS
 
 EXIT_BAD_INPUT = 2
@@ -44,27 +45,35 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("files", nargs="+", type=Path, metavar="RESULTS.json", help="files written by --convergence-json")
     c.add_argument(
         "--baseline",
-        help="the version to compare against: a label, a file, or a unique part of a "
+        help="the version to compare against: a label, a letter of the grid, a file, or a unique part of a "
         "label such as '2.15' (default: the oldest given)",
     )
     c.add_argument(
-        "--loss-rtol",
-        type=_positive,
-        default=cmp.DEFAULT_LOSS_RTOL,
-        help="largest per-epoch relative loss difference that is not drift (default %(default)s)",
+        "--fail-on",
+        type=_kinds,
+        default=kinds.DEFAULT_FAIL_ON,
+        help="comma-separated changes that count as regressions, from "
+        f"{', '.join(kinds.COUNTABLE)}, or 'none' (default: {','.join(kinds.DEFAULT_FAIL_ON)}). "
+        "Declared changes never count.",
     )
     c.add_argument(
         "--slowdown",
         type=_positive,
         default=cmp.DEFAULT_SLOWDOWN,
-        help="median per-epoch time ratio above which training counts as slower (default %(default)s)",
+        help="the smallest calibrated time-per-epoch ratio that counts; the runs' measured calibration noise can "
+        "only raise it (default %(default)s)",
     )
     c.add_argument(
-        "--fail-on",
-        type=_kinds,
-        default=cmp.DEFAULT_FAIL_ON,
-        help="comma-separated changes that count as regressions, from "
-        f"{', '.join(cmp.KINDS)}, or 'none' (default: {','.join(cmp.DEFAULT_FAIL_ON)})",
+        "--alpha",
+        type=_probability,
+        default=cmp.DEFAULT_ALPHA,
+        help="significance level of the seed statistics (Mann–Whitney U, Holm-corrected) (default %(default)s)",
+    )
+    c.add_argument(
+        "--loss-rtol",
+        type=_positive,
+        default=cmp.DEFAULT_LOSS_RTOL,
+        help="curve tolerance where no rounding floor was measured (default %(default)s)",
     )
     c.add_argument("--markdown", type=Path, metavar="FILE", help="also write the comparison as Markdown")
     c.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML page with loss curves")
@@ -105,13 +114,13 @@ def _parser() -> argparse.ArgumentParser:
 def _compare(args: argparse.Namespace) -> int:
     columns = cmp.load(args.files)
     baseline = cmp.pick_baseline(columns, args.baseline)
-    settings = cmp.Settings(loss_rtol=args.loss_rtol, slowdown=args.slowdown, fail_on=args.fail_on)
+    settings = cmp.Settings(loss_rtol=args.loss_rtol, slowdown=args.slowdown, fail_on=args.fail_on, alpha=args.alpha)
     result = cmp.compare(columns, baseline, settings)
-    print(cmp.render_text(result))
+    print(render.render_text(result))
     if args.markdown:
-        args.markdown.write_text(cmp.render_markdown(result), encoding="utf-8")
+        args.markdown.write_text(render.render_markdown(result), encoding="utf-8")
     if args.html:
-        args.html.write_text(cmp.render_html(result), encoding="utf-8")
+        args.html.write_text(render.render_html(result), encoding="utf-8")
     return result.exit_code
 
 
@@ -175,11 +184,15 @@ def _positive(text: str) -> float:
     return value
 
 
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
 def _kinds(text: str) -> tuple[str, ...]:
-    if text.strip() == "none":
-        return ()
-    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
-    unknown = [k for k in kinds if k not in cmp.KINDS]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown change kind(s) {unknown}; choose from {', '.join(cmp.KINDS)}")
-    return kinds
+    try:
+        return kinds.parse_fail_on(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -17,6 +17,7 @@ from .scenario import Scenario, load_file
 
 RECORD_KEY = pytest.StashKey[dict[str, Any]]()
 XFAIL_KEY = pytest.StashKey[str]()  # the reason, when an xfail condition applies to this run
+DECLARED_KEY = pytest.StashKey[dict[str, str]]()  # the skip/xfail condition that applies to this run
 REPORT_ATTRIBUTE = "convergence_record"  # plain dict on the TestReport; xdist carries it to the controller
 
 
@@ -44,7 +45,10 @@ class ScenarioFile(pytest.File):
         except ScenarioError as exc:
             raise self.CollectError(str(exc)) from None
         versions = training.versions()
+        min_seeds = self.config.stash[SCENARIOS_KEY].min_seeds
         for scenario in scenarios:
+            if min_seeds:
+                scenario = scenario.with_min_seeds(min_seeds)
             item = ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
             item.apply_conditions(versions)
             yield item
@@ -68,6 +72,7 @@ class ScenarioItem(pytest.Item):
             for condition in conditions:
                 if condition.applies(versions):
                     reason = f"{condition.reason} [{kind} where {condition.describe()}]".strip()
+                    self.stash[DECLARED_KEY] = {"kind": kind, "where": condition.describe(), "reason": condition.reason}
                     if kind == "skip":
                         self.add_marker(pytest.mark.skip(reason=reason))
                     else:
@@ -92,15 +97,18 @@ class ScenarioItem(pytest.Item):
         return self.scenario.fit_input(self.config.stash[SCENARIOS_KEY].fit_input)
 
     def runtest(self) -> None:
-        from . import training
+        from . import timing, training
 
         scenario = self.scenario
         wanted = scenario.spec.expect
+        # the machine's speed just before and after training: what makes epoch times comparable across runs
+        calibration = timing.calibrate()
         try:
-            runs = training.run(scenario, self.timeout_s, self.fit_input)
+            runs = training.run(scenario, self.timeout_s, self.fit_input, self.config.stash[SCENARIOS_KEY].noise_floor)
+            calibration += timing.calibrate()
             diagnosis = training.diagnose(scenario, runs) if wanted.stable else None
         except Exception as exc:
-            self.stash[RECORD_KEY] = self._record([], None, error=f"{type(exc).__name__}: {exc}")
+            self.stash[RECORD_KEY] = self._record([], None, calibration, error=f"{type(exc).__name__}: {exc}")
             raise
         verdict = expect.judge(wanted, runs, self.timeout_s, diagnosis)
         seed = None if verdict.ok else expect.explained_seed(verdict)  # explain failures only
@@ -110,7 +118,7 @@ class ScenarioItem(pytest.Item):
                 explanation = training.diagnose(scenario, runs, seed)
             except Exception as exc:  # the diagnosis only explains; it must not turn a failure into an error
                 explanation = f"no stability diagnosis: {type(exc).__name__}: {exc}"
-        self.stash[RECORD_KEY] = self._record(runs, verdict, diagnosis=explanation)
+        self.stash[RECORD_KEY] = self._record(runs, verdict, calibration, diagnosis=explanation)
         pictures = self.config.stash[SCENARIOS_KEY].plots_dir
         if pictures is not None:
             self._plot(pictures, runs, verdict)
@@ -130,12 +138,13 @@ class ScenarioItem(pytest.Item):
 
     def _record(
         self,
-        runs: Any,
+        runs: list[SeedRun],
         verdict: expect.Verdict | None,
+        calibration: list[float],
         error: str | None = None,
         diagnosis: Diagnosis | str | None = None,
     ) -> dict[str, Any]:
-        from . import training
+        from . import timing, training
 
         record = results.scenario_record(
             self.nodeid,
@@ -149,7 +158,18 @@ class ScenarioItem(pytest.Item):
         )
         if diagnosis is not None:
             record["diagnosis"] = diagnosis if isinstance(diagnosis, str) else diagnosis.to_dict()
-        record["runtime"] = {**training.runtime_settings(), "timeout_s": self.timeout_s, "fit_input": self.fit_input}
+        settings = self.config.stash[SCENARIOS_KEY]
+        record["runtime"] = {
+            **training.runtime_settings(),
+            "timeout_s": self.timeout_s,
+            "fit_input": self.fit_input,
+            "noise_floor": settings.noise_floor,
+        }
+        record["timing"] = {
+            "workload": timing.WORKLOAD,
+            "calibration_s": calibration,
+            "epochs": timing.epoch_summary([r.epoch_seconds for r in runs]),
+        }
         return record
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
@@ -178,8 +198,13 @@ def attach_record(item: pytest.Item, call: pytest.CallInfo[None], test_report: p
         if XFAIL_KEY in item.stash:
             record["outcome"] = "xpassed" if record["outcome"] == "passed" else "xfailed"
             record["xfail_reason"] = item.stash[XFAIL_KEY]
+        if DECLARED_KEY in item.stash:
+            record["declared"] = item.stash[DECLARED_KEY]
         setattr(test_report, REPORT_ATTRIBUTE, record)
     elif call.when == "setup" and test_report.outcome != "passed":
         outcome = "skipped" if test_report.skipped else "error"
         reason = test_report.longrepr[2] if isinstance(test_report.longrepr, tuple) else str(test_report.longrepr)
-        setattr(test_report, REPORT_ATTRIBUTE, results.bare_record(item.nodeid, outcome, reason))
+        record = results.bare_record(item.nodeid, outcome, reason)
+        if DECLARED_KEY in item.stash and test_report.skipped:
+            record["declared"] = item.stash[DECLARED_KEY]
+        setattr(test_report, REPORT_ATTRIBUTE, record)

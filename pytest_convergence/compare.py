@@ -1,37 +1,37 @@
-"""Several results files (one per TensorFlow/Keras version) → a scenarios × versions grid and the changes
-against a baseline version, as terminal text, Markdown or a self-contained HTML page, plus an exit code.
+"""Several results files (one per TensorFlow/Keras version) → the changes between them, judged so that the gate is
+red only for real changes: outcome and error changes unless the scenario declares them, curve drift only beyond
+the curve's measured rounding floor, seed statistics with a test and an effect size, slowdowns relative to the
+machine's calibration and beyond its measured noise. Rendering lives in `render`.
 
 Pure: reads JSON written by `results.write`, never imports pytest or Keras.
 """
 
 from __future__ import annotations
 
-import html
+import itertools
 import math
-import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from . import results
+from . import results, stats, timing
+from .kinds import DEFAULT_FAIL_ON, KINDS
+from .record import relative_difference
 
-KINDS = ("outcome", "error", "drift", "slowdown", "missing")
-DEFAULT_FAIL_ON = ("outcome", "error", "drift", "slowdown")
-DEFAULT_LOSS_RTOL = 0.01
-DEFAULT_SLOWDOWN = 2.0
+DEFAULT_LOSS_RTOL = 0.01  # curve tolerance where no rounding floor was measured
+DEFAULT_FLOOR_MARGIN = 10.0  # a curve counts as moved when it moved this many times its rounding floor …
+# … and more than float32 rounding accumulated over hundreds of epochs in other kernels can explain: the shipped
+# linear scenarios (floor 0: one ulp on the initial weights changes nothing) differ by up to 3.6e-5 between
+# TF 2.15 and 2.21
+FLOOR_MINIMUM = 1e-3
+DEFAULT_SLOWDOWN = 2.0  # the smallest calibrated slowdown that counts, before the noise widens it
+DEFAULT_ALPHA = 0.05
 FAILING_OUTCOMES = ("failed", "error", "xpassed")
-SHORT = {
-    "passed": "pass",
-    "failed": "FAIL",
-    "error": "ERROR",
-    "skipped": "skip",
-    "xfailed": "xfail",
-    "xpassed": "XPASS",
-    None: "-",
-}
+ENV_SHOWN = ("python", "numpy", "protobuf", "ml_dtypes", "platform", "cpu", "cpus")
+__all__ = ["DEFAULT_FAIL_ON", "KINDS"]
 
 
 class CompareInputError(Exception):
@@ -47,19 +47,27 @@ class Column:
     environment: dict[str, Any]
     scenarios: dict[str, dict[str, Any]]  # by id
     collection_errors: dict[str, str]  # file → message
+    key: str = ""  # a short name for grids: A, B, C, …
 
     @property
     def sort_key(self) -> tuple[Any, ...]:
-        return (_version(self.environment.get("tensorflow")), _version(self.environment.get("keras")), self.label)
+        env = self.environment
+        return (_version(env.get("tensorflow")), env.get("keras_package") != "keras", _version(env.get("keras")))
+
+    @property
+    def package(self) -> str:
+        return str(self.environment.get("keras_package") or "keras")
 
 
 @dataclass(frozen=True)
 class Change:
     scenario: str
-    column: str
+    column: str  # the label of the version that changed
     kind: str  # one of KINDS
     message: str
-    worse: bool  # a change for the worse (an improvement is reported, never counted)
+    worse: bool  # a change for the worse (an improvement or a change within the noise is reported, never counted)
+    against: str = ""  # the label of the version compared with
+    factor: float | None = None  # slowdowns: the calibrated ratio
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,8 @@ class Settings:
     loss_rtol: float = DEFAULT_LOSS_RTOL
     slowdown: float = DEFAULT_SLOWDOWN
     fail_on: tuple[str, ...] = DEFAULT_FAIL_ON
+    alpha: float = DEFAULT_ALPHA
+    floor_margin: float = DEFAULT_FLOOR_MARGIN
 
 
 @dataclass
@@ -75,28 +85,40 @@ class Comparison:
     baseline: Column
     settings: Settings
     rows: list[str] = field(default_factory=list)
-    changes: list[Change] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)  # against the baseline
+    adjacent: list[Change] = field(default_factory=list)  # each version against the one before it
+    detectable: dict[str, list[float]] = field(default_factory=dict)  # column → the smallest counted slowdowns
+
+    def counted(self, change: Change) -> bool:
+        return change.worse and change.kind in self.settings.fail_on
 
     @property
     def regressions(self) -> list[Change]:
-        return [c for c in self.changes if c.worse and c.kind in self.settings.fail_on]
+        return [c for c in self.changes if self.counted(c)]
 
     @property
     def exit_code(self) -> int:
         return 1 if self.regressions else 0
 
-    def cell(self, scenario: str, column: Column) -> str:
-        record = column.scenarios.get(scenario)
-        text = SHORT[record["outcome"]] if record else SHORT[None]
-        mine = [c for c in self.changes if c.scenario == scenario and c.column == column.label]
-        counted = [c.kind for c in mine if c in self.regressions]
-        if counted:
-            return f"{text} ! {'+'.join(counted)}"
-        return f"{text} ~ {'+'.join(c.kind for c in mine)}" if mine else text
+    def first_seen(self, scenario: str, kind: str) -> tuple[list[Column], list[Column]]:
+        """The versions where this scenario shows this kind of change against the baseline, and the later versions
+        of the same Keras package without it."""
+        have = {c.column for c in self.changes if c.scenario == scenario and c.kind == kind}
+        shown = [col for col in self.columns if col.label in have]
+        if not shown:
+            return [], []
+        first = self.columns.index(shown[0])
+        lacking = [
+            col
+            for col in self.columns[first + 1 :]
+            if col.label not in have and col.package == shown[0].package and col is not self.baseline
+        ]
+        return shown, lacking
 
 
 def load(paths: Sequence[Path]) -> list[Column]:
-    """Read results files, ordered oldest version first. Raises CompareInputError with a clear message."""
+    """Read results files, ordered oldest version first (legacy Keras after Keras of the same TensorFlow), and
+    name them A, B, C, …. Raises CompareInputError with a clear message."""
     if not paths:
         raise CompareInputError("give at least one results file (written by pytest --convergence-json)")
     columns = []
@@ -113,13 +135,9 @@ def load(paths: Sequence[Path]) -> list[Column]:
     seen: dict[str, int] = {}
     for c in columns:
         seen[c.label] = seen.get(c.label, 0) + 1
-    columns = [
-        Column(f"{c.label} [{c.path.stem}]", c.path, c.environment, c.scenarios, c.collection_errors)
-        if seen[c.label] > 1
-        else c
-        for c in columns
-    ]
-    return sorted(columns, key=lambda c: c.sort_key)
+    columns = [replace(c, label=f"{c.label} [{c.path.stem}]") if seen[c.label] > 1 else c for c in columns]
+    columns.sort(key=lambda c: c.sort_key)
+    return [replace(c, key=_letters(i)) for i, c in enumerate(columns)]
 
 
 def column(doc: dict[str, Any], path: Path) -> Column:
@@ -141,12 +159,13 @@ def label(env: dict[str, Any]) -> str:
 
 
 def pick_baseline(columns: Sequence[Column], wanted: str | None) -> Column:
-    """The column named by `wanted` (a label, a file, or a unique part of a label); the oldest by default."""
+    """The column named by `wanted` (a label, a letter, a file, or a unique part of a label); the oldest by
+    default."""
     if wanted is None:
         return columns[0]
-    for column in columns:
-        if wanted in (column.label, str(column.path), column.path.name):
-            return column
+    for col in columns:
+        if wanted in (col.label, col.key, str(col.path), col.path.name):
+            return col
     hits = [c for c in columns if wanted in c.label]
     if len(hits) == 1:
         return hits[0]
@@ -155,99 +174,225 @@ def pick_baseline(columns: Sequence[Column], wanted: str | None) -> Column:
 
 
 def compare(columns: Sequence[Column], baseline: Column, settings: Settings = Settings()) -> Comparison:
+    """Every version against the baseline (what the gate counts), and each against the one before it (where a
+    change first appears)."""
     result = Comparison(list(columns), baseline, settings)
     result.rows = sorted({sid for c in columns for sid in c.scenarios})
-    for sid in result.rows:
-        for column in columns:
-            if column is not baseline:
-                result.changes.extend(_changes(sid, baseline, column, settings))
+    for col in columns:
+        if col is not baseline:
+            for sid in result.rows:
+                result.changes.extend(judge(sid, baseline, col, settings, result.detectable))
+    for before, after in itertools.pairwise(columns):
+        if baseline not in (before, after):
+            for sid in result.rows:
+                result.adjacent.extend(judge(sid, before, after, settings))
     return result
 
 
-def _changes(sid: str, base_col: Column, col: Column, s: Settings) -> Iterable[Change]:
+def judge(
+    sid: str,
+    base_col: Column,
+    col: Column,
+    s: Settings,
+    detectable: dict[str, list[float]] | None = None,
+) -> Iterable[Change]:
+    """The changes of one scenario from `base_col` to `col`."""
     base, new = base_col.scenarios.get(sid), col.scenarios.get(sid)
+
+    def change(kind: str, message: str, worse: bool, factor: float | None = None) -> Change:
+        return Change(sid, col.label, kind, message, worse, base_col.label, factor)
+
     file = sid.partition("::")[0]
     if base is None or new is None:
-        where, missing_in = (base_col, "baseline") if base is None else (col, col.label)
+        where, missing_in = (base_col, base_col.label) if base is None else (col, col.label)
         if file in where.collection_errors:
             first = where.collection_errors[file].splitlines()[0]
-            yield Change(sid, col.label, "error", f"collection error in {missing_in}: {first}", new is None)
+            yield change("error", f"collection error in {missing_in}: {first}", new is None)
         else:
-            yield Change(sid, col.label, "missing", f"not in the results of {missing_in}", False)
+            yield change("missing", f"not in the results of {missing_in}", False)
         return
+    declared = _declared(base, new)
     base_error, new_error = base.get("error"), new.get("error")
-    if not base_error and new_error:
-        yield Change(sid, col.label, "error", f"error appeared: {new_error}", True)
+    if declared:
+        if base["outcome"] != new["outcome"] or bool(base_error) != bool(new_error):
+            yield change("declared", declared, False)
+    elif not base_error and new_error:
+        yield change("error", f"error appeared: {new_error}", True)
     elif base_error and not new_error:
-        yield Change(sid, col.label, "error", f"error vanished (was: {base_error})", False)
+        yield change("error", f"error vanished (was: {base_error})", False)
     elif base["outcome"] != new["outcome"]:
         worse = new["outcome"] in FAILING_OUTCOMES or (base["outcome"] == "passed" and new["outcome"] != "passed")
-        yield Change(sid, col.label, "outcome", f"{base['outcome']} → {new['outcome']}", worse)
-    drift = _worst_drift(base, new)
-    if drift is not None and drift[0] > s.loss_rtol:
-        rel, seed, epoch, a, b = drift
-        yield Change(
-            sid,
-            col.label,
-            "drift",
-            f"loss curve drifted: {_pct(rel)} at epoch {epoch} (seed {seed}: {_num(a)} → {_num(b)}); "
-            f"tolerance {_pct(s.loss_rtol)}",
-            True,
-        )
-    ratio = _slowdown(base, new)
-    if ratio is not None and ratio[0] > s.slowdown:
-        factor, before, after = ratio
-        yield Change(
-            sid,
-            col.label,
-            "slowdown",
-            f"median epoch time ×{factor:.1f} ({before * 1000:.2g} ms → {after * 1000:.2g} ms); limit ×{s.slowdown:g}",
-            True,
-        )
+        yield change("outcome", f"{base['outcome']} → {new['outcome']}", worse)
+    if not base.get("seeds") or not new.get("seeds"):
+        return
+    shifts = stats.compare_summaries(_summaries(base), _summaries(new), s.alpha)
+    yield from _drift(base, new, s, shifts, change)
+    for shift in shifts:
+        if shift.verdict == "shifted":
+            word = "worse" if shift.worse else "better"
+            yield change("shift", f"{shift.name} shifted ({word}): {shift.describe()}", shift.worse)
+        elif shift.verdict == "too few seeds":
+            needed = stats.seeds_needed(s.alpha)
+            yield change(
+                "shift",
+                f"{shift.name} moved on every seed, but {shift.n_base} vs {shift.n_new} seeds are too few to tell "
+                f"(≥ {needed} each for α {s.alpha:g}; run with --convergence-seeds {max(needed, 8)}): "
+                f"{shift.describe()}",
+                False,
+            )
+    slow = _slowdown(base, new, s)
+    if slow is not None:
+        ratio, limit, text = slow
+        if detectable is not None:
+            detectable.setdefault(col.label, []).append(limit)
+        if ratio > limit:
+            yield change("slowdown", f"time per epoch ×{ratio:.3g} {text}", True, ratio)
+        elif ratio < 1 / limit:
+            yield change("slowdown", f"time per epoch ×{ratio:.3g} (faster) {text}", False, ratio)
 
 
-def _worst_drift(base: dict[str, Any], new: dict[str, Any]) -> tuple[float, int, int, float, float] | None:
-    """(relative difference, seed, epoch, baseline loss, new loss) at the worst epoch over shared seeds."""
-    worst = None
-    new_seeds = {s["seed"]: s for s in new.get("seeds", [])}
+def _declared(base: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """Why a difference between these two records is what the scenario declares, or None."""
+    for record, side in ((new, "here"), (base, "in the version compared with")):
+        declared = record.get("declared")
+        if not isinstance(declared, dict):
+            continue
+        kind = declared.get("kind")
+        if (kind == "xfail" and record["outcome"] == "xfailed") or (kind == "skip" and record["outcome"] == "skipped"):
+            what = f"error {record['error']}" if record.get("error") else record["outcome"]
+            reason = f": {declared['reason']}" if declared.get("reason") else ""
+            return f"{what} {side}, declared ({kind} where {declared.get('where', '?')}{reason})"
+    return None
+
+
+def _summaries(record: dict[str, Any]) -> list[dict[str, float]]:
+    """Each seed's summary; records written before summaries existed give final and lowest loss."""
+    out = []
+    for seed in record.get("seeds", []):
+        summary = seed.get("summary")
+        if not isinstance(summary, dict):
+            losses = [v for v in seed.get("losses", []) if isinstance(v, float | int)]
+            summary = {"final_loss": losses[-1], "lowest_loss": min(losses)} if losses else {}
+        out.append({k: float(v) for k, v in summary.items() if isinstance(v, float | int)})
+    return out
+
+
+def _drift(
+    base: dict[str, Any], new: dict[str, Any], s: Settings, shifts: list[stats.Shift], change: Any
+) -> Iterable[Change]:
+    """Curve drift over the seeds both ran, judged against each seed's rounding floor."""
+    worst: tuple[float, float, int, int, float, float] | None = None  # (excess, rel, seed, epoch, a, b)
+    floors: list[float] = []
+    new_seeds = {x["seed"]: x for x in new.get("seeds", [])}
     for seed in base.get("seeds", []):
         other = new_seeds.get(seed["seed"])
         if other is None:
             continue
+        measured = [f for f in (seed.get("rounding_floor"), other.get("rounding_floor")) if isinstance(f, float | int)]
+        tolerance = max(s.floor_margin * max(measured), FLOOR_MINIMUM) if measured else s.loss_rtol
+        if measured:
+            floors.append(max(measured))
         for epoch, (a, b) in enumerate(zip(seed.get("losses", []), other.get("losses", []), strict=False), start=1):
-            rel = _relative(a, b)
-            if worst is None or rel > worst[0]:
-                worst = (rel, seed["seed"], epoch, a, b)
-    return worst
+            rel = relative_difference(a, b)
+            excess = rel / tolerance if tolerance > 0 else math.inf
+            if rel > 0 and (worst is None or excess > worst[0]):
+                worst = (excess, rel, seed["seed"], epoch, a, b)
+    if worst is None:
+        return
+    excess, rel, seed_no, epoch, a, b = worst
+    where = f"{_pct(rel)} at epoch {epoch} (seed {seed_no}: {_num(a)} → {_num(b)})"
+    final = next((x for x in shifts if x.key == "final_loss"), None)
+    if not floors:
+        if excess > 1:
+            yield change(
+                "drift",
+                f"loss curve moved {where}, over the {_pct(s.loss_rtol)} tolerance; no rounding floor was measured "
+                "(record with --convergence-noise-floor to tell rounding chaos from change)",
+                True,
+            )
+        return
+    floor = max(floors)
+    if excess > 1:
+        yield change(
+            "drift",
+            f"loss curve moved {where}, above its rounding floor {_pct(floor)} (×{s.floor_margin:g} margin); "
+            f"{_seed_statement(final)}",
+            True,
+        )
+    elif rel > s.loss_rtol:  # smaller differences within the floor are not worth a line
+        yield change(
+            "drift",
+            f"differs within its rounding floor: {where}, floor {_pct(floor)}; {_seed_statement(final)}",
+            False,
+        )
 
 
-def _relative(a: float, b: float) -> float:
-    if not (math.isfinite(a) and math.isfinite(b)):
-        both_nan = math.isnan(a) and math.isnan(b)
-        return 0.0 if a == b or both_nan else math.inf
-    scale = max(abs(a), abs(b))
-    return abs(a - b) / scale if scale > 0 else 0.0
+def _seed_statement(final: stats.Shift | None) -> str:
+    if final is None:
+        return "final losses identical"
+    if final.verdict == "shifted":
+        return f"final loss shifted ({final.describe()})"
+    if not final.enough_seeds:
+        return f"too few seeds to compare final losses ({final.describe()})"
+    if abs(final.size) < final.threshold:
+        return f"final-loss distributions equivalent ({final.describe()})"
+    return f"no significant shift in final loss, but more seeds would tell ({final.describe()})"
 
 
-def _slowdown(base: dict[str, Any], new: dict[str, Any]) -> tuple[float, float, float] | None:
-    """(ratio, baseline median, new median) of the per-epoch fit time, all seeds pooled; None when the
-    two runs fed fit differently (numpy vs the dataset path): their times say nothing about the versions."""
+def _slowdown(base: dict[str, Any], new: dict[str, Any], s: Settings) -> tuple[float, float, str] | None:
+    """(ratio of the time per epoch, the smallest ratio that counts here, the explanation); None when the two
+    runs fed fit differently (numpy vs the dataset path: their times say nothing about the versions).
+
+    Noise only ever adds time, so both sides use their fast end: the 10th percentile of the steady epoch times
+    and the fastest calibration run. The ratio of those is the version's cost in units of this machine. How
+    far each run's calibration runs spread (max/min) says how disturbed the machine was; the product of the
+    two spreads, if larger than `s.slowdown`, is the smallest ratio that counts."""
     if _fit_input(base) != _fit_input(new):
         return None
-    before, after = _epoch_times(base), _epoch_times(new)
-    if len(before) < 3 or len(after) < 3:
+    before, after = _epoch_p10(base), _epoch_p10(new)
+    if before is None or after is None or before <= 0:
         return None
-    b, a = statistics.median(before), statistics.median(after)
-    return (a / b, b, a) if b > 0 else None
+    cal_b, cal_n = _calibration(base), _calibration(new)
+    if cal_b and cal_n:
+        ratio = (after / min(cal_n)) / (before / min(cal_b))
+        noise = timing.spread(cal_b) * timing.spread(cal_n)
+        limit = max(s.slowdown, noise)
+        text = (
+            f"relative to the machine ({_ms(before)} → {_ms(after)} per epoch, fast decile; calibration "
+            f"{_ms(min(cal_b))} → {_ms(min(cal_n))}, spread ×{noise:.2f}); counts above ×{limit:.2g}"
+        )
+    else:
+        ratio, limit = after / before, s.slowdown
+        text = f"({_ms(before)} → {_ms(after)} per epoch, fast decile; uncalibrated); counts above ×{limit:.2g}"
+    return ratio, limit, text
+
+
+def _epoch_p10(record: dict[str, Any]) -> float | None:
+    summary = timing.epoch_summary([s.get("epoch_seconds", []) for s in record.get("seeds", [])])
+    return summary["p10_s"] if summary else None
+
+
+def _calibration(record: dict[str, Any]) -> list[float]:
+    samples = (record.get("timing") or {}).get("calibration_s") or []
+    return [float(x) for x in samples if isinstance(x, float | int) and x > 0]
 
 
 def _fit_input(record: dict[str, Any]) -> str:
     return str((record.get("runtime") or {}).get("fit_input", "numpy"))
 
 
-def _epoch_times(record: dict[str, Any]) -> list[float]:
-    # the first epoch of a run includes tracing and compiling the train step: not the steady cost
-    return [t for s in record.get("seeds", []) for t in s.get("epoch_seconds", [])[1:] if math.isfinite(t)]
+def environment_changes(before: Column, after: Column) -> list[str]:
+    """'numpy 1.26.4 → 2.1.3', … for what differs between two columns' environments beyond TF/Keras."""
+    out = []
+    for key in ENV_SHOWN:
+        a, b = before.environment.get(key), after.environment.get(key)
+        if a != b:
+            out.append(f"{key} {a} → {b}")
+    return out
+
+
+def _letters(i: int) -> str:
+    return chr(ord("A") + i) if i < 26 else f"A{i - 25}"
 
 
 def _version(text: Any) -> Version:
@@ -258,152 +403,14 @@ def _version(text: Any) -> Version:
 
 
 def _pct(value: float) -> str:
-    return "inf" if math.isinf(value) else f"{value:.2%}"
+    if math.isinf(value):
+        return "inf"
+    return f"{value:.2%}" if value >= 1e-4 else f"{value:.1e}"
 
 
 def _num(value: float) -> str:
     return f"{value:.4g}"
 
 
-# ---- rendering -------------------------------------------------------------------------------------------
-
-
-def render_text(cmp: Comparison) -> str:
-    """The grid and the list of changes, for a terminal."""
-    headers = ["scenario", *(c.label + (" (baseline)" if c is cmp.baseline else "") for c in cmp.columns)]
-    rows = [[sid, *(cmp.cell(sid, c) for c in cmp.columns)] for sid in cmp.rows]
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines += ["", "! changes that count as regressions   ~ changes reported only", ""]
-    lines += _change_lines(cmp, bullet="- ")
-    lines.append(_summary(cmp))
-    return "\n".join(lines)
-
-
-def render_markdown(cmp: Comparison) -> str:
-    """The same, as Markdown suited to a GitHub job summary."""
-    out = [f"## Convergence across versions: {_summary(cmp)}", ""]
-    heads = ["scenario", *(f"{c.label}{' (baseline)' if c is cmp.baseline else ''}" for c in cmp.columns)]
-    out += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
-    for sid in cmp.rows:
-        cells = []
-        for c in cmp.columns:
-            text = cmp.cell(sid, c)
-            cells.append(f"**{text}**" if " ! " in text else text)
-        out.append(f"| `{sid}` | " + " | ".join(cells) + " |")
-    out += ["", "`!` changes that count as regressions, `~` changes reported only.", ""]
-    out += _change_lines(cmp, bullet="- ", code=True)
-    return "\n".join(out) + "\n"
-
-
-def _change_lines(cmp: Comparison, bullet: str, code: bool = False) -> list[str]:
-    if not cmp.changes:
-        return [f"No changes against {cmp.baseline.label}.", ""]
-    lines = [f"Changes against {cmp.baseline.label}:"]
-    for ch in cmp.changes:
-        mark = "REGRESSION" if ch in cmp.regressions else ("worse, not counted" if ch.worse else "better/neutral")
-        sid = f"`{ch.scenario}`" if code else ch.scenario
-        lines.append(f"{bullet}[{ch.kind}, {mark}] {sid} on {ch.column}: {ch.message}")
-    lines.append("")
-    return lines
-
-
-def _summary(cmp: Comparison) -> str:
-    n = len(cmp.regressions)
-    counted = ", ".join(cmp.settings.fail_on) or "nothing"
-    verdict = f"{n} regression(s)" if n else "no regressions"
-    return (
-        f"{verdict} in {len(cmp.rows)} scenario(s) × {len(cmp.columns)} version(s); "
-        f"{len(cmp.changes)} change(s) in all; counted: {counted}"
-    )
-
-
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")
-
-
-def render_html(cmp: Comparison) -> str:
-    """A self-contained page: the grid, the changes, and per scenario the loss curves of every version."""
-    e = html.escape
-    color = {c.label: PALETTE[i % len(PALETTE)] for i, c in enumerate(cmp.columns)}
-    grid = ["<tr><th>scenario</th>" + "".join(f"<th>{e(c.label)}</th>" for c in cmp.columns) + "</tr>"]
-    for sid in cmp.rows:
-        cells = []
-        for c in cmp.columns:
-            text = cmp.cell(sid, c)
-            cls = "reg" if " ! " in text else ("chg" if " ~ " in text else "")
-            cells.append(f'<td class="{cls}">{e(text)}</td>')
-        grid.append(f'<tr><td><a href="#{e(sid)}">{e(sid)}</a></td>{"".join(cells)}</tr>')
-    changes = "".join(
-        f'<li class="{"reg" if ch in cmp.regressions else ""}"><b>{e(ch.kind)}</b> {e(ch.scenario)} '
-        f"on {e(ch.column)}: {e(ch.message)}</li>"
-        for ch in cmp.changes
-    )
-    sections = []
-    for sid in cmp.rows:
-        series = [
-            (c.label, seed["seed"], seed.get("losses", []))
-            for c in cmp.columns
-            for seed in c.scenarios.get(sid, {}).get("seeds", [])
-        ]
-        legend = " ".join(f'<span style="color:{color[c.label]}">■ {e(c.label)}</span>' for c in cmp.columns)
-        sections.append(
-            f'<section id="{e(sid)}"><h3>{e(sid)}</h3><p>{legend}</p>'
-            f"{svg_curves([(color[lab], f'{lab} seed {seed}', ls) for lab, seed, ls in series])}</section>"
-        )
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>pytest-convergence comparison</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; }} table {{ border-collapse: collapse; }}
-td, th {{ border: 1px solid #ccc; padding: 2px 8px; font-size: 90%; }} .reg {{ background: #fdd; }}
-.chg {{ background: #ffd; }} li.reg {{ background: none; color: #b00; }} section {{ margin-top: 2em; }}
-</style></head><body>
-<h1>Convergence across versions</h1>
-<p>{e(_summary(cmp))}. Baseline: {e(cmp.baseline.label)}.</p>
-<table>{"".join(grid)}</table>
-<h2>Changes</h2><ul>{changes or "<li>none</li>"}</ul>
-<h2>Loss curves (log scale, × = non-finite)</h2>
-{"".join(sections)}
-</body></html>
-"""
-
-
-def svg_curves(series: Sequence[tuple[str, str, Sequence[float]]], width: int = 640, height: int = 240) -> str:
-    """Loss per epoch on a log scale, one polyline per (colour, title, losses); a × marks a non-finite loss."""
-    finite = [v for _, _, ls in series for v in ls if math.isfinite(v) and v > 0]
-    epochs = max((len(ls) for _, _, ls in series), default=0)
-    if not finite or epochs == 0:
-        return "<p>no finite losses recorded</p>"
-    lo, hi = math.log10(min(finite)), math.log10(max(finite))
-    hi = hi if hi > lo else lo + 1
-    pad = 40
-
-    def xy(i: int, v: float) -> tuple[float, float]:
-        x = pad + (width - 2 * pad) * (i / max(epochs - 1, 1))
-        y = height - pad - (height - 2 * pad) * ((math.log10(v) - lo) / (hi - lo))
-        return x, y
-
-    inner_w, inner_h, below = width - 2 * pad, height - 2 * pad, height - pad + 14
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
-        f'<rect x="{pad}" y="{pad}" width="{inner_w}" height="{inner_h}" fill="none" stroke="#ccc"/>',
-        f'<text x="{pad}" y="{pad - 8}" font-size="11">{10**hi:.3g}</text>',
-        f'<text x="{pad}" y="{below}" font-size="11">{10**lo:.3g} · epoch 1</text>',
-        f'<text x="{width - pad}" y="{below}" font-size="11" text-anchor="end">epoch {epochs}</text>',
-    ]
-    for colour, title, losses in series:
-        points, marks = [], []
-        for i, v in enumerate(losses):
-            if math.isfinite(v) and v > 0:
-                points.append("{:.1f},{:.1f}".format(*xy(i, v)))
-            elif not math.isfinite(v):
-                x, _ = xy(i, 10**hi)
-                marks.append(f'<text x="{x:.1f}" y="{pad + 4}" fill="{colour}" font-size="12">×</text>')
-                break
-        parts.append(
-            f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" stroke-opacity="0.8" '
-            f'points="{" ".join(points)}"><title>{html.escape(title)}</title></polyline>'
-        )
-        parts.extend(marks)
-    parts.append("</svg>")
-    return "".join(parts)
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.3g} ms"

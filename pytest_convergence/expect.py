@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,6 +36,7 @@ class Check:
 class SeedVerdict:
     seed: int
     checks: tuple[Check, ...]
+    summary: dict[str, float] = field(default_factory=dict)  # see `summarize`: what compare's seed statistics use
 
     @property
     def ok(self) -> bool:
@@ -97,6 +98,53 @@ def stop_reason(expect: Expect, losses: Sequence[float]) -> str | None:
 
 
 def judge_seed(
+    expect: Expect, run: SeedRun, timeout_s: float | None = None, diagnosis: Diagnosis | None = None
+) -> SeedVerdict:
+    verdict = _judge_seed(expect, run, timeout_s, diagnosis)
+    return SeedVerdict(verdict.seed, verdict.checks, summarize(expect, run, verdict.ok))
+
+
+def summarize(expect: Expect, run: SeedRun, ok: bool) -> dict[str, float]:
+    """One seed's numbers that a version change could move, for comparing their distributions over seeds:
+    final_loss, lowest_loss, converges_epoch / diverges_epoch (when the expectation was decided, the epoch),
+    prediction_error (largest |prediction − target|), metric:<name> (final value), passed (1 or 0)."""
+    out: dict[str, float] = {"passed": 1.0 if ok else 0.0}
+    losses = run.losses
+    if losses:
+        out["final_loss"] = _worst_if_nan(losses[-1])
+        out["lowest_loss"] = min((v for v in losses if math.isfinite(v)), default=math.inf)
+    if expect.converges is not None:
+        limit = expect.converges.within_epochs or len(losses)
+        hit = next((e for e, v in enumerate(losses[:limit], start=1) if v < expect.converges.loss_below), None)
+        if hit is not None:
+            out["converges_epoch"] = float(hit)
+    if expect.diverges is not None and losses:
+        d = expect.diverges
+        grown = (
+            e
+            for e, v in enumerate(losses[: d.within_epochs], start=1)
+            if not math.isfinite(v) or _grown(losses[0], v, d.growth_factor)
+        )
+        hit = next(grown, None)
+        if hit is not None:
+            out["diverges_epoch"] = float(hit)
+    if expect.predict is not None and run.predictions:
+        _, ys = expect.predict.points()
+        got = np.asarray(run.predictions, dtype=np.float64)
+        if got.shape == ys.shape:
+            errors = np.abs(got - ys)
+            out["prediction_error"] = float(np.max(np.where(np.isfinite(errors), errors, np.inf)))
+    for name, values in run.metrics.items():
+        if values:
+            out[f"metric:{name}"] = values[-1]
+    return out
+
+
+def _worst_if_nan(value: float) -> float:
+    return math.inf if math.isnan(value) else value
+
+
+def _judge_seed(
     expect: Expect, run: SeedRun, timeout_s: float | None = None, diagnosis: Diagnosis | None = None
 ) -> SeedVerdict:
     if run.stop_reason == TIME_LIMIT:

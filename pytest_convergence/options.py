@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -137,7 +138,7 @@ def resolve(config: pytest.Config) -> Settings:
     )
 
 
-def _given(config: pytest.Config, name: str) -> tuple[object, str]:
+def _given(config: pytest.Config, name: str) -> tuple[Any, str]:
     """The value of --NAME, else of the ini key NAME (with _), and where it came from for messages."""
     key = name.replace("-", "_")
     cli = config.getoption(key)

@@ -24,7 +24,7 @@ from .record import SeedRun
 
 SCHEMA = "pytest-convergence/1"
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-_FLOAT_KEYS = ("losses", "metrics", "predictions", "epoch_seconds", "fit_seconds")
+_FLOAT_KEYS = ("losses", "metrics", "predictions", "epoch_seconds", "fit_seconds", "summary", "rounding_floor")
 
 
 def scenario_record(
@@ -48,6 +48,7 @@ def scenario_record(
             {"expectation": c.expectation, "ok": c.ok, "message": c.message}
             for c in (seed_verdict.checks if seed_verdict else ())
         ]
+        entry["summary"] = dict(seed_verdict.summary) if seed_verdict else {}
         seeds.append(entry)
     outcome = "error" if error else ("passed" if verdict and verdict.ok else "failed")
     return {
@@ -90,7 +91,11 @@ def environment(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "cpus": os.cpu_count(),
         "numpy": _dist_version("numpy"),
+        "protobuf": _dist_version("protobuf"),
+        "ml_dtypes": _dist_version("ml_dtypes"),
         "pytest": _dist_version("pytest"),
         "pytest_convergence": _dist_version("pytest-convergence"),
         "tensorflow": None,
@@ -173,6 +178,18 @@ def _decode(value: Any) -> Any:
     if isinstance(value, list):
         return [_decode(v) for v in value]
     return value
+
+
+def _cpu_model() -> str | None:
+    """The processor's model name (Linux), else what platform knows: runs on other hardware time differently."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
 
 
 def _dist_version(name: str) -> str | None:

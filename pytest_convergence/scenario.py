@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import math
 import re
 import types
@@ -391,6 +392,13 @@ class Scenario:
             {"name": self.spec.optimizer.name, **self.spec.optimizer.kwargs, "learning_rate": float(learning_rate)}
         )
         return dataclasses.replace(self, spec=self.spec.model_copy(update={"optimizer": optimizer}))
+
+    def with_min_seeds(self, count: int) -> Scenario:
+        """The same scenario on at least `count` seeds: its own, then the smallest unused ones."""
+        seeds = list(self.seeds)
+        unused = (i for i in itertools.count() if i not in seeds)
+        seeds += [next(unused) for _ in range(count - len(seeds))]
+        return dataclasses.replace(self, spec=self.spec.model_copy(update={"seeds": seeds, "seed": None}))
 
     def fit_input(self, default: str = "numpy") -> str:
         """How the data reaches model.fit: the scenario's fit.input, else the run's default."""

@@ -120,18 +120,28 @@ def check(scenario: Scenario) -> list[Problem]:
     return problems
 
 
-def run(scenario: Scenario, timeout_s: float | None = None, fit_input: str = "numpy") -> list[SeedRun]:
+def run(
+    scenario: Scenario, timeout_s: float | None = None, fit_input: str = "numpy", noise_floor: bool = False
+) -> list[SeedRun]:
     """Train the scenario once per seed, with the Keras of this environment, within `timeout_s` in all.
-    `fit_input` is used where the scenario has no fit.input."""
+    `fit_input` is used where the scenario has no fit.input; `noise_floor` measures each seed's rounding floor."""
     deadline = time.perf_counter() + timeout_s if timeout_s else None
     chosen = scenario.fit_input(fit_input)
-    return [run_seed(scenario, seed, deadline, chosen) for seed in scenario.seeds]
+    return [run_seed(scenario, seed, deadline, chosen, noise_floor) for seed in scenario.seeds]
 
 
-def run_seed(scenario: Scenario, seed: int, deadline: float | None = None, fit_input: str = "numpy") -> SeedRun:
+def run_seed(
+    scenario: Scenario,
+    seed: int,
+    deadline: float | None = None,
+    fit_input: str = "numpy",
+    noise_floor: bool = False,
+) -> SeedRun:
     """One seed's run. An exception propagates, unless the scenario expects one (`expect.raises`):
     then it is recorded on the SeedRun, with whatever epochs ran before it. Past `deadline`
-    (a time.perf_counter() value) training stops after the current batch."""
+    (a time.perf_counter() value) training stops after the current batch. With `noise_floor`, the
+    seed trains a second time from its initial weights moved by one ulp, as many epochs as the
+    first run, and the SeedRun keeps how far the curve moved (its rounding floor)."""
     record = SeedRun(seed=seed, epochs_planned=scenario.spec.epochs)
     if deadline is not None and time.perf_counter() >= deadline:
         record.stop_reason = TIME_LIMIT
@@ -143,13 +153,22 @@ def run_seed(scenario: Scenario, seed: int, deadline: float | None = None, fit_i
             raise
         record.error = f"{type(exc).__name__}: {_one_line(exc)}"
         record.error_types = [c.__name__ for c in type(exc).__mro__]
+    if noise_floor and record.losses and record.error is None and record.stop_reason != TIME_LIMIT:
+        nudged = SeedRun(seed=seed, epochs_planned=record.epochs_run)
+        _train(scenario, nudged, deadline, fit_input, nudge=True)
+        if nudged.stop_reason != TIME_LIMIT:
+            record.measure_floor(nudged.losses)
     return record
 
 
-def _train(scenario: Scenario, record: SeedRun, deadline: float | None, fit_input: str) -> None:
+def _train(scenario: Scenario, record: SeedRun, deadline: float | None, fit_input: str, nudge: bool = False) -> None:
+    """Fit the scenario for `record.seed`, filling `record`. `nudge`: the rounding-floor run — every initial
+    weight moved one ulp up, `record.epochs_planned` epochs, no early stop on decided expectations, no predict."""
     tf, keras = frameworks()
     spec = scenario.spec
     model = _fresh_model(keras, scenario, record.seed)
+    if nudge:
+        model.set_weights([np.nextafter(w, np.inf, dtype=w.dtype) for w in model.get_weights()])
     inputs: tuple[Any, ...] = (scenario.x, scenario.y)
     options: dict[str, Any] = {}
     compiled: dict[str, Any] = {}
@@ -173,14 +192,14 @@ def _train(scenario: Scenario, record: SeedRun, deadline: float | None, fit_inpu
     start = time.perf_counter()
     model.fit(
         *inputs,
-        epochs=spec.epochs,
+        epochs=record.epochs_planned,
         verbose=0,
-        callbacks=[_recorder(keras, deadline is not None)(record, spec.expect, deadline)],
+        callbacks=[_recorder(keras, deadline is not None)(record, None if nudge else spec.expect, deadline)],
         **options,
     )
     record.fit_seconds = time.perf_counter() - start
     predict = spec.expect.predict
-    if predict is not None and record.stop_reason != TIME_LIMIT:
+    if predict is not None and record.stop_reason != TIME_LIMIT and not nudge:
         xs, _ = predict.points()
         # "list" passes what user code typically writes: [25.0] for one feature, [[1.0, 2.0]] for several
         given: Any = xs.astype(np.float32)
@@ -232,7 +251,7 @@ def _recorder(keras: Any, timed: bool) -> type:
                     record.losses.append(float(value))
                 else:
                     record.metrics.setdefault(key, []).append(float(value))
-            reason = stop_reason(self.expect, record.losses)
+            reason = stop_reason(self.expect, record.losses) if self.expect else None
             if reason:
                 record.stop_reason = reason
                 self.model.stop_training = True

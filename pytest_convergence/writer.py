@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from . import compare, results
+from . import compare, render, results
 from .collect import REPORT_ATTRIBUTE
 from .errors import ScenarioError
 from .options import BASELINE_FILE, Settings, is_yaml
@@ -82,14 +82,14 @@ class ResultsWriter:
             self.summary.append(f"cannot use the baseline: {exc}")
             return True
         current = compare.column(doc, Path("this run"))
-        current = dataclasses.replace(current, label=f"{current.label} (this run)")
+        current = dataclasses.replace(current, label=f"{current.label} (this run)", key="B")
         # scenarios this run did not train (deselected, or no longer existing) are no change
         stale = [sid for sid in baseline.scenarios if sid not in current.scenarios and not self._exists(sid)]
         kept = {sid: r for sid, r in baseline.scenarios.items() if sid in current.scenarios}
         settings = compare.Settings(fail_on=self.settings.fail_on)
         result = compare.compare([dataclasses.replace(baseline, scenarios=kept), current], baseline, settings)
         self.summary.append(f"compared with the baseline {path}:")
-        self.summary.extend(compare.render_text(result).splitlines())
+        self.summary.extend(render.render_text(result).splitlines())
         if stale:
             self.summary.append("stale baseline entries (these scenarios no longer exist; re-record the baseline):")
             self.summary.extend(f"  {sid}" for sid in stale)

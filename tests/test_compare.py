@@ -1,8 +1,11 @@
-"""compare + cli: the version grid on hand-made results files, every change kind and every exit code."""
+"""compare + render + cli on hand-made results files: every change kind, the noise floors, the seed statistics,
+the calibrated timing, declared changes, where a change first appears, and every exit code."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,7 @@ from pytest_convergence import results
 from pytest_convergence.cli import expected_versions, main
 
 CURVE = [28.5, 7.0, 2.0, 0.5, 0.1]
+CALIBRATION = [0.005] * 10  # a steady machine: the calibration workload took 5 ms every time
 
 
 def scenario(
@@ -20,21 +24,40 @@ def scenario(
     losses: list[float] | None = None,
     epoch_ms: float = 1.0,
     error: str | None = None,
+    seeds: int = 1,
+    floor: float | None = None,
+    summary: Callable[[int], dict[str, float]] | None = None,
+    calibration: list[float] | None = CALIBRATION,
+    **extra: Any,
 ) -> dict[str, Any]:
-    losses = CURVE if losses is None else losses
-    return {
+    """A scenario's record. `losses` may be a function of the seed; `summary` gives each seed's summary."""
+    curve = (lambda seed: CURVE) if losses is None else (losses if callable(losses) else (lambda seed: losses))
+    record = {
         "id": f"s.yaml::{name}",
         "file": "s.yaml",
         "line": 3,
         "name": name,
         "outcome": outcome,
         "error": error,
-        "seeds": [{"seed": 0, "losses": losses, "epoch_seconds": [0.5] + [epoch_ms / 1000] * (len(losses) - 1)}],
+        "seeds": [
+            {
+                "seed": seed,
+                "losses": curve(seed),
+                "rounding_floor": floor,
+                "summary": summary(seed) if summary else {"final_loss": curve(seed)[-1]},
+                "epoch_seconds": [0.5] + [epoch_ms / 1000] * (len(curve(seed)) - 1),
+            }
+            for seed in range(seeds)
+        ],
+        **extra,
     }
+    if calibration is not None:
+        record["timing"] = {"calibration_s": calibration}
+    return record
 
 
 def write(tmp_path: Path, name: str, tf: str, keras: str, *scenarios: dict[str, Any], **extra: Any) -> str:
-    env = {"tensorflow": tf, "keras": keras, "keras_package": extra.pop("package", "keras")}
+    env = {"tensorflow": tf, "keras": keras, "keras_package": extra.pop("package", "keras"), **extra.pop("env", {})}
     doc = results.document(list(scenarios), extra.pop("collection_errors", []), dt.datetime.now(dt.timezone.utc), 0)
     doc["environment"].update(env)
     path = tmp_path / f"{name}.json"
@@ -48,13 +71,17 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     return code, out.out + out.err
 
 
+def lines_with(out: str, text: str) -> list[str]:
+    return [line for line in out.splitlines() if text in line]
+
+
 def test_identical_versions_exit_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("x"))
     b = write(tmp_path, "b", "2.15.0", "2.15.0", scenario("x"))
     code, out = run(capsys, a, b)
     assert code == 0
-    assert "TF 2.15.0 · Keras 2.15.0 (baseline)" in out  # the oldest, whatever the order given
-    assert "No changes against TF 2.15.0" in out and "no regressions in 1 scenario(s) × 2 version(s)" in out
+    assert re.search(r"A  TF 2\.15\.0 · Keras 2\.15\.0 +\(baseline\)", out)  # the oldest, whatever the order given
+    assert "No changes against A (TF 2.15.0" in out and "no regressions in 1 scenario(s) × 2 version(s)" in out
 
 
 def test_outcome_changes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -62,9 +89,10 @@ def test_outcome_changes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     new = write(tmp_path, "new", "2.21.0", "3.15.1", scenario("breaks", "failed"), scenario("heals"))
     code, out = run(capsys, old, new)
     assert code == 1
-    assert "s.yaml::breaks  pass" in out and "FAIL ! outcome" in out and "pass ~ outcome" in out
-    assert "[outcome, REGRESSION] s.yaml::breaks on TF 2.21.0 · Keras 3.15.1: passed → failed" in out
-    assert "[outcome, better/neutral] s.yaml::heals on TF 2.21.0 · Keras 3.15.1: failed → passed" in out
+    assert lines_with(out, "s.yaml::breaks ")[0].split()[1:] == ["pass", "FAIL", "!o"]
+    assert lines_with(out, "s.yaml::heals ")[0].split()[1:] == ["FAIL", "pass", "~o"]
+    assert "- [outcome, REGRESSION] s.yaml::breaks on B (TF 2.21.0 · Keras 3.15.1): passed → failed" in out
+    assert "- [outcome, reported] s.yaml::heals on B (TF 2.21.0 · Keras 3.15.1): failed → passed" in out
     assert "1 regression(s)" in out
 
 
@@ -84,50 +112,293 @@ def test_api_error_appearing_is_a_regression_and_vanishing_is_not(
     )
     code, out = run(capsys, keras2, keras3)
     assert code == 1
-    assert (
-        "[error, REGRESSION] s.yaml::list on TF 2.21.0 · Keras 3.15.1: error appeared: ValueError: Unrecognized" in out
-    )
-    assert (
-        "[error, better/neutral] s.yaml::fixed on TF 2.21.0 · Keras 3.15.1: error vanished (was: TypeError: x)" in out
-    )
+    assert "[error, REGRESSION] s.yaml::list on B (TF 2.21.0 · Keras 3.15.1): error appeared: ValueError" in out
+    assert "[error, reported] s.yaml::fixed on B (TF 2.21.0 · Keras 3.15.1): error vanished (was: TypeError: x)" in out
     assert run(capsys, keras2, keras3, "--fail-on", "outcome,drift,slowdown")[0] == 0
 
 
-def test_loss_curve_drift_reports_the_worst_epoch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+XFAIL_KERAS3 = {"kind": "xfail", "where": "keras >=3", "reason": "Keras 3 predict() rejects a Python list"}
+SKIP_KERAS2 = {"kind": "skip", "where": "keras <3", "reason": "Keras 2 accepts a Python list"}
+
+
+def test_declared_changes_are_shown_never_counted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An xfail whose error occurred, and a skip, are what the scenario declares for that version."""
+    keras2 = write(
+        tmp_path,
+        "k2",
+        "2.15.1",
+        "2.15.0",
+        scenario("list"),
+        {**results.bare_record("s.yaml::raises", "skipped", "Keras 2 accepts"), "declared": SKIP_KERAS2},
+    )
+    keras3 = write(
+        tmp_path,
+        "k3",
+        "2.21.0",
+        "3.15.1",
+        {
+            **results.bare_record("s.yaml::list", "error", "ValueError: Unrecognized"),
+            "outcome": "xfailed",
+            "declared": XFAIL_KERAS3,
+        },
+        scenario("raises"),
+    )
+    code, out = run(capsys, keras2, keras3, "--fail-on", "outcome,error")
+    assert code == 0
+    assert lines_with(out, "s.yaml::list ")[0].split()[1:] == ["pass", "xfail", "=e"]
+    assert lines_with(out, "s.yaml::raises ")[0].split()[1:] == ["skip", "pass", "=o"]
+    assert (
+        "[error, declared] s.yaml::list on B (TF 2.21.0 · Keras 3.15.1): error ValueError: Unrecognized here, declared "
+        "(xfail where keras >=3: Keras 3 predict() rejects a Python list)" in out
+    )
+    assert "[outcome, declared] s.yaml::raises on B" in out and "skipped in the version compared with" in out
+    assert "2 change(s) against the baseline, 2 declared" in out
+    # the same error without a declaration is a regression
+    undeclared = write(
+        tmp_path, "k3b", "2.21.0", "3.15.1", results.bare_record("s.yaml::list", "error", "ValueError: Unrecognized")
+    )
+    assert run(capsys, keras2, undeclared, "--fail-on", "error")[0] == 1
+    # a declared xfail that passes (XPASS, strict) is not covered by the declaration
+    xpass = write(tmp_path, "k3c", "2.21.0", "3.15.1", scenario("list", "xpassed", declared=XFAIL_KERAS3))
+    code, out = run(capsys, keras2, xpass, "--fail-on", "outcome")
+    assert code == 1 and "[outcome, REGRESSION] s.yaml::list" in out
+
+
+def test_drift_without_a_floor_uses_the_tolerance(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("d"), scenario("same"))
-    drifted = [28.5, 7.0, 2.0, 0.55, 0.1001]
-    new = write(tmp_path, "b", "2.16.1", "3.3.3", scenario("d", losses=drifted), scenario("same"))
-    code, out = run(capsys, base, new)
+    new = write(
+        tmp_path, "b", "2.16.1", "3.3.3", scenario("d", losses=[28.5, 7.0, 2.0, 0.55, 0.1001]), scenario("same")
+    )
+    code, out = run(capsys, base, new, "--fail-on", "drift")
     assert code == 1
     assert (
-        "[drift, REGRESSION] s.yaml::d on TF 2.16.1 · Keras 3.3.3: loss curve drifted: 9.09% at epoch 4 "
-        "(seed 0: 0.5 → 0.55); tolerance 1.00%" in out
+        "[drift, REGRESSION] s.yaml::d on B (TF 2.16.1 · Keras 3.3.3): loss curve moved 9.09% at epoch 4 "
+        "(seed 0: 0.5 → 0.55), over the 1.00% tolerance; no rounding floor was measured" in out
     )
-    assert "s.yaml::same" in out and "same on" not in out
-    assert run(capsys, base, new, "--loss-rtol", "0.1")[0] == 0
+    assert "s.yaml::same on" not in out
+    assert run(capsys, base, new)[0] == 0  # drift is shown, not counted, by default
+    assert run(capsys, base, new, "--fail-on", "drift", "--loss-rtol", "0.1")[0] == 0
 
 
-def test_nonfinite_against_finite_is_infinite_drift(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    base = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("d", losses=[1.0, float("inf"), float("nan")]))
-    same = write(tmp_path, "b", "2.16.1", "3.3.3", scenario("d", losses=[1.0, float("inf"), float("nan")]))
-    other = write(tmp_path, "c", "2.17.1", "3.5.0", scenario("d", losses=[1.0, 2.0, 3.0]))
-    code, out = run(capsys, base, same, other)
+def test_drift_is_judged_against_the_rounding_floor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A chaotic curve (large floor) that moves is 'within its floor'; a steady curve (floor 1e-7) that moves by
+    a few percent moved for real."""
+    chaotic = [28.5, 7.0, 2.0, 0.5, 0.1]
+    steady = [1.0, 0.5, 0.25, 0.125, 0.0625]
+    base = write(
+        tmp_path,
+        "a",
+        "2.13.1",
+        "2.13.1",
+        scenario("mlp", losses=chaotic, floor=0.98),
+        scenario("lr", losses=steady, floor=2e-7),
+    )
+    new = write(
+        tmp_path,
+        "b",
+        "2.21.0",
+        "3.15.1",
+        scenario("mlp", losses=[28.5, 7.0, 2.0, 0.9, 0.19], floor=0.95),
+        scenario("lr", losses=[1.0, 0.5, 0.25, 0.131, 0.0625], floor=3e-7),
+    )
+    code, out = run(capsys, base, new, "--fail-on", "drift")
     assert code == 1
-    assert "d on TF 2.16.1" not in out
-    assert "[drift, REGRESSION] s.yaml::d on TF 2.17.1 · Keras 3.5.0: loss curve drifted: inf at epoch 2" in out
+    mlp = lines_with(out, "s.yaml::mlp on")[0]
+    assert "[drift, reported]" in mlp and "differs within its rounding floor: 47.37% at epoch 5" in mlp
+    assert "floor 98.00%" in mlp
+    lr = lines_with(out, "s.yaml::lr on")[0]
+    assert "[drift, REGRESSION]" in lr and "loss curve moved 4.58% at epoch 4" in lr
+    assert "above its rounding floor 3.0e-07 (×10 margin)" in lr
+    # a move within 10× the floor is rounding, and a floor-sized difference below 1 % is not even shown
+    small = write(
+        tmp_path,
+        "c",
+        "2.21.0",
+        "3.15.1",
+        scenario("lr", losses=[1.0, 0.5, 0.25, 0.125 * (1 + 2e-6), 0.0625], floor=3e-7),
+    )
+    code, out = run(capsys, base, small, "--fail-on", "drift")
+    assert code == 0 and "s.yaml::lr on" not in out
 
 
-def test_slowdown_counts_by_default_and_can_be_report_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def spread_losses(center: float, seeds: int = 8) -> Callable[[int], dict[str, float]]:
+    """Final losses spread over a decade around `center`, in a seed-dependent order."""
+    return lambda seed: {"final_loss": center * 10 ** (((seed * 5) % seeds) / seeds - 0.5), "passed": 1.0}
+
+
+def test_seed_statistics_count_a_large_significant_shift(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = write(tmp_path, "a", "2.13.1", "2.13.1", scenario("mlp", seeds=8, floor=0.9, summary=spread_losses(2e-4)))
+    same = write(
+        tmp_path,
+        "b",
+        "2.15.1",
+        "2.15.0",
+        scenario("mlp", seeds=8, floor=0.9, summary=lambda s: spread_losses(2e-4)((s + 3) % 8)),
+    )
+    worse = write(tmp_path, "c", "2.21.0", "3.15.1", scenario("mlp", seeds=8, floor=0.9, summary=spread_losses(5e-3)))
+    code, out = run(capsys, base, same, worse)
+    assert code == 1
+    shift = lines_with(out, "[shift")
+    assert len(shift) == 1 and shift[0].startswith("- [shift, REGRESSION] s.yaml::mlp on C (TF 2.21.0")
+    assert re.search(r"final loss shifted \(worse\): final loss median 0\.000\d+ → 0\.00\d+ \(×25\)", shift[0])
+    assert "Mann–Whitney p = 0.00016, Cliff's δ = +1.00, n = 8 vs 8" in shift[0]
+    # the same seeds in another order are the same distribution: nothing on B
+    assert lines_with(out, "s.yaml::mlp ")[0].split()[1:] == ["pass", "pass", "pass", "!s"]
+
+
+def test_a_tiny_significant_shift_does_not_count(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every seed's final loss 1 % higher: significant (p = 0.00016) but far from ×2, so not a regression."""
+    base = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("lr", seeds=8, summary=spread_losses(2e-4)))
+    new = write(
+        tmp_path,
+        "b",
+        "2.21.0",
+        "3.15.1",
+        scenario(
+            "lr", seeds=8, summary=lambda s: {"final_loss": spread_losses(2e-4)(s)["final_loss"] * 1.01, "passed": 1.0}
+        ),
+    )
+    code, out = run(capsys, base, new)
+    assert code == 0 and "[shift" not in out
+
+
+def test_too_few_seeds_to_tell(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("mlp", seeds=3, summary=spread_losses(2e-4, 3)))
+    new = write(tmp_path, "b", "2.21.0", "3.15.1", scenario("mlp", seeds=3, summary=spread_losses(2e-2, 3)))
+    code, out = run(capsys, base, new)
+    assert code == 0
+    line = lines_with(out, "[shift")[0]
+    assert line.startswith("- [shift, reported] s.yaml::mlp on B")
+    assert (
+        "final loss moved on every seed, but 3 vs 3 seeds are too few to tell (≥ 4 each for α 0.05; run with "
+        "--convergence-seeds 8)" in line
+    )
+
+
+def test_improvements_are_reported_not_counted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("mlp", seeds=8, summary=spread_losses(5e-3)))
+    new = write(tmp_path, "b", "2.21.0", "3.15.1", scenario("mlp", seeds=8, summary=spread_losses(2e-4)))
+    code, out = run(capsys, base, new)
+    assert code == 0 and "[shift, reported] s.yaml::mlp on B" in out and "final loss shifted (better)" in out
+
+
+def test_within_floor_drift_quotes_the_seed_statistics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = write(tmp_path, "a", "2.13.1", "2.13.1", scenario("mlp", seeds=8, floor=0.9, summary=spread_losses(2e-4)))
+    new = write(
+        tmp_path,
+        "b",
+        "2.21.0",
+        "3.15.1",
+        scenario(
+            "mlp",
+            losses=[28.5, 7.0, 2.0, 0.5, 0.15],
+            seeds=8,
+            floor=0.9,
+            summary=lambda s: spread_losses(2.1e-4)((s + 1) % 8),
+        ),
+    )
+    code, out = run(capsys, base, new)
+    assert code == 0
+    line = lines_with(out, "[drift")[0]
+    assert "differs within its rounding floor" in line
+    assert "final-loss distributions equivalent (final loss median" in line and "n = 8 vs 8" in line
+
+
+def test_slowdown_is_calibrated_and_counted_beyond_the_noise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     base = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("t", epoch_ms=1.2))
     slow = write(tmp_path, "b", "2.21.0", "3.15.1", scenario("t", epoch_ms=28.0))
     code, out = run(capsys, base, slow)
     assert code == 1
     assert (
-        "[slowdown, REGRESSION] s.yaml::t on TF 2.21.0 · Keras 3.15.1: median epoch time ×23.3 (1.2 ms → 28 ms)" in out
+        "[slowdown, REGRESSION] time per epoch ×23.3 (slower, relative to each run's machine calibration) on 1 "
+        "scenario(s), on B (TF 2.21.0 · Keras 3.15.1)" in out
+    )
+    assert (
+        "s.yaml::t: ×23.3 relative to the machine (1.2 ms → 28 ms per epoch, fast decile; calibration 5 ms → "
+        "5 ms, spread ×1.00); counts above ×2" in out
     )
     code, out = run(capsys, base, slow, "--fail-on", "outcome,error,drift")
-    assert code == 0 and "[slowdown, worse, not counted]" in out and "counted: outcome, error, drift" in out
+    assert code == 0 and "[slowdown, not counted]" in out and "counted: outcome, error, drift" in out
     assert run(capsys, base, slow, "--slowdown", "30")[0] == 0
+
+
+def test_a_busy_machine_is_not_a_slowdown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The rerun took 3× longer per epoch, but the calibration workload took 3× longer too."""
+    base = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("t", epoch_ms=1.2))
+    busy = write(tmp_path, "b", "2.15.1", "2.15.0", scenario("t", epoch_ms=3.6, calibration=[0.015] * 10))
+    code, out = run(capsys, base, busy)
+    assert code == 0 and "[slowdown" not in out
+    # a machine whose speed moved while calibrating (×1.5 on each side) needs more than ×2 to count anything
+    jittery = [0.005, 0.0075] * 5
+    base = write(tmp_path, "c", "2.15.1", "2.15.0", scenario("t", epoch_ms=1.2, calibration=jittery))
+    slower = write(tmp_path, "d", "2.15.1", "2.15.0", scenario("t", epoch_ms=2.5, calibration=jittery))
+    code, out = run(capsys, base, slower)
+    assert code == 0 and "[slowdown" not in out
+    assert "Timing: a slowdown counts above ×2 or the product of the two runs' calibration spreads" in out
+    assert "detectable here: B ×2.2" in out  # 1.5 × 1.5 = ×2.25
+
+
+def test_uncalibrated_records_fall_back_to_raw_times(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("t", epoch_ms=1.2, calibration=None))
+    slow = write(tmp_path, "b", "2.21.0", "3.15.1", scenario("t", epoch_ms=28.0, calibration=None))
+    code, out = run(capsys, base, slow)
+    assert code == 1 and "(1.2 ms → 28 ms per epoch, fast decile; uncalibrated)" in out
+
+
+def test_no_slowdown_between_different_fit_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run on the dataset path and one on numpy arrays time different things, not different versions."""
+    numpy_base = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("t", epoch_ms=1.2))
+    dataset_base = write(tmp_path, "b", "2.15.1", "2.15.0", scenario("t", epoch_ms=1.2, runtime=DATASET))
+    slow_dataset = write(tmp_path, "c", "2.21.0", "3.15.1", scenario("t", epoch_ms=28.0, runtime=DATASET))
+    code, out = run(capsys, numpy_base, slow_dataset)
+    assert code == 0 and "[slowdown" not in out
+    code, out = run(capsys, dataset_base, slow_dataset)
+    assert code == 1 and "[slowdown, REGRESSION]" in out
+
+
+DATASET = {"fit_input": "dataset"}
+
+
+def test_changes_name_the_first_version_and_adjacent_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Five versions: the Keras 3 slowdown appears from 2.18 on (not with tf_keras), grouped into one line."""
+
+    def files(tf: str, keras: str, ms: float, **kw: Any) -> str:
+        return write(
+            tmp_path,
+            f"r{tf}{kw.get('package', '')}",
+            tf,
+            keras,
+            scenario("a", epoch_ms=ms),
+            scenario("b", epoch_ms=ms),
+            scenario("c", epoch_ms=1.0, runtime=DATASET),
+            **kw,
+        )
+
+    paths = [
+        files("2.21.0", "3.15.1", 35.0),
+        files("2.13.1", "2.13.1", 1.1),
+        files("2.18.0", "3.8.0", 25.0, env={"numpy": "2.0.2"}),
+        files("2.15.1", "2.15.0", 1.2),
+        files("2.20.0", "2.20.1", 1.3, package="tf_keras"),
+    ]
+    code, out = run(capsys, *paths)
+    assert code == 1
+    keys = [line.split()[0] for line in out.splitlines()[1:6]]
+    assert keys == ["A", "B", "C", "D", "E"]
+    assert "TF 2.13.1" in out.splitlines()[1] and "TF 2.20.0 · tf_keras" in out.splitlines()[4]
+    assert "vs B: numpy" in out.splitlines()[3]  # what changed beside TF/Keras
+    slow = lines_with(out, "[slowdown")
+    assert len(slow) == 1  # one line for the group
+    assert (
+        "time per epoch ×22.7–31.8 (slower" in slow[0]
+        and "on 2 scenario(s), from C (TF 2.18.0 · Keras 3.8.0) on" in slow[0]
+    )
+    assert lines_with(out, "s.yaml::a ")[0].split()[1:] == ["pass", "pass", "pass", "!t", "pass", "pass", "!t"]
+    assert "- C → D: slowdown ×0.052 on 2 scenario(s)" in out  # tf_keras is fast again
+    assert "- D → E: slowdown ×26.9 on 2 scenario(s) (2 for the worse)" in out
+    assert max(len(line) for line in out.splitlines() if line.startswith("s.yaml")) <= 120
 
 
 def test_collection_error_on_one_version_is_an_error_change(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -142,7 +413,7 @@ def test_collection_error_on_one_version_is_an_error_change(tmp_path: Path, caps
     code, out = run(capsys, base, new)
     assert code == 1
     assert (
-        "[error, REGRESSION] s.yaml::x on TF 2.21.0 · Keras 3.15.1: collection error in TF 2.21.0 · Keras 3.15.1: "
+        "[error, REGRESSION] s.yaml::x on B (TF 2.21.0 · Keras 3.15.1): collection error in TF 2.21.0 · Keras 3.15.1: "
         "s.yaml:4: model[0]: unknown Keras layer 'X'" in out
     )
 
@@ -151,7 +422,7 @@ def test_missing_scenario_is_reported_not_counted(tmp_path: Path, capsys: pytest
     base = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("x"), scenario("only-old"))
     new = write(tmp_path, "b", "2.21.0", "3.15.1", scenario("x"))
     code, out = run(capsys, base, new)
-    assert code == 0 and "[missing, better/neutral] s.yaml::only-old on TF 2.21.0 · Keras 3.15.1" in out
+    assert code == 0 and "[missing, reported] s.yaml::only-old on B (TF 2.21.0 · Keras 3.15.1)" in out
 
 
 def test_baseline_choice_and_legacy_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -159,9 +430,10 @@ def test_baseline_choice_and_legacy_labels(tmp_path: Path, capsys: pytest.Captur
     b = write(tmp_path, "b", "2.21.0", "3.15.1", scenario("x", "failed"))
     c = write(tmp_path, "c", "2.21.0", "2.21.0", scenario("x", "failed"), package="tf_keras")
     code, out = run(capsys, a, b, c, "--baseline", "3.15")
-    assert "TF 2.21.0 · Keras 3.15.1 (baseline)" in out and "TF 2.21.0 · tf_keras 2.21.0" in out
+    assert re.search(r"B  TF 2\.21\.0 · Keras 3\.15\.1 +\(baseline\)", out) and "C  TF 2.21.0 · tf_keras 2.21.0" in out
     assert code == 0  # 2.15 passed where the baseline failed: an improvement; tf_keras did the same
-    assert "[outcome, better/neutral] s.yaml::x on TF 2.15.1 · Keras 2.15.0: failed → passed" in out
+    assert "[outcome, reported] s.yaml::x on A (TF 2.15.1 · Keras 2.15.0): failed → passed" in out
+    assert run(capsys, a, b, c, "--baseline", "A")[0] == 1  # a letter of the grid
     code, out = run(capsys, a, b, c, "--baseline", "2.21")
     assert code == 2 and "--baseline '2.21' matches 2 of the versions given" in out
 
@@ -174,16 +446,25 @@ def test_same_versions_twice_are_told_apart_by_file(tmp_path: Path, capsys: pyte
 
 
 def test_markdown_and_html(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    a = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("x", losses=[1.0, 0.5, float("inf")]))
-    b = write(tmp_path, "b", "2.21.0", "3.15.1", scenario("x", "failed", epoch_ms=30))
+    a = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("x<b>", losses=[1.0, 0.5, float("inf")], seeds=3))
+    b = write(
+        tmp_path,
+        "b",
+        "2.21.0",
+        "3.15.1",
+        scenario("x<b>", "failed", epoch_ms=30, seeds=3, losses=lambda s: [1.0, 0.5 + s / 10, 0.2]),
+    )
     md, page = tmp_path / "c.md", tmp_path / "c.html"
     code, _ = run(capsys, a, b, "--markdown", str(md), "--html", str(page))
     assert code == 1
     text = md.read_text()
-    assert text.startswith("## Convergence across versions: 2 regression(s)")
-    assert "| `s.yaml::x` | pass | **FAIL ! outcome+drift** |" in text
+    assert text.startswith("## Convergence across versions: 2 regression(s)")  # outcome and slowdown
+    assert "| **A** | TF 2.15.1 · Keras 2.15.0 (baseline) |" in text
+    assert "| `s.yaml::x&lt;b&gt;` | pass | **FAIL !o!t~d~s** |" in text
+    assert "x&lt;b&gt;" in text.split("Changes against")[1]  # no raw HTML from a name reaches the page
     html = page.read_text()
-    assert html.count("<polyline") == 2 and "×" in html and "<b>drift</b>" in html
+    assert html.count("<polygon") == 2  # each version's three seeds as a band
+    assert html.count("<polyline") == 2 and "×" in html and "min–max over 3 seeds" in html  # a median each
     assert "<script" not in html  # self-contained and static
 
 
@@ -211,6 +492,10 @@ def test_bad_options_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["compare", "x.json", "--fail-on", "outcome,speed"])
     assert exc.value.code == 2 and "unknown change kind(s) ['speed']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["compare", "x.json", "--fail-on", "declared"])  # declared changes never count
+    with pytest.raises(SystemExit):
+        main(["compare", "x.json", "--alpha", "1.5"])
 
 
 @pytest.mark.parametrize(
@@ -224,17 +509,3 @@ def test_bad_options_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 )
 def test_env_names_promise_versions(name: str, expected: tuple[str, str, int]) -> None:
     assert expected_versions(name, None, "keras") == expected
-
-
-def test_no_slowdown_between_different_fit_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A run on the dataset path and one on numpy arrays time different things, not different versions."""
-    numpy_base = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("t", epoch_ms=1.2))
-    dataset_base = write(tmp_path, "b", "2.15.1", "2.15.0", {**scenario("t", epoch_ms=1.2), "runtime": DATASET})
-    slow_dataset = write(tmp_path, "c", "2.21.0", "3.15.1", {**scenario("t", epoch_ms=28.0), "runtime": DATASET})
-    code, out = run(capsys, numpy_base, slow_dataset)
-    assert code == 0 and "[slowdown" not in out
-    code, out = run(capsys, dataset_base, slow_dataset)
-    assert code == 1 and "[slowdown, REGRESSION]" in out
-
-
-DATASET = {"fit_input": "dataset"}

@@ -235,6 +235,38 @@ def test_json_record(pytester: pytest.Pytester, scenario_file) -> None:
     assert by_name["sgd-default-lr-converges"]["line"] == 11
 
 
+def test_noise_floor_seeds_and_timing_in_the_record(pytester: pytest.Pytester, scenario_file) -> None:
+    """--convergence-noise-floor trains each seed again from weights moved one ulp; --convergence-seeds adds seeds;
+    every record carries its machine calibration and per-seed summaries for the comparison."""
+    scenario_file(DIVERGES, PREDICTS)
+    result = pytester.runpytest(
+        "--scenarios",
+        "linear.yaml",
+        "--convergence-noise-floor",
+        "--convergence-seeds",
+        "3",
+        "--convergence-json",
+        "r.json",
+    )
+    result.assert_outcomes(passed=2)
+    by_name = {s["name"]: s for s in results.read(pytester.path / "r.json")["scenarios"]}
+    predicts = by_name["sgd-scaled-data-predicts"]
+    assert [s["seed"] for s in predicts["seeds"]] == [0, 1, 2]
+    for seed in predicts["seeds"]:
+        # a linear model under full-batch SGD is not chaotic: one ulp moves its curve by rounding only
+        assert 0 <= seed["rounding_floor"] < 1e-4 and 1 <= seed["rounding_floor_epoch"] <= 100
+        assert seed["summary"]["passed"] == 1.0 and seed["summary"]["prediction_error"] < 0.05
+    assert by_name["sgd-default-lr-diverges"]["seeds"][0]["summary"]["diverges_epoch"] == 12.0
+    assert predicts["runtime"]["noise_floor"] is True
+    timing = predicts["timing"]
+    assert len(timing["calibration_s"]) == 10 and all(t > 0 for t in timing["calibration_s"])
+    assert timing["epochs"]["n"] == 3 * 99 and timing["epochs"]["p10_s"] <= timing["epochs"]["median_s"]
+    # without the option no floor is measured (it costs a second training per seed)
+    pytester.runpytest("--scenarios", "linear.yaml", "--convergence-json", "plain.json")
+    plain = results.read(pytester.path / "plain.json")["scenarios"][0]
+    assert plain["seeds"][0]["rounding_floor"] is None and plain["runtime"]["noise_floor"] is False
+
+
 def test_seeded_runs_are_identical(pytester: pytest.Pytester, scenario_file) -> None:
     scenario_file(PREDICTS.replace("expect:", "seeds: 2\n    expect:"))
     curves = []
@@ -350,10 +382,19 @@ def test_version_conditions_and_api_expectations(pytester: pytest.Pytester) -> N
             "FAILED api.yaml::wrongly-declared-xfail - [[]XPASS(strict)[]] not really failing*",
         ]
     )
-    outcomes = {s["name"]: s["outcome"] for s in results.read(pytester.path / "r.json")["scenarios"]}
+    records = {s["name"]: s for s in results.read(pytester.path / "r.json")["scenarios"]}
+    outcomes = {name: s["outcome"] for name, s in records.items()}
     assert outcomes["wrongly-declared-xfail"] == "xpassed"
     assert outcomes["list-predict-works"] == ("xfailed" if keras3 else "passed")
     assert outcomes["list-predict-raises"] == ("passed" if keras3 else "skipped")
+    # what the scenario declares for this version travels with the record, for compare to tell declared changes
+    declared = records["list-predict-works" if keras3 else "list-predict-raises"]["declared"]
+    assert declared == (
+        {"kind": "xfail", "where": "keras >=3", "reason": "Keras 3 rejects lists"}
+        if keras3
+        else {"kind": "skip", "where": "keras <3", "reason": "Keras 2 accepts lists"}
+    )
+    assert "declared" not in records["raises-but-nothing-does"]
 
 
 def test_failure_explains_the_divergence_with_the_stability_bound(pytester: pytest.Pytester, scenario_file) -> None:
