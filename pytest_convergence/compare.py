@@ -27,7 +27,8 @@ DEFAULT_FLOOR_MARGIN = 10.0  # a curve counts as moved when it moved this many t
 # linear scenarios (floor 0: one ulp on the initial weights changes nothing) differ by up to 3.6e-5 between
 # TF 2.15 and 2.21
 FLOOR_MINIMUM = 1e-3
-DEFAULT_SLOWDOWN = 2.0  # the smallest calibrated slowdown that counts, before the noise widens it
+DEFAULT_SLOWDOWN = 3.0  # the smallest calibrated slowdown that counts, before the noise widens it (see README)
+MIN_EPOCHS_TIMED = 20  # steady epochs (all seeds) a run needs before its fast decile says anything
 DEFAULT_ALPHA = 0.05
 FAILING_OUTCOMES = ("failed", "error", "xpassed")
 ENV_SHOWN = ("python", "numpy", "protobuf", "ml_dtypes", "platform", "cpu", "cpus")
@@ -132,12 +133,23 @@ def load(paths: Sequence[Path]) -> list[Column]:
         except ValueError as exc:  # json.JSONDecodeError is one
             raise CompareInputError(f"{path}: not a results file: {exc}") from None
         columns.append(column(doc, Path(path)))
-    seen: dict[str, int] = {}
-    for c in columns:
-        seen[c.label] = seen.get(c.label, 0) + 1
-    columns = [replace(c, label=f"{c.label} [{c.path.stem}]") if seen[c.label] > 1 else c for c in columns]
+    columns = (
+        [replace(c, label=f"{c.label} [{_file_name(c, columns)}]") for c in columns] if _clash(columns) else columns
+    )
     columns.sort(key=lambda c: c.sort_key)
     return [replace(c, key=_letters(i)) for i, c in enumerate(columns)]
+
+
+def _clash(columns: Sequence[Column]) -> bool:
+    return len({c.label for c in columns}) < len(columns)
+
+
+def _file_name(col: Column, columns: Sequence[Column]) -> str:
+    """The file's stem, or its path where two files share a stem: what tells same-version runs apart."""
+    twins = [c for c in columns if c.label == col.label]
+    if len(twins) == 1:
+        return col.path.stem
+    return col.path.stem if len({c.path.stem for c in twins}) == len(twins) else str(col.path)
 
 
 def column(doc: dict[str, Any], path: Path) -> Column:
@@ -351,7 +363,7 @@ def _slowdown(base: dict[str, Any], new: dict[str, Any], s: Settings) -> tuple[f
         return None
     before, after = _epoch_p10(base), _epoch_p10(new)
     if before is None or after is None or before <= 0:
-        return None
+        return None  # too few epochs to time (e.g. a divergence decided at epoch 12)
     cal_b, cal_n = _calibration(base), _calibration(new)
     if cal_b and cal_n:
         ratio = (after / min(cal_n)) / (before / min(cal_b))
@@ -369,7 +381,7 @@ def _slowdown(base: dict[str, Any], new: dict[str, Any], s: Settings) -> tuple[f
 
 def _epoch_p10(record: dict[str, Any]) -> float | None:
     summary = timing.epoch_summary([s.get("epoch_seconds", []) for s in record.get("seeds", [])])
-    return summary["p10_s"] if summary else None
+    return summary["p10_s"] if summary and summary["n"] >= MIN_EPOCHS_TIMED else None
 
 
 def _calibration(record: dict[str, Any]) -> list[float]:

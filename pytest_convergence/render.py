@@ -8,6 +8,7 @@ import itertools
 import math
 import os
 import statistics
+import textwrap
 from collections.abc import Sequence
 
 from .compare import Change, Column, Comparison, environment_changes
@@ -105,11 +106,12 @@ def render_markdown(cmp: Comparison) -> str:
 
 
 def _versions(cmp: Comparison) -> list[str]:
-    width = max(len(c.label) for c in cmp.columns)
-    return [
-        f"{c.key}  {c.label.ljust(width)}  {'(baseline) ' if c is cmp.baseline else ''}{text}"
-        for c, text in zip(cmp.columns, _env_texts(cmp), strict=True)
-    ]
+    """A line per version, its environment (or what changed in it) wrapped beneath, within WIDTH columns."""
+    lines = []
+    for c, text in zip(cmp.columns, _env_texts(cmp), strict=True):
+        lines.append(f"{c.key}  {c.label}{' (baseline)' if c is cmp.baseline else ''}")
+        lines += textwrap.wrap(text, WIDTH - 2, initial_indent="   ", subsequent_indent="   ", break_on_hyphens=False)
+    return lines
 
 
 def _env_texts(cmp: Comparison) -> list[str]:
