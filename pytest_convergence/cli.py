@@ -75,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
         default=cmp.DEFAULT_LOSS_RTOL,
         help="curve tolerance where no rounding floor was measured (default %(default)s)",
     )
+    c.add_argument(
+        "--width",
+        type=int,
+        default=render.WIDTH,
+        help="fold the text's lines within this many columns; 0: one line per change, for grep (default %(default)s)",
+    )
     c.add_argument("--markdown", type=Path, metavar="FILE", help="also write the comparison as Markdown")
     c.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML page with loss curves")
     c.set_defaults(run=_compare)
@@ -116,7 +122,7 @@ def _compare(args: argparse.Namespace) -> int:
     baseline = cmp.pick_baseline(columns, args.baseline)
     settings = cmp.Settings(loss_rtol=args.loss_rtol, slowdown=args.slowdown, fail_on=args.fail_on, alpha=args.alpha)
     result = cmp.compare(columns, baseline, settings)
-    print(render.render_text(result))
+    print(render.render_text(result, max(0, args.width)))
     if args.markdown:
         args.markdown.write_text(render.render_markdown(result), encoding="utf-8")
     if args.html:

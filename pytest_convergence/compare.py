@@ -8,7 +8,6 @@ Pure: reads JSON written by `results.write`, never imports pytest or Keras.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -194,11 +193,21 @@ def compare(columns: Sequence[Column], baseline: Column, settings: Settings = Se
         if col is not baseline:
             for sid in result.rows:
                 result.changes.extend(judge(sid, baseline, col, settings, result.detectable))
-    for before, after in itertools.pairwise(columns):
-        if baseline not in (before, after):
+    for before, after in adjacent_pairs(columns):
+        if before is not baseline:
             for sid in result.rows:
                 result.adjacent.extend(judge(sid, before, after, settings))
     return result
+
+
+def adjacent_pairs(columns: Sequence[Column]) -> list[tuple[Column, Column]]:
+    """Each version with the one before it of the same Keras package (Keras's own line, tf_keras's line)."""
+    pairs = []
+    for i, col in enumerate(columns):
+        before = [c for c in columns[:i] if c.package == col.package]
+        if before:
+            pairs.append((before[-1], col))
+    return pairs
 
 
 def judge(
@@ -370,12 +379,12 @@ def _slowdown(base: dict[str, Any], new: dict[str, Any], s: Settings) -> tuple[f
         noise = timing.spread(cal_b) * timing.spread(cal_n)
         limit = max(s.slowdown, noise)
         text = (
-            f"relative to the machine ({_ms(before)} → {_ms(after)} per epoch, fast decile; calibration "
-            f"{_ms(min(cal_b))} → {_ms(min(cal_n))}, spread ×{noise:.2f}); counts above ×{limit:.2g}"
+            f"({_ms(before)} → {_ms(after)}, fast decile; calibration {_ms(min(cal_b))} → {_ms(min(cal_n))}, "
+            f"spread ×{noise:.2f}; counts above ×{limit:.2g})"
         )
     else:
         ratio, limit = after / before, s.slowdown
-        text = f"({_ms(before)} → {_ms(after)} per epoch, fast decile; uncalibrated); counts above ×{limit:.2g}"
+        text = f"({_ms(before)} → {_ms(after)}, fast decile; uncalibrated; counts above ×{limit:.2g})"
     return ratio, limit, text
 
 

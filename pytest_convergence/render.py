@@ -4,14 +4,13 @@ and a self-contained HTML page whose loss curves show each version's seeds as a 
 from __future__ import annotations
 
 import html
-import itertools
 import math
 import os
 import statistics
 import textwrap
 from collections.abc import Sequence
 
-from .compare import Change, Column, Comparison, environment_changes
+from .compare import Change, Column, Comparison, adjacent_pairs, environment_changes
 
 SHORT = {
     "passed": "pass",
@@ -61,31 +60,37 @@ def _mark(cmp: Comparison, change: Change) -> str:
     return ("!" if cmp.counted(change) else "~") + LETTER[change.kind]
 
 
-def render_text(cmp: Comparison) -> str:
+def render_text(cmp: Comparison, width: int = WIDTH) -> str:
     """The versions, the grid, the changes (grouped, each with the version where it first appears), for a
-    terminal."""
+    terminal: the grid fits 120 columns; other lines are folded within `width` (0: one line each, for grep)."""
     lines = ["Versions, oldest first:"]
     lines += [f"  {line}" for line in _versions(cmp)]
     prefix = _common_folder(cmp.rows)
     head = f"scenario (in {prefix})" if prefix else "scenario"
     names = [_shorten(sid[len(prefix) :], ID_WIDTH) for sid in cmp.rows]
     cells = [[cell(cmp, sid, c) for c in cmp.columns] for sid in cmp.rows]
-    width = max([len(head), *map(len, names)])
+    first = max([len(head), *map(len, names)])
     widths = [
         max([len(c.key) + (1 if c is cmp.baseline else 0), *(len(r[i]) for r in cells)])
         for i, c in enumerate(cmp.columns)
     ]
     keys = [c.key + ("*" if c is cmp.baseline else "") for c in cmp.columns]
-    lines += ["", "  ".join([head.ljust(width), *(k.ljust(w) for k, w in zip(keys, widths, strict=True))]).rstrip()]
-    lines.append("  ".join(["-" * width, *("-" * w for w in widths)]))
+    lines += ["", "  ".join([head.ljust(first), *(k.ljust(w) for k, w in zip(keys, widths, strict=True))]).rstrip()]
+    lines.append("  ".join(["-" * first, *("-" * w for w in widths)]))
     for name, row in zip(names, cells, strict=True):
-        lines.append("  ".join([name.ljust(width), *(v.ljust(w) for v, w in zip(row, widths, strict=True))]).rstrip())
+        lines.append("  ".join([name.ljust(first), *(v.ljust(w) for v, w in zip(row, widths, strict=True))]).rstrip())
     lines += ["", *LEGEND, ""]
-    lines += _change_lines(cmp, code=False)
-    lines += _adjacent_lines(cmp)
-    lines += _timing_lines(cmp)
-    lines.append(_summary(cmp))
+    rest = [*_change_lines(cmp, code=False, prefix=prefix), *_adjacent_lines(cmp), *_timing_lines(cmp), _summary(cmp)]
+    lines += [wrapped for line in rest for wrapped in _wrap(line, width)]
     return "\n".join(lines)
+
+
+def _wrap(line: str, width: int) -> list[str]:
+    """A long line folded within `width` (0: not folded), continuation indented under its text."""
+    if not width or len(line) <= width:
+        return [line]
+    indent = " " * (len(line) - len(line.lstrip(" -")) + 2)
+    return textwrap.wrap(line, width, subsequent_indent=indent, break_on_hyphens=False, break_long_words=False)
 
 
 def render_markdown(cmp: Comparison) -> str:
@@ -115,7 +120,8 @@ def _versions(cmp: Comparison) -> list[str]:
 
 
 def _env_texts(cmp: Comparison) -> list[str]:
-    """The first column's environment in full, then what each column changed against the one before."""
+    """The first column's environment in full, then what each column changed against the one before it (of the
+    same Keras package where there is one)."""
     texts = []
     for i, col in enumerate(cmp.columns):
         if i == 0:
@@ -127,17 +133,21 @@ def _env_texts(cmp: Comparison) -> list[str]:
                 parts.append(f"{env['cpu']} ×{env.get('cpus')}")
             texts.append(" · ".join(parts))
         else:
-            diff = environment_changes(cmp.columns[i - 1], col)
-            texts.append(
-                f"vs {cmp.columns[i - 1].key}: {', '.join(diff)}" if diff else f"vs {cmp.columns[i - 1].key}: same"
-            )
+            before = {after.key: b for b, after in adjacent_pairs(cmp.columns)}.get(col.key, cmp.columns[i - 1])
+            diff = environment_changes(before, col)
+            texts.append(f"vs {before.key}: {', '.join(diff) or 'same'}")
     return texts
 
 
-def _change_lines(cmp: Comparison, code: bool) -> list[str]:
+def _change_lines(cmp: Comparison, code: bool, prefix: str = "") -> list[str]:
     if not cmp.changes:
         return [f"No changes against {cmp.baseline.key} ({cmp.baseline.label}).", ""]
-    lines = [f"Changes against {cmp.baseline.key} ({cmp.baseline.label}), with the first version showing each:"]
+    where = f" (scenarios in {prefix})" if prefix else ""
+    lines = [f"Changes against {cmp.baseline.key} ({cmp.baseline.label}){where}, with the first version showing each:"]
+
+    def name(sid: str) -> str:
+        return _code(sid[len(prefix) :], code)
+
     done: set[tuple[str, str]] = set()
     slow = [c for c in cmp.changes if c.kind == "slowdown"]
     groups: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[Change]] = {}
@@ -156,7 +166,7 @@ def _change_lines(cmp: Comparison, code: bool) -> list[str]:
         )
         for sid in scenarios:
             first = next(m for m in members if m.scenario == sid)
-            lines.append(f"    {_code(sid, code)}: {first.message.removeprefix('time per epoch ')}")
+            lines.append(f"    {name(sid)}: {first.message.removeprefix('time per epoch ')}")
         done.update((sid, "slowdown") for sid in scenarios)
     for ch in cmp.changes:
         if (ch.scenario, ch.kind) in done:
@@ -164,7 +174,7 @@ def _change_lines(cmp: Comparison, code: bool) -> list[str]:
         done.add((ch.scenario, ch.kind))
         same = [c for c in cmp.changes if (c.scenario, c.kind, c.column) == (ch.scenario, ch.kind, ch.column)]
         lines.append(
-            f"- [{kind_shown(ch)}, {status(cmp, ch)}] {_code(ch.scenario, code)} {_where(cmp, ch.scenario, ch.kind)}: "
+            f"- [{kind_shown(ch)}, {status(cmp, ch)}] {name(ch.scenario)} {_where(cmp, ch.scenario, ch.kind)}: "
             f"{'; '.join(c.message for c in same)}"
         )
     lines.append("")
@@ -186,10 +196,10 @@ def _where(cmp: Comparison, scenario: str, kind: str) -> str:
 
 
 def _adjacent_lines(cmp: Comparison) -> list[str]:
-    pairs = [(a, b) for a, b in itertools.pairwise(cmp.columns) if cmp.baseline not in (a, b)]
+    pairs = [(a, b) for a, b in adjacent_pairs(cmp.columns) if a is not cmp.baseline]
     if not pairs:
         return []
-    lines = ["Between adjacent versions (what each one changed against the one before it):"]
+    lines = ["Between adjacent versions (each against the one before it of the same Keras package):"]
     for before, after in pairs:
         mine = [c for c in cmp.adjacent if c.column == after.label and c.against == before.label]
         parts = []
@@ -200,8 +210,10 @@ def _adjacent_lines(cmp: Comparison) -> list[str]:
             worse = len({c.scenario for c in of_kind if c.worse})
             factors = [c.factor for c in of_kind if c.factor is not None]
             span = f" {_span(factors)}" if factors else ""
-            count = len({c.scenario for c in of_kind})
-            parts.append(f"{kind}{span} on {count} scenario(s)" + (f" ({worse} for the worse)" if worse else ""))
+            names = sorted({c.scenario.partition("::")[2] for c in of_kind})
+            which = ", ".join(names) if len(names) <= 3 else f"{len(names)} scenario(s)"
+            note = "above the rounding floor" if kind == "drift" else "for the worse"
+            parts.append(f"{kind}{span} on {which}" + (f" ({worse} {note})" if worse else ""))
         lines.append(f"- {before.key} → {after.key}: {'; '.join(parts) if parts else 'no changes'}")
     lines.append("")
     return lines
@@ -225,14 +237,16 @@ def _span(factors: Sequence[float], digits: int = 3) -> str:
 
 
 def _summary(cmp: Comparison) -> str:
-    n = len(cmp.regressions)
+    found = cmp.regressions
     counted = ", ".join(cmp.settings.fail_on) or "nothing"
-    verdict = f"{n} regression(s)" if n else "no regressions"
-    declared = sum(c.kind == "declared" for c in cmp.changes)
-    return (
-        f"{verdict} in {len(cmp.rows)} scenario(s) × {len(cmp.columns)} version(s); {len(cmp.changes)} change(s) "
-        f"against the baseline, {declared} declared; counted: {counted}"
+    verdict = (
+        f"{len(found)} regression(s) in {len({c.scenario for c in found})} of {len(cmp.rows)} scenario(s) on "
+        f"{len({c.column for c in found})} of {len(cmp.columns) - 1} version(s)"
+        if found
+        else f"no regressions in {len(cmp.rows)} scenario(s) × {len(cmp.columns)} version(s)"
     )
+    declared = sum(c.kind == "declared" for c in cmp.changes)
+    return f"{verdict}; {len(cmp.changes)} change(s) against the baseline, {declared} declared; counted: {counted}"
 
 
 def _common_folder(ids: Sequence[str]) -> str:
