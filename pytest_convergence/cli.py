@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
         help="compare results files of several TensorFlow/Keras versions",
         description="Grid of scenarios × versions with the changes against a baseline version. "
         "Exit 0: nothing counted changed; 1: regressions; 2: bad input.",
+        epilog="kinds of change:\n" + "\n".join(f"  {kind:<9} {text}" for kind, text in kinds.KINDS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     c.add_argument("files", nargs="+", type=Path, metavar="RESULTS.json", help="files written by --convergence-json")
     c.add_argument(

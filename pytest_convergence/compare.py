@@ -17,7 +17,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from . import results, stats, timing
-from .kinds import DEFAULT_FAIL_ON, KINDS
+from .kinds import DEFAULT_FAIL_ON
 from .record import relative_difference
 
 DEFAULT_LOSS_RTOL = 0.01  # curve tolerance where no rounding floor was measured
@@ -31,7 +31,6 @@ MIN_EPOCHS_TIMED = 20  # steady epochs (all seeds) a run needs before its fast d
 DEFAULT_ALPHA = 0.05
 FAILING_OUTCOMES = ("failed", "error", "xpassed")
 ENV_SHOWN = ("python", "numpy", "protobuf", "ml_dtypes", "platform", "cpu", "cpus")
-__all__ = ["DEFAULT_FAIL_ON", "KINDS"]
 
 
 class CompareInputError(Exception):
@@ -63,7 +62,7 @@ class Column:
 class Change:
     scenario: str
     column: str  # the label of the version that changed
-    kind: str  # one of KINDS
+    kind: str  # one of kinds.KINDS
     message: str
     worse: bool  # a change for the worse (an improvement or a change within the noise is reported, never counted)
     against: str = ""  # the label of the version compared with

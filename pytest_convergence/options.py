@@ -28,7 +28,7 @@ BASELINE_HELP = (
 BASELINE_FILE = "convergence-baseline.json"
 FAIL_ON_HELP = (
     "Which changes against --convergence-baseline fail the run: comma-separated kinds from outcome, error, shift, "
-    f"slowdown, drift, missing, or 'none'. Default: {','.join(DEFAULT_FAIL_ON)} (as `pytest-convergence compare`)."
+    f"slowdown, drift, or 'none'. Default: {','.join(DEFAULT_FAIL_ON)} (as `pytest-convergence compare`)."
 )
 FLOOR_HELP = (
     "Measure each seed's rounding floor: train it a second time from initial weights moved by one ulp and keep "
