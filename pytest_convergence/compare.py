@@ -128,8 +128,8 @@ def load(paths: Sequence[Path]) -> list[Column]:
             raise CompareInputError(f"{path}: no such file") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise CompareInputError(f"{path}: cannot read: {exc}") from None
-        except ValueError as exc:  # json.JSONDecodeError is one
-            raise CompareInputError(f"{path}: not a results file: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # json.JSONDecodeError is a ValueError; deep nesting recurses
+            raise CompareInputError(f"{path}: not a results file: {str(exc)[:300]}") from None
         columns.append(column(doc, Path(path)))
     columns = (
         [replace(c, label=f"{c.label} [{_file_name(c, columns)}]") for c in columns] if _clash(columns) else columns
@@ -151,13 +151,15 @@ def _file_name(col: Column, columns: Sequence[Column]) -> str:
 
 
 def column(doc: dict[str, Any], path: Path) -> Column:
-    """One results document as a column of the grid."""
+    """One results document as a column of the grid; a document with keys of the wrong kind is refused here,
+    with the first such key named, so that nothing later trips over it."""
     try:
-        scenarios = {s["id"]: s for s in doc["scenarios"]}
-        errors = {e["file"]: e["message"] for e in doc.get("collection_errors", [])}
-        env = dict(doc["environment"])
-    except (KeyError, TypeError) as exc:
-        raise CompareInputError(f"{path}: malformed results file (missing {exc})") from None
+        results.check(doc)
+    except ValueError as exc:
+        raise CompareInputError(f"{path}: malformed results file: {exc}") from None
+    scenarios = {s["id"]: s for s in doc["scenarios"]}
+    errors = {e["file"]: e["message"] for e in doc.get("collection_errors", [])}
+    env = dict(doc["environment"])
     return Column(label(env), path, env, scenarios, errors)
 
 

@@ -19,6 +19,12 @@ from .errors import ExpressionError
 MAX_LENGTH = 1000
 MAX_NODES = 300
 
+
+def where(condition: Any, if_true: Any, if_false: Any) -> Any:
+    """numpy's where with its three arguments: with one, numpy returns indices, not values."""
+    return np.where(condition, if_true, if_false)
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "sin": np.sin,
     "cos": np.cos,
@@ -35,7 +41,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "round": np.round,
     "minimum": np.minimum,
     "maximum": np.maximum,
-    "where": np.where,
+    "where": where,
 }
 CONSTANTS = {"pi": np.pi, "e": np.e}
 
@@ -84,7 +90,10 @@ def evaluate(text: str, variables: Mapping[str, np.ndarray]) -> np.ndarray:
 
 def _eval(node: ast.AST, env: Mapping[str, np.ndarray], allowed: str) -> Any:
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-        return np.float64(node.value)  # never a Python int: no huge-integer arithmetic
+        try:
+            return np.float64(node.value)  # never a Python int: no huge-integer arithmetic
+        except OverflowError:
+            raise ExpressionError(f"the number {str(node.value)[:20]}… is too large for a float64") from None
     if isinstance(node, ast.Name):
         if node.id in env:
             return env[node.id]

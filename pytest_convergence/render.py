@@ -81,8 +81,18 @@ def render_text(cmp: Comparison, width: int = WIDTH) -> str:
         lines.append("  ".join([name.ljust(first), *(v.ljust(w) for v, w in zip(row, widths, strict=True))]).rstrip())
     lines += ["", *LEGEND, ""]
     rest = [*_change_lines(cmp, code=False, prefix=prefix), *_adjacent_lines(cmp), *_timing_lines(cmp), _summary(cmp)]
-    lines += [wrapped for line in rest for wrapped in _wrap(line, width)]
-    return "\n".join(lines)
+    lines += [wrapped for line in rest for wrapped in _wrap(_one_line(line), width)]
+    return "\n".join(_inert(line) for line in lines)
+
+
+def _one_line(text: str) -> str:
+    """A record's text (an error message, a name) may hold line breaks: here each change is one line."""
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+def _inert(line: str) -> str:
+    """A line that starts with '::' is a GitHub Actions workflow command when a CI log prints it: not from us."""
+    return line.replace("::", ":\u200b:", 1) if line.lstrip().startswith("::") else line
 
 
 def _wrap(line: str, width: int) -> list[str]:
@@ -271,8 +281,8 @@ def _code(text: str, code: bool) -> str:
 
 
 def _md(text: str) -> str:
-    """Text for a Markdown cell or line: no raw HTML, no table breaks."""
-    return html.escape(text, quote=False).replace("|", "\\|")
+    """Text for a Markdown cell or line: no raw HTML, no table breaks, no line breaks."""
+    return html.escape(_one_line(text), quote=False).replace("|", "\\|")
 
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")

@@ -17,7 +17,9 @@ import tempfile
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .expect import Verdict
 from .record import SeedRun
@@ -158,6 +160,56 @@ def read(path: Path) -> dict[str, Any]:
                 if key in seed:
                     seed[key] = _decode(seed[key])
     return doc
+
+
+class _Read(BaseModel):
+    # strict: "1" is not a number here; extra keys are allowed, so that newer writers stay readable
+    model_config = ConfigDict(strict=True, extra="allow")
+
+
+class _Seed(_Read):
+    seed: int
+    losses: list[float] = []
+    epoch_seconds: list[float] = []
+    rounding_floor: float | None = None
+    summary: dict[str, float] = {}
+
+
+class _Timing(_Read):
+    calibration_s: list[float] = []
+
+
+class _Scenario(_Read):
+    id: str
+    outcome: Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
+    error: str | None = None
+    seeds: list[_Seed] = []
+    timing: _Timing | None = None
+    runtime: dict[str, Any] | None = None
+    declared: dict[str, str] | None = None
+
+
+class _CollectionError(_Read):
+    file: str
+    message: str
+
+
+class _Document(_Read):
+    schema_: str = Field(alias="schema")
+    environment: dict[str, Any]
+    scenarios: list[_Scenario]
+    collection_errors: list[_CollectionError] = []
+
+
+def check(doc: dict[str, Any]) -> None:
+    """Raise ValueError naming the first key, with its place in the document, that a reader could not use:
+    e.g. "scenarios[3].seeds[0].losses[2]: Input should be a valid number"."""
+    try:
+        _Document.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in first["loc"]).lstrip(".")
+        raise ValueError(f"{where or 'the document'}: {first['msg']}") from None
 
 
 def _encode(value: Any) -> Any:

@@ -45,6 +45,7 @@ EXCLUSIVE: dict[KeyPath, Sequence[Collection[str]]] = {
     ("data",): (("x", "y"), ("file", "x_columns", "y_columns")),
 }
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.+=@-]*$"
+MAX_SEEDS = 1000  # seeds of one scenario, as a count or a list
 FACTORY_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 
 # Keyword values for layers and optimizers: YAML scalars and lists of them. Mappings are
@@ -339,9 +340,11 @@ class ScenarioSpec(_Strict):
     @classmethod
     def _seed_count(cls, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
-            if not 1 <= value <= 1000:
-                raise ValueError(f"seeds: K means seeds 0..K-1 and K must be 1..1000, got {value}")
+            if not 1 <= value <= MAX_SEEDS:
+                raise ValueError(f"seeds: K means seeds 0..K-1 and K must be 1..{MAX_SEEDS}, got {value}")
             return list(range(value))
+        if isinstance(value, list) and len(value) > MAX_SEEDS:
+            raise ValueError(f"seeds: a list of at most {MAX_SEEDS} seeds, got {len(value)}")
         return value
 
     @model_validator(mode="after")

@@ -490,13 +490,44 @@ def test_markdown_and_html(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "<script" not in html  # self-contained and static
 
 
+def test_record_text_cannot_inject_workflow_commands_or_html(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An error message is data from the run: a line break in it must not start a '::' workflow command in a CI log,
+    and HTML in it must not reach the Markdown job summary."""
+    evil = "ValueError: bad\n::add-mask::x\n<img src=x onerror=alert(1)>"
+    base = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("x"))
+    new = write(tmp_path, "b", "2.21.0", "3.15.1", scenario("x", "error", error=evil))
+    md = tmp_path / "c.md"
+    code, out = run(capsys, base, new, "--markdown", str(md))
+    assert code == 1
+    assert not any(line.lstrip().startswith("::") for line in out.splitlines())
+    assert "error appeared: ValueError: bad ::add-mask::x <img" in out  # one line, as the record has it
+    text = md.read_text()
+    assert "<img" not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert not any(line.lstrip().startswith("::") for line in text.splitlines())
+    _, folded = run(capsys, base, new, width="40")
+    assert not any(line.lstrip().startswith("::") for line in folded.splitlines())
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
         (None, "no such file"),
         ("{not json", "not a results file"),
         ('{"schema": "something-else"}', "not a pytest-convergence results file"),
-        ('{"schema": "pytest-convergence/1"}', "malformed results file (missing 'scenarios')"),
+        ('{"schema": "pytest-convergence/1"}', "malformed results file: environment: Field required"),
+        (
+            '{"schema": "pytest-convergence/1", "environment": {}, "scenarios": [{"id": "s::x", "outcome": "won"}]}',
+            "malformed results file: scenarios[0].outcome: Input should be 'passed', 'failed', 'error', 'skipped', "
+            "'xfailed' or 'xpassed'",
+        ),
+        (
+            '{"schema": "pytest-convergence/1", "environment": {}, "scenarios": [{"id": "s::x", "outcome": "passed", '
+            '"seeds": [{"seed": 0, "losses": [1.0, "2"]}]}]}',
+            "malformed results file: scenarios[0].seeds[0].losses[1]: Input should be a valid number",
+        ),
+        ('{"schema": "pytest-convergence/1", "environment": ' + "[" * 100_000 + "]" * 100_000 + "}", "not a results"),
     ],
 )
 def test_bad_input_exits_2_without_a_traceback(

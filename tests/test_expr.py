@@ -49,6 +49,8 @@ def test_allowed_expressions(text: str, expected: object) -> None:
         ("(" * 300 + "x" + ")" * 300, "cannot parse"),
         ("+".join(["x"] * 400), "parts"),
         ("x" * 2000, "characters long"),
+        ("1" + "0" * 400 + " * x", "is too large for a float64"),  # was an OverflowError traceback
+        ("where(x)", "where(): where() missing 2 required positional arguments"),  # numpy would give indices
     ],
 )
 def test_refused_expressions_name_the_problem(text: str, what: str) -> None:

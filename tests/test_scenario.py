@@ -230,6 +230,13 @@ def test_data_forms(tmp_path: Path) -> None:
             id="seed-and-seeds",
         ),
         pytest.param(
+            "  - name: a\n    seeds: [" + ", ".join(["1"] * 1001) + "]\n    expect: {diverges: {within_epochs: 3}}\n",
+            9,
+            "scenarios[0].seeds",
+            "seeds: a list of at most 1000 seeds, got 1001",
+            id="seed-list-too-long",
+        ),
+        pytest.param(
             "  - name: a\n    expect: {predict: {x: 1, y: 2}}\n",
             9,
             "scenarios[0].expect.predict",

@@ -78,3 +78,11 @@ def test_jobs_and_steps() -> None:
 def test_expand() -> None:
     assert expand("tf2{15,16}-legacy") == ["tf215-legacy", "tf216-legacy"]
     assert expand("lint") == ["lint"]
+
+
+def test_least_privilege() -> None:
+    """Every job reads the repository and nothing more (a pull request's code runs in them)."""
+    doc = workflow()
+    assert doc["permissions"] == {"contents": "read"}
+    for name, job in doc["jobs"].items():
+        assert job.get("permissions", doc["permissions"]) == {"contents": "read"}, name
