@@ -38,7 +38,7 @@ class ScenarioFile(pytest.File):
         from . import training  # imports Keras: only once there are scenarios to check
 
         try:
-            scenarios = load_file(self.path, display=self.nodeid)
+            scenarios = load_file(self.path, display=self.nodeid, root=self.config.rootpath)
             problems = [p for s in scenarios for p in training.check(s)]
             if problems:
                 raise ScenarioError(problems)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import math
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +18,8 @@ if TYPE_CHECKING:
     from .scenario import DataSpec
 
 MAX_SAMPLES = 1_000_000
+MAX_FILE_BYTES = 100 * 2**20  # a data file is refused unread above this: 1 000 000 rows of a few columns fit
+MAX_VALUES = 10_000_000  # numbers in one array of a data file (80 MB as float64)
 X_FORMS = "an inline list, {linspace: [start, stop, num]} or {arange: [start, stop]} / {arange: [start, stop, step]}"
 
 
@@ -39,13 +43,14 @@ class DataError(Exception):
         self.message = message
 
 
-def build(spec: DataSpec, base_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Arrays x (samples, features) and y (samples, outputs), float32, finite, of equal length."""
+def build(spec: DataSpec, base_dir: Path, root: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Arrays x (samples, features) and y (samples, outputs), float32, finite, of equal length. A data file is
+    read only where it resolves (symlinks followed) inside `root` (default: `base_dir`)."""
     if spec.file is not None:
         for key in ("x", "y"):
             if getattr(spec, key) is not None:
                 raise DataError((key,), "give either data.file or inline x/y, not both")
-        x, y = _from_file(spec, base_dir)
+        x, y = _from_file(spec, base_dir, root or base_dir)
     else:
         for key in ("x_columns", "y_columns"):
             if getattr(spec, key) is not None:
@@ -64,10 +69,11 @@ def build(spec: DataSpec, base_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     for key, arr in (("x", x), ("y", y)):
         bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
         if bad.size:
+            where = "" if spec.file is not None else f" (x = {x[bad[0]].tolist()})"  # a file's content is not echoed
             raise DataError(
-                (key,),
-                f"{key} has {bad.size} non-finite value(s) (NaN or inf), first at sample {bad[0]} "
-                f"(x = {x[bad[0]].tolist()}); data must be finite",
+                ("file",) if spec.file is not None else (key,),
+                f"{key} has {bad.size} non-finite value(s) (NaN or inf), first at sample {bad[0]}{where}; "
+                "data must be finite",
             )
     return x.astype(np.float32), y.astype(np.float32)
 
@@ -143,41 +149,85 @@ def _y(value: Any, x: np.ndarray) -> np.ndarray:
     raise DataError(("y",), f"y must be an inline list or an expression string such as '0.5 * x', got {value!r:.80}")
 
 
-def _from_file(spec: DataSpec, base_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+def _from_file(spec: DataSpec, base_dir: Path, root: Path) -> tuple[np.ndarray, np.ndarray]:
     assert spec.file is not None
     path = (base_dir / spec.file).resolve()
+    # before anything else: a path outside the tree may not even be told to exist
+    if not path.is_relative_to(root.resolve()):
+        raise DataError(
+            ("file",), f"data.file must stay inside {root} (the run's root directory); {spec.file!r} leads outside it"
+        )
     if not path.is_file():
-        raise DataError(("file",), f"no such file: {path} (data.file is relative to the YAML file)")
+        raise DataError(("file",), f"no such file: {spec.file} (data.file is relative to the YAML file)")
     suffix = path.suffix.lower()
+    if suffix not in (".npz", ".csv"):
+        raise DataError(("file",), f"data.file must be a .csv or .npz file, got {path.name!r}")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise DataError(("file",), f"{path.name} has {size} bytes; data files of at most {MAX_FILE_BYTES} are read")
     if suffix == ".npz":
         for key in ("x_columns", "y_columns"):
             if getattr(spec, key) is not None:
                 raise DataError((key,), "an .npz file holds arrays named x and y; columns are for CSV")
         return _npz(path)
-    if suffix == ".csv":
-        return _csv(path, spec)
-    raise DataError(("file",), f"data.file must be a .csv or .npz file, got {path.name!r}")
+    return _csv(path, spec)
 
 
 def _npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of an .npz file, their shapes and types checked from the array headers before any is loaded (a
+    small compressed file can hold a huge array)."""
     try:
-        with np.load(path, allow_pickle=False) as archive:  # never unpickle: data must not run code
-            missing = [k for k in ("x", "y") if k not in archive.files]
+        with zipfile.ZipFile(path) as archive:
+            names = {n.removesuffix(".npy") for n in archive.namelist()}
+            missing = [k for k in ("x", "y") if k not in names]
             if missing:
-                raise DataError(("file",), f"{path.name} lacks array(s) {missing}; it has {archive.files}")
-            arrays = [np.asarray(archive[k], dtype=np.float64) for k in ("x", "y")]
-    except (OSError, ValueError) as exc:
-        raise DataError(("file",), f"cannot read {path.name} as .npz: {exc}") from None
+                raise DataError(("file",), f"{path.name} lacks array(s) {missing}; it has {sorted(names)}")
+            for key in ("x", "y"):
+                with archive.open(f"{key}.npy") as member:
+                    version = np.lib.format.read_magic(member)
+                    read_header = {
+                        (1, 0): np.lib.format.read_array_header_1_0,
+                        (2, 0): np.lib.format.read_array_header_2_0,
+                    }.get(version)
+                    if read_header is None:
+                        raise DataError(("file",), f"{path.name}: array {key} is in .npy format {version}; 1.0 or 2.0")
+                    shape, _, dtype = read_header(member)
+                _check_array(path, key, shape, dtype)
+        with np.load(path, allow_pickle=False) as loaded:  # never unpickle: data must not run code
+            arrays = [np.asarray(loaded[k], dtype=np.float64) for k in ("x", "y")]
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(("file",), f"cannot read {path.name} as .npz: {type(exc).__name__}") from None
     x, y = (a.reshape(len(a), -1) if a.ndim != 2 else a for a in arrays)
     return x, y
+
+
+def _check_array(path: Path, key: str, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
+    if dtype.kind not in "biuf":
+        raise DataError(("file",), f"{path.name}: array {key} holds {dtype.name}; numbers are needed")
+    if len(shape) == 0 or shape[0] == 0:
+        raise DataError(("file",), f"{path.name}: array {key} has shape {shape}; one row per sample is needed")
+    if shape[0] > MAX_SAMPLES or math.prod(shape) > MAX_VALUES:
+        raise DataError(
+            ("file",),
+            f"{path.name}: array {key} has shape {shape}; at most {MAX_SAMPLES} samples and {MAX_VALUES} values",
+        )
 
 
 def _csv(path: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     for key in ("x_columns", "y_columns"):
         if not getattr(spec, key):
             raise DataError((key,), f"a CSV file needs {key}: the header names of its columns")
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
+    rows: list[list[str]] = []
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            for row in csv.reader(fh):
+                rows.append(row)
+                if len(rows) > MAX_SAMPLES + 1:
+                    raise DataError(("file",), f"{path.name} has more than {MAX_SAMPLES} rows")
+    except UnicodeDecodeError:
+        raise DataError(("file",), f"{path.name} is not UTF-8 text; a CSV file with a header row is needed") from None
+    except csv.Error as exc:
+        raise DataError(("file",), f"{path.name} is not a CSV file this can read ({exc})") from None
     if not rows:
         raise DataError(("file",), f"{path.name} is empty")
     header = [h.strip() for h in rows[0]]
@@ -188,13 +238,17 @@ def _csv(path: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
             if name not in header:
                 raise DataError((key, i), f"no column {name!r} in {path.name}; its columns are {header}")
         columns.append([header.index(n) for n in names])
-    body = [r for r in rows[1:] if any(c.strip() for c in r)]
+    body = [(n, r) for n, r in enumerate(rows[1:], start=2) if any(c.strip() for c in r)]
     if not body:
         raise DataError(("file",), f"{path.name} has a header but no rows")
     out = []
     for idx in columns:
-        try:
-            out.append(np.asarray([[float(r[i]) for i in idx] for r in body], dtype=np.float64))
-        except (ValueError, IndexError) as exc:
-            raise DataError(("file",), f"{path.name}: a row is short or not numeric ({exc})") from None
+        values = []
+        for line, row in body:
+            try:
+                values.append([float(row[i]) for i in idx])
+            except (ValueError, IndexError):  # the cell's text is not echoed: it is the file's content
+                message = f"{path.name}, row {line}: a wanted column is missing or not a number"
+                raise DataError(("file",), message) from None
+        out.append(np.asarray(values, dtype=np.float64))
     return out[0], out[1]

@@ -26,7 +26,7 @@ def find(target: str) -> Scenario:
     if not path.is_file():
         raise ExplainInputError(f"{file}: no such file")
     try:
-        scenarios = load_file(path, display=file)
+        scenarios = load_file(path, display=file, root=Path.cwd())
     except ScenarioError as exc:
         raise ExplainInputError(str(exc)) from None
     names = [s.name for s in scenarios]

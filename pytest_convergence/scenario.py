@@ -67,9 +67,19 @@ def _check_keywords(kwargs: dict[str, Any]) -> dict[str, Any]:
             return all(plain(v) for v in value)
         return value is None or isinstance(value, (bool, int, float, str))
 
+    def path_like(value: Any) -> bool:
+        if isinstance(value, list):
+            return any(path_like(v) for v in value)
+        return isinstance(value, str) and (any(c in value for c in "/\\") or value.startswith(("~", ".")))
+
     for key, value in kwargs.items():
         if not isinstance(key, str):
             raise ValueError(f"keyword names must be strings, got {key!r}")
+        if path_like(value):
+            raise ValueError(
+                f"keyword {key!r}: {_short(value)} looks like a file path; a scenario file may not name files "
+                "for Keras to read (data.file is the one place for data); a model factory can load what it needs"
+            )
         if not plain(value):
             raise ValueError(
                 f"keyword {key!r}: values must be numbers, strings, booleans, null or lists of them "
@@ -413,21 +423,22 @@ class Scenario:
         return Problem(self.shown or str(self.file), line, format_path(path), message)
 
 
-def load_file(file: Path, display: str | None = None) -> list[Scenario]:
-    """Read, validate and build every scenario of one file. Raises ScenarioError listing problems."""
+def load_file(file: Path, display: str | None = None, root: Path | None = None) -> list[Scenario]:
+    """Read, validate and build every scenario of one file. Raises ScenarioError listing problems. Data files
+    must lie inside `root` (the run's root directory; default: the file's folder)."""
     shown = display or str(file)
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError([Problem(shown, 0, "", f"cannot read: {exc}")]) from None
     doc = load(text, shown)
-    scenarios, problems = _scenarios(doc, file, shown)
+    scenarios, problems = _scenarios(doc, file, shown, root or file.parent)
     if problems:
         raise ScenarioError(_unique(problems))
     return scenarios
 
 
-def _scenarios(doc: Any, file: Path, shown: str) -> tuple[list[Scenario], list[Problem]]:
+def _scenarios(doc: Any, file: Path, shown: str, root: Path) -> tuple[list[Scenario], list[Problem]]:
     if not isinstance(doc, LocDict):
         got = "an empty file" if doc is None else ("a list" if isinstance(doc, list) else f"the value {_short(doc)}")
         msg = f"a scenario file is a mapping with the keys {', '.join(FILE_KEYS)}; got {got}"
@@ -474,7 +485,7 @@ def _scenarios(doc: Any, file: Path, shown: str) -> tuple[list[Scenario], list[P
             continue
         seen[spec.name] = name_line
         try:
-            x, y = data_mod.build(spec.data, file.parent)
+            x, y = data_mod.build(spec.data, file.parent, root)
         except data_mod.DataError as exc:
             path, line = locate(merged, ("data", *exc.loc), start)
             problems.append(Problem(shown, line, format_path(path), exc.message))

@@ -381,12 +381,100 @@ def _optimizer(keras: Any, name: str, kwargs: dict[str, Any]) -> Any:
     return type(default)(**kwargs) if kwargs else default
 
 
+# The layers a scenario file may build: they compute from their inputs and their scalar keywords only. Left out on
+# purpose: layers that read files or run code (TFSMLayer, Lambda, the lookup and text layers with a vocabulary,
+# TorchModuleWrapper, …) and wrappers of other layers; a model factory is the place for those.
+COMPUTE_LAYERS = frozenset(
+    [
+        "Dense",
+        "EinsumDense",
+        "Activation",
+        "Dropout",
+        "Flatten",
+        "Reshape",
+        "Permute",
+        "RepeatVector",
+        "Identity",
+        "BatchNormalization",
+        "LayerNormalization",
+        "GroupNormalization",
+        "UnitNormalization",
+        "Normalization",
+        "Rescaling",
+        "Conv1D",
+        "Conv2D",
+        "Conv3D",
+        "Conv1DTranspose",
+        "Conv2DTranspose",
+        "Conv3DTranspose",
+        "SeparableConv1D",
+        "SeparableConv2D",
+        "DepthwiseConv1D",
+        "DepthwiseConv2D",
+        "MaxPooling1D",
+        "MaxPooling2D",
+        "MaxPooling3D",
+        "AveragePooling1D",
+        "AveragePooling2D",
+        "AveragePooling3D",
+        "MaxPool1D",
+        "MaxPool2D",
+        "MaxPool3D",
+        "AvgPool1D",
+        "AvgPool2D",
+        "AvgPool3D",
+        "GlobalMaxPooling1D",
+        "GlobalMaxPooling2D",
+        "GlobalMaxPooling3D",
+        "GlobalAveragePooling1D",
+        "GlobalAveragePooling2D",
+        "GlobalAveragePooling3D",
+        "GlobalMaxPool1D",
+        "GlobalMaxPool2D",
+        "GlobalMaxPool3D",
+        "GlobalAvgPool1D",
+        "GlobalAvgPool2D",
+        "GlobalAvgPool3D",
+        "SimpleRNN",
+        "LSTM",
+        "GRU",
+        "Embedding",
+        "ReLU",
+        "LeakyReLU",
+        "PReLU",
+        "ELU",
+        "Softmax",
+        "GaussianNoise",
+        "GaussianDropout",
+        "AlphaDropout",
+        "SpatialDropout1D",
+        "SpatialDropout2D",
+        "SpatialDropout3D",
+        "ActivityRegularization",
+        "UpSampling1D",
+        "UpSampling2D",
+        "UpSampling3D",
+        "ZeroPadding1D",
+        "ZeroPadding2D",
+        "ZeroPadding3D",
+        "Cropping1D",
+        "Cropping2D",
+        "Cropping3D",
+    ]
+)
+
+
 def _layer_problem(keras: Any, name: str, kwargs: dict[str, Any]) -> str | None:
     cls = getattr(keras.layers, name, None)
     if name in ("Input", "InputLayer"):
         return "leave out the input layer: the input shape comes from the data"
     if not (isinstance(cls, type) and issubclass(cls, keras.layers.Layer)):
         return _unknown("layer", name, _layer_names(keras), show_all=False)
+    if name not in COMPUTE_LAYERS:  # checked before the layer is made: making one may already read a file
+        return (
+            f"Keras layer {name!r} is not one a scenario file may build: scenario files build only layers that "
+            "compute (see the README's list); for layers that read files or run code, write a model factory"
+        )
     try:
         cls(**kwargs)
     except Exception as exc:

@@ -100,7 +100,7 @@ class ResultsWriter:
         if not (self.rootpath / file).is_file():
             return False
         try:
-            return any(s.name == name for s in load_file(self.rootpath / file))
+            return any(s.name == name for s in load_file(self.rootpath / file, root=self.rootpath))
         except ScenarioError:
             return True  # the file exists but has errors: not stale, its collection error says what is wrong
 

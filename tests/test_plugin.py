@@ -136,6 +136,14 @@ def test_junitxml(pytester: pytest.Pytester, scenario_file) -> None:
             "model[0]: Dense(units=1, unitz=1) is refused by Keras: *unitz*",
         ),
         ("model: [{InputLayer: {}}]", 10, "model[0]: leave out the input layer*"),
+        # a scenario file builds only layers that compute: refused before the layer is made (making a TFSMLayer
+        # loads and runs a SavedModel; a lookup layer reads its vocabulary file)
+        ("model: [{Lambda: {function: x}}, Dense]", 10, "model[0]: Keras layer 'Lambda' is not one a scenario*"),
+        (
+            "model: [{IntegerLookup: {vocabulary: /etc/passwd}}, Dense]",
+            10,
+            "model*: keyword 'vocabulary': '/etc/passwd' looks like a file path*",
+        ),
         ("metrics: [acuracy]", 10, "metrics[0]: unknown Keras metric 'acuracy'; did you mean 'accuracy'*"),
         ("model: 'no_such_module:build'", 10, "model: cannot import 'no_such_module' for the model factory*"),
         ("model: 'factories:nope'", 10, "model: module 'factories' has no function 'nope'*"),
@@ -150,6 +158,28 @@ def test_keras_names_are_checked_at_collection(pytester: pytest.Pytester, change
     expected = re.escape(f"bad.yaml:{line}: scenarios[0].{message}").replace(r"\*", ".*")
     result.stdout.re_match_lines([".*ERROR collecting bad.yaml.*", expected])
     result.stdout.no_fnmatch_line("*Traceback*")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+
+
+def test_file_loading_layers_are_refused_before_they_are_made(pytester: pytest.Pytester) -> None:
+    """TFSMLayer loads a SavedModel (whose graph runs in training) when it is made: the scenario is refused at
+    collection without making it. An empty folder stands where a SavedModel would be: had the layer been made,
+    Keras would have complained about that folder instead."""
+    from pytest_convergence import training
+
+    if not hasattr(training.frameworks()[1].layers, "TFSMLayer"):
+        pytest.skip("this Keras has no TFSMLayer")
+    pytester.mkdir("evil_sm")
+    pytester.makefile(
+        ".yaml",
+        s=HEADER.replace(
+            "model: [{Dense: {units: 1}}]", "model: [{TFSMLayer: {filepath: evil_sm}}, {Dense: {units: 1}}]"
+        )
+        + DIVERGES,
+    )
+    result = pytester.runpytest("--scenarios", "s.yaml", "--collect-only")
+    result.stdout.fnmatch_lines(["s.yaml:3: defaults.model[[]0[]]: Keras layer 'TFSMLayer' is not one a scenario*"])
+    result.stdout.no_fnmatch_line("*evil_sm*")
     assert result.ret == pytest.ExitCode.INTERRUPTED
 
 

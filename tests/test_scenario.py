@@ -441,3 +441,73 @@ def test_bad_file_structure(tmp_path: Path, text: str, line: int, message: str) 
 def test_extreme_numbers_are_located_errors(tmp_path: Path, data: str) -> None:
     problem = only(tmp_path, BASE + f"  - name: a\n    data: {data}\n    expect: {{diverges: {{within_epochs: 3}}}}\n")
     assert problem.line == 9 and problem.key.startswith("scenarios[0].data.")
+
+
+def file_problem(root: Path, file: str, columns: bool = True) -> Problem:
+    """The one problem of a scenario in root/project/s.yaml whose data is `file`, read with root/project as the
+    run's root directory."""
+    project = root / "project"
+    project.mkdir(exist_ok=True)
+    cols = ", x_columns: [a], y_columns: [b]" if columns else ""
+    path = project / "s.yaml"
+    path.write_text(
+        BASE + f"  - name: a\n    data: {{file: '{file}'{cols}}}\n    expect: {{diverges: {{within_epochs: 3}}}}\n"
+    )
+    with pytest.raises(ScenarioError) as err:
+        load_file(path, display="s.yaml", root=project)
+    (problem,) = err.value.problems
+    assert (problem.line, problem.key) == (9, "scenarios[0].data.file"), problem
+    return problem
+
+
+def test_data_files_stay_inside_the_root_directory(tmp_path: Path) -> None:
+    (tmp_path / "secret.csv").write_text("SECRET_TOKEN=abc123,b\n1,2\n")
+    outside = "must stay inside"
+    assert outside in file_problem(tmp_path, "../secret.csv").message
+    assert outside in file_problem(tmp_path, str(tmp_path / "secret.csv")).message
+    # a path outside that does not exist gets the same answer: nothing tells whether it exists
+    assert outside in file_problem(tmp_path, "../nothing-here.csv").message
+    (tmp_path / "project" / "inside.csv").symlink_to(tmp_path / "secret.csv")
+    problem = file_problem(tmp_path, "inside.csv")
+    assert outside in problem.message and "SECRET" not in problem.message
+
+
+def test_data_file_contents_are_never_echoed(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "d.csv").write_text("a,b\n1,2\nSECRET_TOKEN=abc123,3\n")
+    problem = file_problem(tmp_path, "d.csv")
+    assert problem.message == "d.csv, row 3: a wanted column is missing or not a number"
+    (project / "nan.csv").write_text("a,b\n1,2\nnan,3\n")
+    assert "non-finite value(s)" in file_problem(tmp_path, "nan.csv").message
+
+
+def test_data_files_that_are_not_data(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "bin.csv").write_bytes(bytes(range(256)) * 4)
+    assert "bin.csv is not UTF-8 text" in file_problem(tmp_path, "bin.csv").message
+    np.savez(project / "scalar.npz", x=np.float64(1.0), y=np.arange(3.0))
+    assert "array x has shape (); one row per sample" in file_problem(tmp_path, "scalar.npz", columns=False).message
+    np.savez(project / "empty.npz", x=np.zeros((0, 2)), y=np.zeros(0))
+    assert "array x has shape (0, 2)" in file_problem(tmp_path, "empty.npz", columns=False).message
+    np.savez(project / "words.npz", x=np.array(["a", "b"]), y=np.arange(2.0))
+    assert "array x holds str" in file_problem(tmp_path, "words.npz", columns=False).message
+    (project / "fake.npz").write_text("not a zip")
+    assert "cannot read fake.npz as .npz" in file_problem(tmp_path, "fake.npz", columns=False).message
+
+
+def test_data_files_are_bounded_before_they_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    # 2 000 000 zeros compress to a few kilobytes: the header says the shape before anything is loaded
+    np.savez_compressed(project / "bomb.npz", x=np.zeros(2_000_000, dtype=np.float32), y=np.zeros(2))
+    assert (project / "bomb.npz").stat().st_size < 100_000
+    message = file_problem(tmp_path, "bomb.npz", columns=False).message
+    assert "array x has shape (2000000,); at most 1000000 samples" in message
+    (project / "big.csv").write_text("a,b\n" + "1,2\n" * 1000)
+    monkeypatch.setattr("pytest_convergence.data.MAX_FILE_BYTES", 1000)
+    assert "big.csv has 4004 bytes; data files of at most 1000 are read" in file_problem(tmp_path, "big.csv").message
+    monkeypatch.setattr("pytest_convergence.data.MAX_FILE_BYTES", 10**9)
+    monkeypatch.setattr("pytest_convergence.data.MAX_SAMPLES", 500)
+    assert "big.csv has more than 500 rows" in file_problem(tmp_path, "big.csv").message
