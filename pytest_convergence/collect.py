@@ -39,7 +39,8 @@ class ScenarioFile(pytest.File):
 
         try:
             scenarios = load_file(self.path, display=self.nodeid, root=self.config.rootpath)
-            problems = [p for s in scenarios for p in training.check(s)]
+            factories = self.config.stash[SCENARIOS_KEY].factories
+            problems = [p for s in scenarios for p in training.check(s, factories)]
             if problems:
                 raise ScenarioError(problems)
         except ScenarioError as exc:

@@ -35,6 +35,10 @@ FLOOR_HELP = (
     "how far the loss curve moved, so that comparisons tell a real curve change from rounding chaos. Costs one "
     "more training per seed. On by default with --convergence-record."
 )
+NO_FACTORIES_HELP = (
+    "Refuse model factories ('module:function' in a scenario's model): scenario files then can run no project "
+    "code, for CI on untrusted pull requests."
+)
 SEEDS_HELP = (
     "Train every scenario on at least N seeds (its own seeds, then the smallest unused ones), for comparison "
     "runs whose seed statistics need more seeds than the scenario file gives. The pass rate is judged as written."
@@ -75,6 +79,7 @@ class Settings:
     fail_on: tuple[str, ...] = DEFAULT_FAIL_ON  # what counts against --convergence-baseline
     noise_floor: bool = False  # measure each seed's rounding floor
     min_seeds: int | None = None  # --convergence-seeds
+    factories: bool = True  # --convergence-no-factories turns them off
 
     @property
     def gathers_records(self) -> bool:
@@ -98,12 +103,14 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--convergence-fail-on", default=None, metavar="KINDS", help=FAIL_ON_HELP)
     group.addoption("--convergence-noise-floor", action="store_true", default=None, help=FLOOR_HELP)
     group.addoption("--convergence-seeds", default=None, metavar="N", help=SEEDS_HELP)
+    group.addoption("--convergence-no-factories", action="store_true", default=None, help=NO_FACTORIES_HELP)
     parser.addini("convergence_scenarios", INI_SCENARIOS_HELP, type="paths", default=[])
     parser.addini("convergence_timeout", TIMEOUT_HELP, default=None)
     parser.addini("convergence_input", INPUT_HELP, default=None)
     parser.addini("convergence_fail_on", FAIL_ON_HELP, default=None)
     parser.addini("convergence_noise_floor", FLOOR_HELP, type="bool", default=False)
     parser.addini("convergence_seeds", SEEDS_HELP, default=None)
+    parser.addini("convergence_no_factories", NO_FACTORIES_HELP, type="bool", default=False)
 
 
 def resolve(config: pytest.Config) -> Settings:
@@ -135,6 +142,7 @@ def resolve(config: pytest.Config) -> Settings:
         noise_floor=bool(config.getoption("convergence_noise_floor") or config.getini("convergence_noise_floor"))
         or paths["convergence_record"] is not None,
         min_seeds=_min_seeds(config),
+        factories=not (config.getoption("convergence_no_factories") or config.getini("convergence_no_factories")),
     )
 
 

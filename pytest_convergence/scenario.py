@@ -390,6 +390,11 @@ class Scenario:
     source: LocDict = field(repr=False)  # the merged YAML, for locating later problems
     start: tuple[KeyPath, int] = field(repr=False)
     shown: str = ""  # the file as problems name it
+    base: Path | None = None  # the run's root directory: data files and model factories must lie inside it
+
+    @property
+    def root(self) -> Path:
+        return self.base or self.file.parent
 
     @property
     def name(self) -> str:
@@ -490,7 +495,7 @@ def _scenarios(doc: Any, file: Path, shown: str, root: Path) -> tuple[list[Scena
             path, line = locate(merged, ("data", *exc.loc), start)
             problems.append(Problem(shown, line, format_path(path), exc.message))
             continue
-        scenarios.append(Scenario(spec, file, name_line, x, y, merged, start, shown))
+        scenarios.append(Scenario(spec, file, name_line, x, y, merged, start, shown, root))
     return scenarios, problems
 
 

@@ -6,6 +6,7 @@ plugin stays cheap for every pytest run in the environment.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import difflib
@@ -85,14 +86,20 @@ def versions() -> dict[str, str]:
     }
 
 
-def check(scenario: Scenario) -> list[Problem]:
-    """Problems with the Keras names a scenario uses (layers and their keywords, optimizer, loss, metrics)."""
+def check(scenario: Scenario, factories: bool = True) -> list[Problem]:
+    """Problems with the Keras names a scenario uses (layers and their keywords, optimizer, loss, metrics) and with
+    its model factory, found without importing it. `factories=False` refuses factories altogether."""
     _, keras = frameworks()
     spec = scenario.spec
     problems: list[Problem] = []
     if isinstance(spec.model, str):
         try:
-            resolve_factory(spec.model, scenario.file.parent)
+            if not factories:
+                raise FactoryError(
+                    f"model factories are turned off here (--convergence-no-factories): {spec.model!r} would run "
+                    "project code; write the model as a list of layers"
+                )
+            locate_factory(spec.model, scenario.file.parent, scenario.root)
         except FactoryError as exc:
             problems.append(scenario.problem(("model",), str(exc)))
     else:
@@ -282,7 +289,7 @@ def _fresh_model(keras: Any, scenario: Scenario, seed: int) -> Any:
 def _model(keras: Any, scenario: Scenario) -> Any:
     spec = scenario.spec
     if isinstance(spec.model, str):
-        model = resolve_factory(spec.model, scenario.file.parent)()
+        model = load_factory(spec.model, scenario.file.parent, scenario.root)()
         if not isinstance(model, keras.Model):
             raise TypeError(f"model factory {spec.model!r} returned {type(model).__name__}, not a keras.Model")
         return model
@@ -521,23 +528,53 @@ class FactoryError(Exception):
     pass
 
 
-def resolve_factory(ref: str, near: Path) -> Callable[[], Any]:
-    """'package.module:function' → the function, importable from sys.path or next to the YAML file."""
+def locate_factory(ref: str, near: Path, root: Path) -> tuple[Path, Path]:
+    """'package.module:function' → (the folder to import it from, the module's file), found without importing
+    anything: the module is a Python file under the YAML file's folder or the root directory, it resolves (symlinks
+    followed) inside the root directory, and it defines the function at its top level."""
     module_name, _, attr = ref.partition(":")
-    try:
-        with _path_prepended(near):
-            module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise FactoryError(
-            f"cannot import {module_name!r} for the model factory {ref!r}: {exc} "
-            f"(modules are found on sys.path and in {near})"
-        ) from None
-    except Exception as exc:
-        raise FactoryError(f"importing {module_name!r} raised {type(exc).__name__}: {_one_line(exc)}") from None
-    func = getattr(module, attr, None)
-    if not callable(func):
-        raise FactoryError(f"module {module_name!r} has no function {attr!r} (model factory {ref!r})")
-    return func  # type: ignore[no-any-return]
+    root = root.resolve()
+    for base in dict.fromkeys((near.resolve(), root)):
+        if not base.is_relative_to(root):
+            continue
+        for candidate in (
+            base.joinpath(*module_name.split(".")).with_suffix(".py"),
+            base.joinpath(*module_name.split("."), "__init__.py"),
+        ):
+            if not candidate.is_file():
+                continue
+            real = candidate.resolve()
+            if not real.is_relative_to(root):
+                raise FactoryError(
+                    f"the model factory's module {module_name!r} leads outside {root} (the run's root directory): "
+                    "a factory must be project code"
+                )
+            try:
+                tree = ast.parse(real.read_text(encoding="utf-8"))
+            except (SyntaxError, UnicodeDecodeError, ValueError) as exc:
+                raise FactoryError(f"cannot parse {candidate.name} for the model factory {ref!r}: {exc}") from None
+            if not any(isinstance(node, ast.FunctionDef) and node.name == attr for node in tree.body):
+                raise FactoryError(
+                    f"module {module_name!r} ({candidate.name}) defines no function {attr!r} at its top level "
+                    f"(model factory {ref!r})"
+                )
+            return base, real
+    raise FactoryError(
+        f"cannot find {module_name!r} for the model factory {ref!r}: a factory is a function in a Python file "
+        f"under {near} or {root} (the run's root directory)"
+    )
+
+
+def load_factory(ref: str, near: Path, root: Path) -> Callable[[], Any]:
+    """The factory function, imported when the scenario runs (never at collection), from the file that
+    `locate_factory` found."""
+    base, real = locate_factory(ref, near, root)
+    module_name, _, attr = ref.partition(":")
+    with _path_prepended(base):
+        module = importlib.import_module(module_name)
+    if Path(str(module.__file__)).resolve() != real:
+        raise FactoryError(f"{module_name!r} was imported from {module.__file__}, not from {real}: rename the module")
+    return getattr(module, attr)  # type: ignore[no-any-return]
 
 
 @contextlib.contextmanager

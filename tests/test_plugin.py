@@ -145,8 +145,9 @@ def test_junitxml(pytester: pytest.Pytester, scenario_file) -> None:
             "model*: keyword 'vocabulary': '/etc/passwd' looks like a file path*",
         ),
         ("metrics: [acuracy]", 10, "metrics[0]: unknown Keras metric 'acuracy'; did you mean 'accuracy'*"),
-        ("model: 'no_such_module:build'", 10, "model: cannot import 'no_such_module' for the model factory*"),
-        ("model: 'factories:nope'", 10, "model: module 'factories' has no function 'nope'*"),
+        ("model: 'no_such_module:build'", 10, "model: cannot find 'no_such_module' for the model factory*"),
+        ("model: 'factories:nope'", 10, "model: module 'factories' (factories.py) defines no function 'nope'*"),
+        ("model: 'os:fork'", 10, "model: cannot find 'os' for the model factory 'os:fork': a factory is a function*"),
     ],
 )
 def test_keras_names_are_checked_at_collection(pytester: pytest.Pytester, change: str, line: int, message: str) -> None:
@@ -211,6 +212,39 @@ def test_model_factory_next_to_the_yaml(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--scenarios", "s")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*TypeError: model factory 'my_models:not_a_model' returned int, not a keras.Model*"])
+
+
+def test_factories_are_project_code_found_without_importing(pytester: pytest.Pytester) -> None:
+    """A factory is looked up by parsing its file at collection (also --collect-only), imported only when its
+    scenario runs, must live inside the rootdir, and can be refused altogether for untrusted scenario files."""
+    project = pytester.mkdir("project")
+    (project / "models.py").write_text(
+        "import pathlib\n"
+        "pathlib.Path('imported').write_text('module code ran')\n"
+        "def linear():\n"
+        "    import keras\n"
+        "    return keras.Sequential([keras.Input(shape=(1,)), keras.layers.Dense(1)])\n"
+    )
+    outside = pytester.mkdir("elsewhere")
+    (outside / "stray.py").write_text("def linear(): pass\n")
+    (project / "stray.py").symlink_to(outside / "stray.py")
+    (project / "f.yaml").write_text(
+        HEADER + "  - name: factory\n    model: 'models:linear'\n    expect: {diverges: {within_epochs: 30}}\n"
+    )
+    listed = pytester.runpytest("--rootdir", str(project), "--scenarios", "project", "--collect-only", "-q")
+    listed.stdout.fnmatch_lines(["f.yaml::factory"])
+    assert not (pytester.path / "imported").exists()  # collection did not import it
+    ran = pytester.runpytest("--rootdir", str(project), "--scenarios", "project")
+    ran.assert_outcomes(passed=1)
+    assert (pytester.path / "imported").exists()  # the scenario's run did
+    refused = pytester.runpytest("--rootdir", str(project), "--scenarios", "project", "--convergence-no-factories")
+    refused.stdout.fnmatch_lines(["*f.yaml:10: scenarios[[]0[]].model: model factories are turned off here*"])
+    assert refused.ret == pytest.ExitCode.INTERRUPTED
+    (project / "f.yaml").write_text(
+        HEADER + "  - name: stray\n    model: 'stray:linear'\n    expect: {diverges: {within_epochs: 30}}\n"
+    )
+    stray = pytester.runpytest("--rootdir", str(project), "--scenarios", "project", "--collect-only")
+    stray.stdout.fnmatch_lines(["*model: the model factory's module 'stray' leads outside*"])
 
 
 def test_metric_expectation_on_a_real_classifier(pytester: pytest.Pytester) -> None:
