@@ -94,6 +94,12 @@ class ScenarioItem(pytest.Item):
         return self.scenario.spec.timeout_s or self.config.stash[SCENARIOS_KEY].timeout_s
 
     @property
+    def timeout_per_batch(self) -> bool:
+        """A limit someone set is checked after every batch; the default one after every epoch (no batch hook,
+        which costs Keras 3 a few per cent per batch)."""
+        return self.scenario.spec.timeout_s is not None or not self.config.stash[SCENARIOS_KEY].timeout_default
+
+    @property
     def fit_input(self) -> str:
         return self.scenario.fit_input(self.config.stash[SCENARIOS_KEY].fit_input)
 
@@ -105,7 +111,8 @@ class ScenarioItem(pytest.Item):
         # the machine's speed just before and after training: what makes epoch times comparable across runs
         calibration = timing.calibrate()
         try:
-            runs = training.run(scenario, self.timeout_s, self.fit_input, self.config.stash[SCENARIOS_KEY].noise_floor)
+            floor = self.config.stash[SCENARIOS_KEY].noise_floor
+            runs = training.run(scenario, self.timeout_s, self.fit_input, floor, self.timeout_per_batch)
             calibration += timing.calibrate()
             diagnosis = training.diagnose(scenario, runs) if wanted.stable else None
         except Exception as exc:

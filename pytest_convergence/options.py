@@ -43,9 +43,11 @@ SEEDS_HELP = (
     "Train every scenario on at least N seeds (its own seeds, then the smallest unused ones), for comparison "
     "runs whose seed statistics need more seeds than the scenario file gives. The pass rate is judged as written."
 )
+DEFAULT_TIMEOUT_S = 3600.0  # a safety net that no real suite meets by accident: epochs: 1000000 is 12 hours on Keras 3
 TIMEOUT_HELP = (
-    "Default time limit in seconds for training one scenario (all its seeds); a scenario's timeout_s wins. "
-    "Past it, training stops after the current batch and the scenario fails. Default: none."
+    "Time limit in seconds for training one scenario (all its seeds); a scenario's timeout_s wins. Past it, training "
+    "stops after the current batch and the scenario fails. Default: 3600, checked at the end of each epoch; "
+    "0 or none: no limit."
 )
 
 INPUT_HELP = (
@@ -73,7 +75,8 @@ class Settings:
     json_path: Path | None
     record_dir: Path | None = None
     baseline_dir: Path | None = None
-    timeout_s: float | None = None
+    timeout_s: float | None = DEFAULT_TIMEOUT_S
+    timeout_default: bool = True  # the limit is the default one: checked per epoch, not per batch (cheaper)
     fit_input: str = "numpy"  # for scenarios that do not say (fit.input)
     plots_dir: Path | None = None
     fail_on: tuple[str, ...] = DEFAULT_FAIL_ON  # what counts against --convergence-baseline
@@ -129,8 +132,10 @@ def resolve(config: pytest.Config) -> Settings:
     if given["convergence_plots"] and not plots.available():
         raise pytest.UsageError(plots.INSTALL_HINT)
     paths = {key: (invocation / value).resolve() if value else None for key, value in given.items()}
+    timeout_s, timeout_default = _timeout(config)
     return Settings(
-        timeout_s=_timeout(config),
+        timeout_s=timeout_s,
+        timeout_default=timeout_default,
         fit_input=_fit_input(config),
         scenario_paths=cli + ini,
         cli_paths=cli,
@@ -178,18 +183,21 @@ def _min_seeds(config: pytest.Config) -> int | None:
     return count
 
 
-def _timeout(config: pytest.Config) -> float | None:
-    """--convergence-timeout, else the ini key; a bad value names where it came from."""
+def _timeout(config: pytest.Config) -> tuple[float | None, bool]:
+    """(--convergence-timeout, else the ini key, else the default; whether it is the default). 0 or none: no limit.
+    A bad value names where it came from."""
     value, source = _given(config, "convergence-timeout")
     if value in (None, ""):
-        return None
+        return DEFAULT_TIMEOUT_S, True
+    if str(value).strip().lower() in ("0", "none"):
+        return None, False
     try:
         seconds = float(value)
     except (TypeError, ValueError):
         seconds = -1.0
     if not seconds > 0:
-        raise pytest.UsageError(f"{source}: expected a number of seconds > 0, got {value!r}")
-    return seconds
+        raise pytest.UsageError(f"{source}: expected a number of seconds > 0, or 0 / none for no limit; got {value!r}")
+    return seconds, False
 
 
 def _fit_input(config: pytest.Config) -> str:

@@ -128,13 +128,18 @@ def check(scenario: Scenario, factories: bool = True) -> list[Problem]:
 
 
 def run(
-    scenario: Scenario, timeout_s: float | None = None, fit_input: str = "numpy", noise_floor: bool = False
+    scenario: Scenario,
+    timeout_s: float | None = None,
+    fit_input: str = "numpy",
+    noise_floor: bool = False,
+    per_batch: bool = True,
 ) -> list[SeedRun]:
-    """Train the scenario once per seed, with the Keras of this environment, within `timeout_s` in all.
-    `fit_input` is used where the scenario has no fit.input; `noise_floor` measures each seed's rounding floor."""
+    """Train the scenario once per seed, with the Keras of this environment, within `timeout_s` in all (checked
+    after every batch, or with `per_batch=False` after every epoch). `fit_input` is used where the scenario has no
+    fit.input; `noise_floor` measures each seed's rounding floor."""
     deadline = time.perf_counter() + timeout_s if timeout_s else None
     chosen = scenario.fit_input(fit_input)
-    return [run_seed(scenario, seed, deadline, chosen, noise_floor) for seed in scenario.seeds]
+    return [run_seed(scenario, seed, deadline, chosen, noise_floor, per_batch) for seed in scenario.seeds]
 
 
 def run_seed(
@@ -143,10 +148,11 @@ def run_seed(
     deadline: float | None = None,
     fit_input: str = "numpy",
     noise_floor: bool = False,
+    per_batch: bool = True,
 ) -> SeedRun:
     """One seed's run. An exception propagates, unless the scenario expects one (`expect.raises`):
     then it is recorded on the SeedRun, with whatever epochs ran before it. Past `deadline`
-    (a time.perf_counter() value) training stops after the current batch. With `noise_floor`, the
+    (a time.perf_counter() value) training stops after the current batch (or epoch). With `noise_floor`, the
     seed trains a second time from its initial weights moved by one ulp, as many epochs as the
     first run, and the SeedRun keeps how far the curve moved (its rounding floor)."""
     record = SeedRun(seed=seed, epochs_planned=scenario.spec.epochs)
@@ -154,7 +160,7 @@ def run_seed(
         record.stop_reason = TIME_LIMIT
         return record
     try:
-        _train(scenario, record, deadline, fit_input)
+        _train(scenario, record, deadline, fit_input, per_batch=per_batch)
     except Exception as exc:
         if scenario.spec.expect.raises is None:
             raise
@@ -162,13 +168,20 @@ def run_seed(
         record.error_types = [c.__name__ for c in type(exc).__mro__]
     if noise_floor and record.losses and record.error is None and record.stop_reason != TIME_LIMIT:
         nudged = SeedRun(seed=seed, epochs_planned=record.epochs_run)
-        _train(scenario, nudged, deadline, fit_input, nudge=True)
+        _train(scenario, nudged, deadline, fit_input, nudge=True, per_batch=per_batch)
         if nudged.stop_reason != TIME_LIMIT:
             record.measure_floor(nudged.losses)
     return record
 
 
-def _train(scenario: Scenario, record: SeedRun, deadline: float | None, fit_input: str, nudge: bool = False) -> None:
+def _train(
+    scenario: Scenario,
+    record: SeedRun,
+    deadline: float | None,
+    fit_input: str,
+    nudge: bool = False,
+    per_batch: bool = True,
+) -> None:
     """Fit the scenario for `record.seed`, filling `record`. `nudge`: the rounding-floor run — every initial
     weight moved one ulp up, `record.epochs_planned` epochs, no early stop on decided expectations, no predict."""
     tf, keras = frameworks()
@@ -201,7 +214,9 @@ def _train(scenario: Scenario, record: SeedRun, deadline: float | None, fit_inpu
         *inputs,
         epochs=record.epochs_planned,
         verbose=0,
-        callbacks=[_recorder(keras, deadline is not None)(record, None if nudge else spec.expect, deadline)],
+        callbacks=[
+            _recorder(keras, deadline is not None and per_batch)(record, None if nudge else spec.expect, deadline)
+        ],
         **options,
     )
     record.fit_seconds = time.perf_counter() - start
@@ -261,6 +276,11 @@ def _recorder(keras: Any, timed: bool) -> type:
             reason = stop_reason(self.expect, record.losses) if self.expect else None
             if reason:
                 record.stop_reason = reason
+                self.model.stop_training = True
+            elif (
+                self.deadline is not None and epoch + 1 < record.epochs_planned and time.perf_counter() >= self.deadline
+            ):
+                record.stop_reason = TIME_LIMIT  # this epoch was whole and is kept; training stops here
                 self.model.stop_training = True
 
     if not timed:
