@@ -122,8 +122,13 @@ def load(paths: Sequence[Path]) -> list[Column]:
         raise CompareInputError("give at least one results file (written by pytest --convergence-json)")
     columns = []
     for path in paths:
+        journal = Path(f"{path}{results.JOURNAL_SUFFIX}")
         try:
-            doc = results.read(path)
+            # a run that died leaves its journal and no results file: what it finished is compared, marked
+            died = journal.exists() and (
+                not Path(path).exists() or journal.stat().st_mtime >= Path(path).stat().st_mtime
+            )
+            doc = results.recover(journal) if died else results.read(path)
         except FileNotFoundError:
             raise CompareInputError(f"{path}: no such file") from None
         except (OSError, UnicodeDecodeError) as exc:
@@ -160,7 +165,8 @@ def column(doc: dict[str, Any], path: Path) -> Column:
     scenarios = {s["id"]: s for s in doc["scenarios"]}
     errors = {e["file"]: e["message"] for e in doc.get("collection_errors", [])}
     env = dict(doc["environment"])
-    return Column(label(env), path, env, scenarios, errors)
+    recovered = " (recovered from a run that died)" if doc.get("recovered_from") else ""
+    return Column(label(env) + recovered, path, env, scenarios, errors)
 
 
 def label(env: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ are written as the strings "NaN", "Infinity" and "-Infinity", and read back as f
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -146,6 +147,90 @@ def write(path: Path, doc: dict[str, Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+JOURNAL_SUFFIX = ".journal"
+
+
+class JournalBusy(Exception):
+    """Another run holds the journal of the same results file."""
+
+
+class Journal:
+    """The results of a run as they finish, one JSON line each (flushed to disk), beside its results file: a run
+    that dies loses at most the scenario it was training, and `recover` rebuilds a results document from what is
+    there. Locked while its run lasts, so that two runs cannot write the same results file unnoticed."""
+
+    def __init__(self, target: Path, started: dt.datetime) -> None:
+        self.path = target.with_name(target.name + JOURNAL_SUFFIX)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = self.path.open("a+", encoding="utf-8")
+        try:
+            _lock(self._fh)
+        except BlockingIOError:
+            self._fh.close()
+            raise JournalBusy(
+                f"another run is writing {target} (its journal {self.path.name} is locked); give each run its own "
+                "results file"
+            ) from None
+        self._fh.seek(0)
+        left = self._fh.read()
+        self.recovered: tuple[Path, int] | None = None  # what a run that died left, saved as a results file
+        if left.strip():
+            doc = recover_text(left, str(self.path))
+            saved = target.with_name(f"{target.stem}.interrupted{target.suffix}")
+            write(saved, doc)
+            self.recovered = (saved, len(doc["scenarios"]))
+        self._fh.seek(0)
+        self._fh.truncate()
+        self.append({"started": started.isoformat(timespec="seconds"), "argv": sys.argv[1:]})
+
+    def append(self, entry: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(_encode(entry), allow_nan=False) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        """The run finished and its results file is written: the journal goes."""
+        self.path.unlink(missing_ok=True)
+        self._fh.close()  # closing releases the lock
+
+
+def _lock(fh: Any) -> None:
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: no lock, the journal still keeps results
+        return
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def recover(path: Path) -> dict[str, Any]:
+    """A results document from the journal at `path` (what a run that died had finished), marked incomplete."""
+    return recover_text(Path(path).read_text(encoding="utf-8"), str(path))
+
+
+def recover_text(text: str, source: str) -> dict[str, Any]:
+    records: dict[str, dict[str, Any]] = {}
+    errors: list[dict[str, Any]] = []
+    started = dt.datetime.now(dt.timezone.utc)
+    for line in text.splitlines():
+        try:
+            entry = _decode(json.loads(line))
+        except ValueError:
+            continue  # the line being written when the run died
+        if not isinstance(entry, dict):
+            continue
+        if isinstance(entry.get("record"), dict) and "id" in entry["record"]:
+            records[entry["record"]["id"]] = entry["record"]
+        elif isinstance(entry.get("collection_error"), dict):
+            errors.append(entry["collection_error"])
+        elif "started" in entry:
+            with contextlib.suppress(TypeError, ValueError):
+                started = dt.datetime.fromisoformat(entry["started"])
+    doc = document(list(records.values()), errors, started, -1)
+    doc["complete"] = False
+    doc["recovered_from"] = source
+    return doc
 
 
 def read(path: Path) -> dict[str, Any]:

@@ -33,18 +33,36 @@ class ResultsWriter:
         self.records: dict[str, dict[str, Any]] = {}
         self.collection_errors: list[dict[str, Any]] = []
         self.summary: list[str] = []
+        self.journal: results.Journal | None = None
+        target = settings.json_path or (settings.record_dir / BASELINE_FILE if settings.record_dir else None)
+        if target is not None:
+            try:
+                self.journal = results.Journal(target, self.started)
+            except results.JournalBusy as exc:
+                raise pytest.UsageError(str(exc)) from None
+            if self.journal.recovered:
+                saved, count = self.journal.recovered
+                self.summary.append(
+                    f"an earlier run writing {target} died before it finished: the {count} result(s) it had were "
+                    f"saved to {saved}"
+                )
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = getattr(report, REPORT_ATTRIBUTE, None)
+        if record is None and report.failed and _is_scenario(report.nodeid) and report.nodeid not in self.records:
+            # no record travelled with it: e.g. xdist's report of a worker that died running it
+            record = results.bare_record(report.nodeid, "error", str(report.longrepr))
         if record is not None:
             self.records[report.nodeid] = record
-        elif report.failed and _is_scenario(report.nodeid) and report.nodeid not in self.records:
-            # no record travelled with it: e.g. xdist's report of a worker that died running it
-            self.records[report.nodeid] = results.bare_record(report.nodeid, "error", str(report.longrepr))
+            if self.journal:
+                self.journal.append({"record": record})
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed and is_yaml(report.fspath):
-            self.collection_errors.append({"file": report.nodeid, "message": str(report.longrepr)})
+            error = {"file": report.nodeid, "message": str(report.longrepr)}
+            self.collection_errors.append(error)
+            if self.journal:
+                self.journal.append({"collection_error": error})
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         doc = results.document(list(self.records.values()), self.collection_errors, self.started, int(exitstatus))
@@ -63,6 +81,8 @@ class ResultsWriter:
             written.append(f"{self.settings.record_dir / BASELINE_FILE} (baseline)")
         if written:
             self.summary.append(f"results of {len(self.records)} scenario(s) written to {', '.join(written)}")
+        if self.journal:
+            self.journal.close()
         if self.settings.baseline_dir and self._against_baseline(doc) and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

@@ -121,6 +121,39 @@ def test_a_dying_worker_is_named_and_the_other_results_are_kept(pytester: pytest
     assert "crashed" in killed["error"]
 
 
+def test_a_serial_run_that_dies_keeps_what_finished(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The process itself dies (no xdist to catch it): the journal beside the results file keeps every result that
+    finished; compare reads it, and the next run saves it before starting afresh."""
+    pytester.makepyfile(factories=FACTORIES)
+    pytester.makefile(".yaml", s=HEADER + DIVERGES + factory_scenario("killed", "dies"))
+    died = pytester.runpytest_subprocess("--scenarios", "s.yaml", "--convergence-json", "r.json")
+    assert died.ret == -9 and not (pytester.path / "r.json").exists()
+    from pytest_convergence.cli import main
+
+    assert main(["compare", str(pytester.path / "r.json"), "--width", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "(recovered from a run that died)" in out and "s.yaml::sgd-default-lr-diverges  pass" in out
+    pytester.makefile(".yaml", s=HEADER + DIVERGES)
+    again = pytester.runpytest_subprocess("--scenarios", "s.yaml", "--convergence-json", "r.json")
+    again.stdout.fnmatch_lines(["*an earlier run writing *r.json died before it finished: the 1 result(s) it had*"])
+    saved = results.read(pytester.path / "r.interrupted.json")
+    assert [x["name"] for x in saved["scenarios"]] == ["sgd-default-lr-diverges"] and saved["complete"] is False
+    assert (pytester.path / "r.json").exists() and not (pytester.path / "r.json.journal").exists()
+
+
+def test_two_runs_cannot_write_one_results_file(pytester: pytest.Pytester, scenario_file) -> None:
+    """The journal is locked while its run lasts: a second run on the same path says so instead of overwriting."""
+    fcntl = pytest.importorskip("fcntl")
+    scenario_file(DIVERGES)
+    with (pytester.path / "r.json.journal").open("a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        second = pytester.runpytest_subprocess("--scenarios", "linear.yaml", "--convergence-json", "r.json")
+    second.stderr.fnmatch_lines(["*another run is writing *r.json*give each run its own results file*"])
+    assert second.ret == pytest.ExitCode.USAGE_ERROR
+
+
 def test_an_interrupted_run_writes_what_finished_marked_incomplete(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(factories=FACTORIES)
     pytester.makefile(".yaml", s=HEADER + DIVERGES + factory_scenario("ctrl-c", "interrupts"))
