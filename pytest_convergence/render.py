@@ -133,6 +133,7 @@ def _env_texts(cmp: Comparison) -> list[str]:
     """The first column's environment in full, then what each column changed against the one before it (of the
     same Keras package where there is one)."""
     texts = []
+    previous = {after.key: before for before, after in adjacent_pairs(cmp.columns)}
     for i, col in enumerate(cmp.columns):
         if i == 0:
             env = col.environment
@@ -143,7 +144,7 @@ def _env_texts(cmp: Comparison) -> list[str]:
                 parts.append(f"{env['cpu']} ×{env.get('cpus')}")
             texts.append(" · ".join(parts))
         else:
-            before = {after.key: b for b, after in adjacent_pairs(cmp.columns)}.get(col.key, cmp.columns[i - 1])
+            before = previous.get(col.key, cmp.columns[i - 1])
             diff = environment_changes(before, col)
             texts.append(f"vs {before.key}: {', '.join(diff) or 'same'}")
     return texts
