@@ -148,6 +148,11 @@ def test_junitxml(pytester: pytest.Pytester, scenario_file) -> None:
         ("model: 'no_such_module:build'", 10, "model: cannot find 'no_such_module' for the model factory*"),
         ("model: 'factories:nope'", 10, "model: module 'factories' (factories.py) defines no function 'nope'*"),
         ("model: 'os:fork'", 10, "model: cannot find 'os' for the model factory 'os:fork': a factory is a function*"),
+        (
+            "data: {file: ../../../../etc/passwd.csv, x_columns: [a], y_columns: [b]}",
+            10,
+            "data.file: data.file must stay inside * (the run's root directory); '../../../../etc/passwd.csv' leads*",
+        ),
     ],
 )
 def test_keras_names_are_checked_at_collection(pytester: pytest.Pytester, change: str, line: int, message: str) -> None:
