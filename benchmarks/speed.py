@@ -5,6 +5,7 @@
 Prints, side by side and as ratios measured in this one run (medians of --runs repetitions, alternating
 the two sides so that a noisy neighbour hits both):
 
+0. load       importing the plugin after pytest, in a fresh interpreter (every pytest run in the env pays it);
 1. overhead   the plugin's time for the motivating converging scenario (pytest setup + call + teardown of
               its test) vs a bare Keras script doing the same fit and predict — same data, epochs, seed;
 2. early      the diverging motivating case with its early verdict vs the same fit for all its epochs;
@@ -123,6 +124,18 @@ def bare_keras(keras: Any, x: Any, y: Any, lr: float, epochs: int, predict: bool
     return time.perf_counter() - start, time.process_time() - cpu
 
 
+def plugin_load_seconds(runs: int) -> dict[str, float]:
+    """Median wall seconds of a fresh interpreter importing pytest, with and without the plugin (alternating)."""
+    code = "import time; t = time.perf_counter(); import pytest{}; print(time.perf_counter() - t)"
+    samples: dict[str, list[float]] = {"pytest": [], "plugin": []}
+    for i in range(runs):
+        for side in ("pytest", "plugin") if i % 2 == 0 else ("plugin", "pytest"):
+            extra = ", pytest_convergence.plugin" if side == "plugin" else ""
+            out = subprocess.run([sys.executable, "-c", code.format(extra)], capture_output=True, text=True, check=True)
+            samples[side].append(float(out.stdout))
+    return {side: statistics.median(values) for side, values in samples.items()}
+
+
 def medians(runs: int, **sides: Callable[[], Timing]) -> dict[str, Timing]:
     """Median (wall, CPU) seconds of each side over `runs` rounds, the sides alternating within a round
     and their order reversed every other round (A B, B A, …), so neither side always goes first."""
@@ -152,6 +165,7 @@ def main() -> int:
     parser.add_argument("--skip-suite", action="store_true", help="leave out the -n 2 vs serial suite runs")
     args = parser.parse_args()
 
+    load = plugin_load_seconds(max(args.runs, 5))
     from pytest_convergence import timing, training
     from pytest_convergence.scenario import load_file
 
@@ -165,6 +179,9 @@ def main() -> int:
         f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs; TensorFlow import {import_seconds:.1f} s"
     )
     print(f"medians of {args.runs} runs; ratio = left / right")
+    section("0. loading the plugin (every pytest run in the env pays it): a fresh interpreter", "+ plugin", "pytest")
+    print(row("import pytest[, pytest_convergence.plugin]", load["plugin"], load["pytest"], "ms", 1000))
+    print(f"  the plugin adds {(load['plugin'] - load['pytest']) * 1000:.0f} ms (target ≤ 30 ms)")
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -222,6 +239,7 @@ def main() -> int:
 
         got = medians(args.runs, floor=lambda: train(True), plain=lambda: train(False))
         print(row("rounding floor (one more training per seed)", got["floor"][0], got["plain"][0]))
+
         def calibrate() -> float:
             start = time.perf_counter()
             timing.calibrate()

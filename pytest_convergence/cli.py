@@ -13,10 +13,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import choices, render
 from . import compare as cmp
 from . import explain as explain_mod
-from . import kinds, render
-from .scenario import FIT_INPUTS
 
 EXIT_BAD_INPUT = 2
 
@@ -41,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
         help="compare results files of several TensorFlow/Keras versions",
         description="Grid of scenarios × versions with the changes against a baseline version. "
         "Exit 0: nothing counted changed; 1: regressions; 2: bad input.",
-        epilog="kinds of change:\n" + "\n".join(f"  {kind:<9} {text}" for kind, text in kinds.KINDS.items()),
+        epilog="kinds of change:\n" + "\n".join(f"  {kind:<9} {text}" for kind, text in choices.KINDS.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     c.add_argument("files", nargs="+", type=Path, metavar="RESULTS.json", help="files written by --convergence-json")
@@ -53,9 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--fail-on",
         type=_kinds,
-        default=kinds.DEFAULT_FAIL_ON,
+        default=choices.DEFAULT_FAIL_ON,
         help="comma-separated changes that count as regressions, from "
-        f"{', '.join(kinds.COUNTABLE)}, or 'none' (default: {','.join(kinds.DEFAULT_FAIL_ON)}). "
+        f"{', '.join(choices.COUNTABLE)}, or 'none' (default: {','.join(choices.DEFAULT_FAIL_ON)}). "
         "Declared changes never count.",
     )
     c.add_argument(
@@ -98,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--seed", type=int, help="the seed to train (default: the scenario's first)")
     x.add_argument(
         "--input",
-        choices=FIT_INPUTS,
+        choices=choices.FIT_INPUTS,
         default="dataset",
         help="how data reaches fit where the scenario does not say (default: dataset, the fast path with the "
         "same batches and shuffling; numpy is what `fit` on arrays does)",
@@ -201,6 +200,6 @@ def _probability(text: str) -> float:
 
 def _kinds(text: str) -> tuple[str, ...]:
     try:
-        return kinds.parse_fail_on(text)
+        return choices.parse_fail_on(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None

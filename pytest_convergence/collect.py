@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import expect, report, results
-from .diagnose import Diagnosis
 from .errors import ScenarioError
 from .options import SCENARIOS_KEY
 from .record import SeedRun
-from .scenario import Scenario, load_file
+
+if TYPE_CHECKING:  # the modules behind these load numpy, pydantic, yaml: only once a scenario file is collected
+    from . import expect
+    from .diagnose import Diagnosis
+    from .scenario import Scenario
 
 RECORD_KEY = pytest.StashKey[dict[str, Any]]()
 XFAIL_KEY = pytest.StashKey[str]()  # the reason, when an xfail condition applies to this run
@@ -36,6 +38,7 @@ class ScenarioFile(pytest.File):
 
     def collect(self) -> Iterator[ScenarioItem]:
         from . import training  # imports Keras: only once there are scenarios to check
+        from .scenario import load_file
 
         try:
             scenarios = load_file(self.path, display=self.nodeid, root=self.config.rootpath)
@@ -104,7 +107,7 @@ class ScenarioItem(pytest.Item):
         return self.scenario.fit_input(self.config.stash[SCENARIOS_KEY].fit_input)
 
     def runtest(self) -> None:
-        from . import timing, training
+        from . import expect, report, timing, training
 
         scenario = self.scenario
         wanted = scenario.spec.expect
@@ -152,7 +155,7 @@ class ScenarioItem(pytest.Item):
         error: str | None = None,
         diagnosis: Diagnosis | str | None = None,
     ) -> dict[str, Any]:
-        from . import timing, training
+        from . import results, timing, training
 
         record = results.scenario_record(
             self.nodeid,
@@ -210,6 +213,8 @@ def attach_record(item: pytest.Item, call: pytest.CallInfo[None], test_report: p
             record["declared"] = item.stash[DECLARED_KEY]
         setattr(test_report, REPORT_ATTRIBUTE, record)
     elif call.when == "setup" and test_report.outcome != "passed":
+        from . import results
+
         outcome = "skipped" if test_report.skipped else "error"
         reason = test_report.longrepr[2] if isinstance(test_report.longrepr, tuple) else str(test_report.longrepr)
         record = results.bare_record(item.nodeid, outcome, reason)

@@ -17,7 +17,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from . import results, stats, timing
-from .kinds import DEFAULT_FAIL_ON
+from .choices import DEFAULT_FAIL_ON
 from .record import relative_difference
 
 DEFAULT_LOSS_RTOL = 0.01  # curve tolerance where no rounding floor was measured
@@ -62,7 +62,7 @@ class Column:
 class Change:
     scenario: str
     column: str  # the label of the version that changed
-    kind: str  # one of kinds.KINDS
+    kind: str  # one of choices.KINDS
     message: str
     worse: bool  # a change for the worse (an improvement or a change within the noise is reported, never counted)
     against: str = ""  # the label of the version compared with

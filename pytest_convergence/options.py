@@ -8,9 +8,7 @@ from typing import Any
 
 import pytest
 
-from . import plots
-from .kinds import DEFAULT_FAIL_ON, parse_fail_on
-from .scenario import FIT_INPUTS
+from .choices import DEFAULT_FAIL_ON, FIT_INPUTS, parse_fail_on
 
 SCENARIOS_HELP = (
     "Collect YAML training scenarios from PATH (a .yaml/.yml file, or a directory searched recursively). "
@@ -129,8 +127,11 @@ def resolve(config: pytest.Config) -> Settings:
             raise pytest.UsageError(f"convergence_scenarios (in {config.inipath}): no such file or directory: {path}")
     keys = ("convergence_json", "convergence_record", "convergence_baseline", "convergence_plots")
     given = {key: config.getoption(key) for key in keys}
-    if given["convergence_plots"] and not plots.available():
-        raise pytest.UsageError(plots.INSTALL_HINT)
+    if given["convergence_plots"]:
+        from . import plots
+
+        if not plots.available():
+            raise pytest.UsageError(plots.INSTALL_HINT)
     paths = {key: (invocation / value).resolve() if value else None for key, value in given.items()}
     timeout_s, timeout_default = _timeout(config)
     return Settings(

@@ -10,10 +10,12 @@ import importlib.util
 import math
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .record import SeedRun
-from .scenario import Expect
+
+if TYPE_CHECKING:
+    from .scenario import Expect
 
 INSTALL_HINT = "--convergence-plots needs matplotlib: pip install 'pytest-convergence[plots]' (or matplotlib)"
 

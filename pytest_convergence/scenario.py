@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from . import data as data_mod
+from .choices import FitInput
 from .errors import Problem, ScenarioError
 from .loader import Key, LocDict, LocList, deep_merge, format_path, load, locate
 from .loader import Path as KeyPath
@@ -257,10 +258,6 @@ def fit_batches(samples: int, batch_size: int | None) -> tuple[int, int]:
     """(the batch size fit uses, the steps in one epoch: the last batch may be partial)."""
     batch = batch_size or KERAS_BATCH_SIZE
     return batch, -(-samples // batch)
-
-
-FitInput = Literal["numpy", "dataset"]
-FIT_INPUTS: tuple[str, ...] = typing.get_args(FitInput)
 
 
 class FitSpec(_Strict):

@@ -1,10 +1,15 @@
-"""The kinds of change a comparison between versions reports, and which of them fail a gate by default.
-
-Its own tiny module: the pytest options parse `--convergence-fail-on` with it, and loading the
-plugin must not import the comparison (numpy, scipy, packaging).
+"""The choices the options offer — the kinds of change a comparison reports (and which fail a gate by default),
+the ways data reaches fit — in a module of their own: the pytest options need them, and loading the plugin must
+not import the modules behind them (numpy, pydantic, yaml, scipy, packaging).
 """
 
 from __future__ import annotations
+
+import typing
+from typing import Literal
+
+FitInput = Literal["numpy", "dataset"]  # numpy: fit on the arrays, as user code does; dataset: one tf.data pipeline
+FIT_INPUTS: tuple[str, ...] = typing.get_args(FitInput)
 
 # what each kind means, in the order the output lists them
 KINDS: dict[str, str] = {
