@@ -31,8 +31,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+DESCRIPTION = (
+    "Compare results files of several TensorFlow/Keras versions, explain a scenario, check a tox env's versions. "
+    "Scenarios themselves run under pytest: pytest --scenarios scenarios/"
+)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pytest-convergence", description=__doc__)
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="pytest-convergence", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     c = sub.add_parser(

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .diagnose import Diagnosis
 
 EXPLAINED = ("converges", "diverges", "predict")  # failures the stability diagnosis can explain
+EXPECTATIONS_DECIDED = "expectations decided"  # a stop_reason: training stopped early, the verdict being known
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,11 @@ def stop_reason(expect: Expect, losses: Sequence[float]) -> str | None:
         if c.within_epochs is None:
             return None
         if last < c.loss_below or epoch >= c.within_epochs:
-            return "expectations decided"
+            return EXPECTATIONS_DECIDED
     if expect.diverges is not None:
         d = expect.diverges
         if _grown(losses[0], last, d.growth_factor) or epoch >= d.within_epochs:
-            return "expectations decided"
+            return EXPECTATIONS_DECIDED
     return None
 
 

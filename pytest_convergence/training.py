@@ -24,7 +24,7 @@ import numpy as np
 
 from . import diagnose as diagnose_mod
 from .errors import Problem
-from .expect import stop_reason
+from .expect import EXPECTATIONS_DECIDED, stop_reason
 from .record import TIME_LIMIT, SeedRun
 from .scenario import Scenario, fit_batches
 
@@ -274,7 +274,7 @@ def _recorder(keras: Any, timed: bool) -> type:
                 else:
                     record.metrics.setdefault(key, []).append(float(value))
             reason = stop_reason(self.expect, record.losses) if self.expect else None
-            if reason:
+            if reason and (reason != EXPECTATIONS_DECIDED or epoch + 1 < record.epochs_planned):
                 record.stop_reason = reason
                 self.model.stop_training = True
             elif (
@@ -312,6 +312,11 @@ def _model(keras: Any, scenario: Scenario) -> Any:
         model = load_factory(spec.model, scenario.file.parent, scenario.root)()
         if not isinstance(model, keras.Model):
             raise TypeError(f"model factory {spec.model!r} returned {type(model).__name__}, not a keras.Model")
+        if getattr(model, "optimizer", None) is not None:  # set by compile() on Keras 2 and 3
+            raise TypeError(
+                f"model factory {spec.model!r} returned a compiled model; return it uncompiled: the scenario's "
+                "optimizer, loss and metrics compile it"
+            )
         return model
     layers = [getattr(keras.layers, layer.class_name)(**layer.kwargs) for layer in spec.model]
     return keras.Sequential([keras.Input(shape=(scenario.x.shape[1],)), *layers])

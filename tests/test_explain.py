@@ -56,3 +56,16 @@ def test_explain_bad_targets_are_one_line(tmp_path: Path) -> None:
 def test_sweep_rates_straddle_the_bound() -> None:
     assert sweep_rates(0.01, 0.006931) == [0.00173, 0.00347, 0.00624, 0.00762, 0.01, 0.0139]
     assert sweep_rates(0.001, float("inf")) == [0.0001, 0.0003, 0.001, 0.003, 0.01]
+
+
+def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_convergence import __version__
+    from pytest_convergence.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"pytest-convergence {__version__}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "pytest --scenarios scenarios/" in text and "`" not in text  # plain text, no Markdown

@@ -208,15 +208,23 @@ def test_model_factory_next_to_the_yaml(pytester: pytest.Pytester) -> None:
         "    return keras.Sequential([keras.Input(shape=(1,)), keras.layers.Dense(1)])\n"
         "def not_a_model():\n"
         "    return 42\n"
+        "def compiled():\n"
+        "    model = linear()\n"
+        "    model.compile(optimizer='sgd', loss='mse')\n"
+        "    return model\n"
     )
     (pytester.path / "s" / "f.yaml").write_text(
         HEADER
         + "  - name: factory\n    model: 'my_models:linear'\n    expect: {diverges: {within_epochs: 30}}\n"
         + "  - name: not-a-model\n    model: 'my_models:not_a_model'\n    expect: {diverges: {within_epochs: 30}}\n"
+        + "  - name: compiled\n    model: 'my_models:compiled'\n    expect: {diverges: {within_epochs: 30}}\n"
     )
     result = pytester.runpytest("--scenarios", "s")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(["*TypeError: model factory 'my_models:not_a_model' returned int, not a keras.Model*"])
+    result.stdout.fnmatch_lines(
+        ["*TypeError: model factory 'my_models:compiled' returned a compiled model; return it*"]
+    )
 
 
 def test_factories_are_project_code_found_without_importing(pytester: pytest.Pytester) -> None:

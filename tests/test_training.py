@@ -117,3 +117,16 @@ def test_measured_growth_of_the_motivating_case_matches_the_prediction(tmp_path:
     assert d.predicted_factor == pytest.approx(3.5547, rel=1e-3)
     assert d.measured_factor == pytest.approx(d.predicted_factor, rel=0.02)
     assert d.optimizer == "sgd" and d.learning_rate == pytest.approx(0.01)
+
+
+def test_a_verdict_reached_at_the_last_epoch_is_not_an_early_stop(tmp_path: Path) -> None:
+    """`stopped: expectations decided` is for runs cut short; one decided at its last epoch simply completed."""
+    found = scenarios(
+        tmp_path,
+        "  - name: last\n    epochs: 5\n    expect: {converges: {loss_below: 1.0e-9, within_epochs: 5}}\n"
+        "  - name: early\n    epochs: 10\n    expect: {converges: {loss_below: 1.0e-9, within_epochs: 5}}\n",
+    )
+    (last,) = training.run(found["last"])
+    assert (last.epochs_run, last.stop_reason) == (5, "completed")
+    (early,) = training.run(found["early"])
+    assert (early.epochs_run, early.stop_reason) == (5, "expectations decided")
