@@ -16,6 +16,7 @@ from pathlib import Path
 from . import choices, render
 from . import compare as cmp
 from . import explain as explain_mod
+from .errors import InputError
 
 EXIT_BAD_INPUT = 2
 
@@ -25,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.run(args)
-    except (cmp.CompareInputError, explain_mod.ExplainInputError) as exc:
+    except InputError as exc:
         print(f"pytest-convergence: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return code
@@ -130,8 +131,8 @@ def _parser() -> argparse.ArgumentParser:
 def _compare(args: argparse.Namespace) -> int:
     columns = cmp.load(args.files)
     baseline = cmp.pick_baseline(columns, args.baseline)
-    settings = cmp.Settings(loss_rtol=args.loss_rtol, slowdown=args.slowdown, fail_on=args.fail_on, alpha=args.alpha)
-    result = cmp.compare(columns, baseline, settings)
+    rules = cmp.Rules(loss_rtol=args.loss_rtol, slowdown=args.slowdown, fail_on=args.fail_on, alpha=args.alpha)
+    result = cmp.compare(columns, baseline, rules)
     print(render.render_text(result, max(0, args.width)))
     if args.markdown:
         args.markdown.write_text(render.render_markdown(result), encoding="utf-8")
@@ -141,11 +142,12 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    scenario = explain_mod.find(args.target)
-    line = ""
-    for line in explain_mod.explain(scenario, args.seed, args.input):
-        print(line, flush=True)
-    return 0 if line.endswith("pass") else 1
+    lines = explain_mod.explain(explain_mod.find(args.target), args.seed, args.input)
+    while True:
+        try:
+            print(next(lines), flush=True)
+        except StopIteration as done:  # the generator returns the verdict
+            return 0 if done.value else 1
 
 
 def expected_versions(env_name: str | None, tensorflow: str | None, keras_package: str) -> tuple[str, str, int]:
@@ -153,11 +155,11 @@ def expected_versions(env_name: str | None, tensorflow: str | None, keras_packag
     if env_name:
         match = re.fullmatch(r"tf(\d)(\d+)(-legacy)?", env_name)
         if not match:
-            raise cmp.CompareInputError(f"--env-name {env_name!r}: expected a name like tf215 or tf216-legacy")
+            raise InputError(f"--env-name {env_name!r}: expected a name like tf215 or tf216-legacy")
         tensorflow = f"{match[1]}.{match[2]}"
         keras_package = "tf_keras" if match[3] else "keras"
     if not tensorflow:
-        raise cmp.CompareInputError("check-env needs --env-name or --tensorflow")
+        raise InputError("check-env needs --env-name or --tensorflow")
     from packaging.version import Version
 
     keras3 = keras_package == "keras" and Version(tensorflow) >= Version("2.16")

@@ -11,6 +11,7 @@ import pytest
 from .errors import ScenarioError
 from .options import SCENARIOS_KEY
 from .record import SeedRun
+from .text import one_line
 
 if TYPE_CHECKING:  # the modules behind these load numpy, pydantic, yaml: only once a scenario file is collected
     from . import expect
@@ -189,7 +190,7 @@ class ScenarioItem(pytest.Item):
         # The training itself raised: say so first, in one line; the traceback is for -v.
         summary = (
             f"{self.where}: scenario {self.scenario.name!r}: training raised "
-            f"{excinfo.typename}: {' '.join(str(excinfo.value).split())[:500]}"
+            f"{excinfo.typename}: {one_line(excinfo.value, 500)}"
         )
         if self.config.get_verbosity() > 0:
             return f"{summary}\n\n{super().repr_failure(excinfo, style=style)}"

@@ -18,6 +18,7 @@ from packaging.version import InvalidVersion, Version
 
 from . import results, stats, timing
 from .choices import DEFAULT_FAIL_ON
+from .errors import InputError
 from .record import relative_difference
 
 DEFAULT_LOSS_RTOL = 0.01  # curve tolerance where no rounding floor was measured
@@ -33,7 +34,7 @@ FAILING_OUTCOMES = ("failed", "error", "xpassed")
 ENV_SHOWN = ("python", "numpy", "protobuf", "ml_dtypes", "platform", "cpu", "cpus")
 
 
-class CompareInputError(Exception):
+class CompareInputError(InputError):
     """A results file that is missing or not one: exit code 2, with this message."""
 
 
@@ -70,7 +71,9 @@ class Change:
 
 
 @dataclass(frozen=True)
-class Settings:
+class Rules:
+    """How changes are judged: thresholds and what counts (`--fail-on`)."""
+
     loss_rtol: float = DEFAULT_LOSS_RTOL
     slowdown: float = DEFAULT_SLOWDOWN
     fail_on: tuple[str, ...] = DEFAULT_FAIL_ON
@@ -82,14 +85,14 @@ class Settings:
 class Comparison:
     columns: list[Column]
     baseline: Column
-    settings: Settings
+    rules: Rules
     rows: list[str] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)  # against the baseline
     adjacent: list[Change] = field(default_factory=list)  # each version against the one before it
     detectable: dict[str, list[float]] = field(default_factory=dict)  # column → the smallest counted slowdowns
 
     def counted(self, change: Change) -> bool:
-        return change.worse and change.kind in self.settings.fail_on
+        return change.worse and change.kind in self.rules.fail_on
 
     @property
     def regressions(self) -> list[Change]:
@@ -191,19 +194,19 @@ def pick_baseline(columns: Sequence[Column], wanted: str | None) -> Column:
     raise CompareInputError(f"--baseline {wanted!r} matches {len(hits)} of the versions given: {known}")
 
 
-def compare(columns: Sequence[Column], baseline: Column, settings: Settings = Settings()) -> Comparison:
+def compare(columns: Sequence[Column], baseline: Column, rules: Rules = Rules()) -> Comparison:
     """Every version against the baseline (what the gate counts), and each against the one before it (where a
     change first appears)."""
-    result = Comparison(list(columns), baseline, settings)
+    result = Comparison(list(columns), baseline, rules)
     result.rows = sorted({sid for c in columns for sid in c.scenarios})
     for col in columns:
         if col is not baseline:
             for sid in result.rows:
-                result.changes.extend(judge(sid, baseline, col, settings, result.detectable))
+                result.changes.extend(judge(sid, baseline, col, rules, result.detectable))
     for before, after in adjacent_pairs(columns):
         if before is not baseline:
             for sid in result.rows:
-                result.adjacent.extend(judge(sid, before, after, settings))
+                result.adjacent.extend(judge(sid, before, after, rules))
     return result
 
 
@@ -221,7 +224,7 @@ def judge(
     sid: str,
     base_col: Column,
     col: Column,
-    s: Settings,
+    s: Rules,
     detectable: dict[str, list[float]] | None = None,
 ) -> Iterable[Change]:
     """The changes of one scenario from `base_col` to `col`."""
@@ -306,7 +309,7 @@ def _summaries(record: dict[str, Any]) -> list[dict[str, float]]:
 
 
 def _drift(
-    base: dict[str, Any], new: dict[str, Any], s: Settings, shifts: list[stats.Shift], change: Any
+    base: dict[str, Any], new: dict[str, Any], s: Rules, shifts: list[stats.Shift], change: Any
 ) -> Iterable[Change]:
     """Curve drift over the seeds both ran, judged against each seed's rounding floor."""
     worst: tuple[float, float, int, int, float, float] | None = None  # (excess, rel, seed, epoch, a, b)
@@ -367,7 +370,7 @@ def _seed_statement(final: stats.Shift | None) -> str:
     return f"no significant shift in final loss, but more seeds would tell ({final.describe()})"
 
 
-def _slowdown(base: dict[str, Any], new: dict[str, Any], s: Settings) -> tuple[float, float, str] | None:
+def _slowdown(base: dict[str, Any], new: dict[str, Any], s: Rules) -> tuple[float, float, str] | None:
     """(ratio of the time per epoch, the smallest ratio that counts here, the explanation); None when the two
     runs fed fit differently (numpy vs the dataset path: their times say nothing about the versions).
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .expect import fmt
 from .scenario import fit_batches
+from .text import fmt
 
 MSE_NAMES = frozenset({"mse", "mean_squared_error", "MeanSquaredError"})
 FLOOR = 1e-7  # losses below this fraction of the first are float32 rounding, not the decay rate

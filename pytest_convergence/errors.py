@@ -27,5 +27,9 @@ class ScenarioError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
+class InputError(Exception):
+    """Bad input to a command (a file, a target, an option): it exits with code 2 and this one-line message."""
+
+
 class ExpressionError(ValueError):
     """An expression in `data.y` that is not in the allowed arithmetic subset."""

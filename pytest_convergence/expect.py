@@ -16,6 +16,7 @@ import numpy as np
 
 from .record import TIME_LIMIT, SeedRun
 from .scenario import Converges, Diverges, Expect, MetricCheck, Predict, Raises, Stable
+from .text import fmt
 
 if TYPE_CHECKING:
     from .diagnose import Diagnosis
@@ -63,13 +64,6 @@ class Verdict:
     def ok(self) -> bool:
         # a tiny slack so that e.g. 1 of 3 seeds meets min_pass_rate 0.333
         return bool(self.seeds) and self.pass_rate >= self.min_pass_rate - 1e-9
-
-
-def fmt(value: float) -> str:
-    """A loss or metric value, short: 12.5, 0.0001234, 3.2e+07, nan, inf."""
-    if not math.isfinite(value):
-        return str(value)
-    return f"{value:.4g}"
 
 
 def stop_reason(expect: Expect, losses: Sequence[float]) -> str | None:

@@ -4,18 +4,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 from . import expect, report
-from .errors import ScenarioError
+from .errors import InputError, ScenarioError
 from .scenario import Scenario, load_file
+from .text import fmt
 
 SWEEP = (0.25, 0.5, 0.9, 1.1, 2.0)  # multiples of the bound
 SWEEP_UNBOUNDED = (0.1, 0.3, 3.0, 10.0)  # multiples of the configured rate, when there is no finite bound
 
 
-class ExplainInputError(Exception):
+class ExplainInputError(InputError):
     """A target that names no scenario, or a scenario file with problems."""
 
 
@@ -45,8 +46,8 @@ def sweep_rates(learning_rate: float, bound: float) -> list[float]:
     return sorted({*(float(f"{r:.3g}") for r in multiples), learning_rate})
 
 
-def explain(scenario: Scenario, seed: int | None, fit_input: str) -> Iterator[str]:
-    """Lines of the explanation, yielded as each training run finishes. The last line is the verdict."""
+def explain(scenario: Scenario, seed: int | None, fit_input: str) -> Generator[str, None, bool]:
+    """Lines of the explanation, yielded as each training run finishes; returns whether the scenario passes."""
     from . import training
 
     problems = training.check(scenario)
@@ -77,10 +78,11 @@ def explain(scenario: Scenario, seed: int | None, fit_input: str) -> Iterator[st
         trial = training.run_seed(variant, seed, fit_input=fit_input)
         trial_diagnosis = diagnosis if wanted.stable is None else training.diagnose(variant, [trial], seed)
         ok = expect.judge(wanted, [trial], diagnosis=trial_diagnosis).ok
-        last = expect.fmt(trial.losses[-1]) if trial.losses else "-"
+        last = fmt(trial.losses[-1]) if trial.losses else "-"
         mark = "  ← configured" if lr == diagnosis.learning_rate else ""
         yield (
             f"  {lr:>10.4g} {lr / diagnosis.bound:>8.3g}  {'pass' if ok else 'FAIL':<7} {last:>10} "
             f"{trial.epochs_run:>7}  {report.sparkline(trial.losses, 24)}{mark}"
         )
     yield f"verdict: {'pass' if verdict.ok else 'FAIL'}"
+    return verdict.ok

@@ -236,7 +236,7 @@ def _timing_lines(cmp: Comparison) -> list[str]:
         return []
     per = ", ".join(f"{c.key} {_span(cmp.detectable[c.label], 2)}" for c in cmp.columns if cmp.detectable.get(c.label))
     return [
-        f"Timing: a slowdown counts above ×{cmp.settings.slowdown:g} or the product of the two runs' calibration "
+        f"Timing: a slowdown counts above ×{cmp.rules.slowdown:g} or the product of the two runs' calibration "
         f"spreads, whichever is larger; detectable here: {per}.",
         "",
     ]
@@ -249,7 +249,7 @@ def _span(factors: Sequence[float], digits: int = 3) -> str:
 
 def _summary(cmp: Comparison) -> str:
     found = cmp.regressions
-    counted = ", ".join(cmp.settings.fail_on) or "nothing"
+    counted = ", ".join(cmp.rules.fail_on) or "nothing"
     verdict = (
         f"{len(found)} regression(s) in {len({c.scenario for c in found})} of {len(cmp.rows)} scenario(s) on "
         f"{len({c.column for c in found})} of {len(cmp.columns) - 1} version(s)"

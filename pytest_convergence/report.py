@@ -6,8 +6,9 @@ import math
 from collections.abc import Sequence
 
 from .diagnose import Diagnosis
-from .expect import Verdict, fmt
+from .expect import Verdict
 from .record import SeedRun
+from .text import fmt
 
 BARS = "▁▂▃▄▅▆▇█"
 NONFINITE = "×"

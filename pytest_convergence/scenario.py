@@ -7,7 +7,6 @@ against the installed Keras in `training.check`, which reports through the same 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import itertools
 import math
 import re
@@ -36,6 +35,7 @@ from .choices import FitInput
 from .errors import Problem, ScenarioError
 from .loader import Key, LocDict, LocList, deep_merge, format_path, load, locate
 from .loader import Path as KeyPath
+from .text import did_you_mean
 
 FILE_KEYS = ("defaults", "scenarios")
 # How `defaults:` merge under a scenario: mappings merge, except these values, which a scenario
@@ -527,8 +527,7 @@ def _message(err: Any, loc: tuple[Key, ...]) -> str:
 
 def _unknown_key(key: str, allowed: Iterable[str] | None, where: str) -> str:
     allowed = list(allowed or [])
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(key, allowed, n=1)
     listing = f" Allowed {where}: {', '.join(allowed)}." if allowed else ""
     return f"unknown key {key!r}{hint}{listing}"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
-import difflib
 import functools
 import importlib
 import os
@@ -27,6 +26,7 @@ from .errors import Problem
 from .expect import EXPECTATIONS_DECIDED, stop_reason
 from .record import TIME_LIMIT, SeedRun
 from .scenario import Scenario, fit_batches
+from .text import did_you_mean, one_line
 
 LEGACY_ENV = "TF_USE_LEGACY_KERAS"
 
@@ -112,7 +112,7 @@ def check(scenario: Scenario, factories: bool = True) -> list[Problem]:
     except _UnknownName as exc:
         problems.append(scenario.problem(("optimizer", "name"), str(exc)))
     except Exception as exc:  # Keras raises TypeError or ValueError, varying by version
-        problems.append(scenario.problem(("optimizer",), f"{spec.optimizer.name}: {_one_line(exc)}"))
+        problems.append(scenario.problem(("optimizer",), f"{spec.optimizer.name}: {one_line(exc)}"))
     try:
         keras.losses.get(spec.loss)
     except Exception:
@@ -164,7 +164,7 @@ def run_seed(
     except Exception as exc:
         if scenario.spec.expect.raises is None:
             raise
-        record.error = f"{type(exc).__name__}: {_one_line(exc)}"
+        record.error = f"{type(exc).__name__}: {one_line(exc)}"
         record.error_types = [c.__name__ for c in type(exc).__mro__]
     if noise_floor and record.losses and record.error is None and record.stop_reason != TIME_LIMIT:
         nudged = SeedRun(seed=seed, epochs_planned=record.epochs_run)
@@ -510,13 +510,12 @@ def _layer_problem(keras: Any, name: str, kwargs: dict[str, Any]) -> str | None:
     try:
         cls(**kwargs)
     except Exception as exc:
-        return f"{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) is refused by Keras: {_one_line(exc)}"
+        return f"{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) is refused by Keras: {one_line(exc)}"
     return None
 
 
 def _unknown(kind: str, name: str, known: list[str], show_all: bool = True) -> str:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(name, known, cutoff=0.5)
     listing = f" Known: {', '.join(known)}." if show_all else " See keras.layers for the names."
     return f"unknown Keras {kind} {name!r}{hint}{listing}"
 
@@ -542,11 +541,6 @@ def _metric_names(keras: Any) -> list[str]:
 
 def _layer_names(keras: Any) -> list[str]:
     return sorted(n for n, v in vars(keras.layers).items() if isinstance(v, type) and issubclass(v, keras.layers.Layer))
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 class FactoryError(Exception):

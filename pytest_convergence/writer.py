@@ -106,8 +106,8 @@ class ResultsWriter:
         # scenarios this run did not train (deselected, or no longer existing) are no change
         stale = [sid for sid in baseline.scenarios if sid not in current.scenarios and not self._exists(sid)]
         kept = {sid: r for sid, r in baseline.scenarios.items() if sid in current.scenarios}
-        settings = compare.Settings(fail_on=self.settings.fail_on)
-        result = compare.compare([dataclasses.replace(baseline, scenarios=kept), current], baseline, settings)
+        rules = compare.Rules(fail_on=self.settings.fail_on)
+        result = compare.compare([dataclasses.replace(baseline, scenarios=kept), current], baseline, rules)
         self.summary.append(f"compared with the baseline {path}:")
         self.summary.extend(render.render_text(result).splitlines())
         if stale:
