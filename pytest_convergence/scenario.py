@@ -515,14 +515,50 @@ def _message(err: Any, loc: tuple[Key, ...]) -> str:
     if kind == "extra_forbidden":
         allowed = _fields_at(ScenarioSpec, loc[:-1])
         return _unknown_key(str(loc[-1]), allowed, "here")
-    msg = str(err["msg"]).removeprefix("Value error, ")
+    msg = OUR_WORDS.get(kind) or str(err["msg"]).removeprefix("Value error, ")
     if kind == "value_error":
         return msg
     if kind == "string_pattern_mismatch" and loc and loc[0] == "model":
         msg = "a model factory is written 'package.module:function'"
     elif kind == "string_pattern_mismatch" and loc == ("name",):
         msg = "names use letters, digits and _ . + = @ - (no spaces, ':' or '/'), as they become test ids"
-    return f"{msg}, got {_short(err['input'])}"
+    return f"{msg}, got {_short(err['input'])}{_allowed_range(loc)}"
+
+
+OUR_WORDS = {  # pydantic's error types, said as this README says them
+    "int_parsing": "expected a whole number",
+    "int_type": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping",
+}
+
+
+def _allowed_range(loc: Sequence[Key]) -> str:
+    """'; allowed: 1 … 1000000' for a field with bounds (so that 'epochs: fifty' says what would do), else ''."""
+    if not loc or isinstance(loc[-1], int):
+        return ""
+    owner: Any = ScenarioSpec
+    for part in loc[:-1]:
+        if not isinstance(part, int):
+            fields = getattr(owner, "model_fields", {})
+            owner = _model_in(fields[part].annotation) if part in fields else None
+    field_info = getattr(owner, "model_fields", {}).get(loc[-1])
+    if field_info is None:
+        return ""
+    low = next((f"{m.ge}" for m in field_info.metadata if getattr(m, "ge", None) is not None), None)
+    low = low or next((f"more than {m.gt}" for m in field_info.metadata if getattr(m, "gt", None) is not None), None)
+    high = next((f"{m.le}" for m in field_info.metadata if getattr(m, "le", None) is not None), None)
+    if low and high:
+        return f"; allowed: {low} … {high}"
+    if low:
+        return f"; allowed: {low}" if low.startswith("more") else f"; allowed: {low} or more"
+    return ""
 
 
 def _unknown_key(key: str, allowed: Iterable[str] | None, where: str) -> str:

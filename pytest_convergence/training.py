@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import functools
 import importlib
+import inspect
 import os
 import sys
 import time
@@ -112,7 +113,8 @@ def check(scenario: Scenario, factories: bool = True) -> list[Problem]:
     except _UnknownName as exc:
         problems.append(scenario.problem(("optimizer", "name"), str(exc)))
     except Exception as exc:  # Keras raises TypeError or ValueError, varying by version
-        problems.append(scenario.problem(("optimizer",), f"{spec.optimizer.name}: {one_line(exc)}"))
+        message = _keyword_problem(keras, spec.optimizer.name, spec.optimizer.kwargs) or one_line(exc)
+        problems.append(scenario.problem(("optimizer",), f"{spec.optimizer.name}: {message}"))
     try:
         keras.losses.get(spec.loss)
     except Exception:
@@ -494,6 +496,23 @@ COMPUTE_LAYERS = frozenset(
         "Cropping3D",
     ]
 )
+
+
+def _keyword_problem(keras: Any, name: str, kwargs: dict[str, Any]) -> str | None:
+    """'no keyword 'momentun'; did you mean 'momentum'? Its keywords: …' when an optimizer keyword is unknown."""
+    try:
+        signature = inspect.signature(type(keras.optimizers.get(name)).__init__)
+    except (TypeError, ValueError):  # no signature to read: Keras's own message is all there is
+        return None
+    params = [
+        p.name
+        for p in signature.parameters.values()
+        if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    unknown = [k for k in kwargs if k not in params]
+    if not unknown:
+        return None
+    return f"no keyword {unknown[0]!r}{did_you_mean(unknown[0], params, n=1)} Its keywords: {', '.join(params)}."
 
 
 def _layer_problem(keras: Any, name: str, kwargs: dict[str, Any]) -> str | None:

@@ -123,7 +123,11 @@ def test_junitxml(pytester: pytest.Pytester, scenario_file) -> None:
     ("change", "line", "message"),
     [
         ("optimizer: sgdd", 10, "optimizer.name: unknown Keras optimizer 'sgdd'; did you mean 'sgd'? Known: *adam*"),
-        ("optimizer: {name: sgd, momentom: 0.9}", 10, "optimizer: sgd: *momentom*"),
+        (
+            "optimizer: {name: sgd, momentom: 0.9}",
+            10,
+            "optimizer: sgd: no keyword 'momentom'; did you mean 'momentum'? Its keywords: learning_rate, momentum*",
+        ),
         (
             "loss: mean_squared_eror",
             10,

@@ -169,7 +169,7 @@ def test_data_forms(tmp_path: Path) -> None:
             "  - name: a\n    epochs: five\n    expect: {diverges: {within_epochs: 3}}\n",
             9,
             "scenarios[0].epochs",
-            "valid integer, got 'five'",
+            "expected a whole number, got 'five'; allowed: 1 … 1000000",
             id="wrong-type",
         ),
         pytest.param(
