@@ -55,7 +55,7 @@ INPUT_HELP = (
 
 PLOTS_HELP = (
     "Write one PNG per scenario into DIR: loss per epoch on a log scale, one line per seed, non-finite epochs "
-    "marked, the expectation's threshold drawn. Needs matplotlib (pip install 'pytest-convergence[plots]')."
+    "marked, the expectation's threshold drawn. Needs matplotlib (pip install matplotlib)."
 )
 
 SCENARIOS_KEY = pytest.StashKey["Settings"]()

@@ -17,7 +17,7 @@ from .record import SeedRun
 if TYPE_CHECKING:
     from .scenario import Expect
 
-INSTALL_HINT = "--convergence-plots needs matplotlib: pip install 'pytest-convergence[plots]' (or matplotlib)"
+INSTALL_HINT = "--convergence-plots needs matplotlib: pip install matplotlib (the plots extra of pytest-convergence)"
 
 
 def available() -> bool:

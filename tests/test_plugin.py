@@ -539,7 +539,7 @@ def test_plots_without_matplotlib_say_what_to_install(
     result = pytester.runpytest("--scenarios", "linear.yaml", "--convergence-plots", "plots")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["ERROR: --convergence-plots needs matplotlib: pip install 'pytest-convergence?plots?'*"]
+        ["ERROR: --convergence-plots needs matplotlib: pip install matplotlib (the plots extra of pytest-convergence)"]
     )
     result.stderr.no_fnmatch_line("*Traceback*")
 
