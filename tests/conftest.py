@@ -1,37 +1,11 @@
-"""Shared scenario texts for the plugin tests. Epoch counts are small: these train real Keras models."""
+"""Fixtures shared by the tests; the scenario texts they use live in texts.py (tests import that, not this)."""
 
 from __future__ import annotations
 
 import pytest
+from texts import HEADER
 
 pytest_plugins = ["pytester"]
-
-# The motivating case, cut down: 20 points, Dense(1), MSE.
-HEADER = """\
-defaults:
-  data: {x: {arange: [1, 21]}, y: "0.5 * x"}
-  model: [{Dense: {units: 1}}]
-  loss: mean_squared_error
-  optimizer: sgd
-  epochs: 30
-  seed: 0
-scenarios:
-"""
-DIVERGES = """\
-  - name: sgd-default-lr-diverges
-    expect: {diverges: {within_epochs: 30}}
-"""
-CONVERGES_BUT_DIVERGES = """\
-  - name: sgd-default-lr-converges
-    expect: {converges: {loss_below: 0.01}}
-"""
-PREDICTS = """\
-  - name: sgd-scaled-data-predicts
-    data: {x: {linspace: [0, 1, 20]}}
-    optimizer: {name: sgd, learning_rate: 0.6}
-    epochs: 100
-    expect: {predict: {x: 2, y: 1.0, abs_tol: 0.05}}
-"""
 
 
 @pytest.fixture
@@ -42,3 +16,12 @@ def scenario_file(pytester: pytest.Pytester):
         pytester.makefile(".yaml", **{name: HEADER + "".join(entries)})
 
     return write
+
+
+@pytest.fixture(scope="session")
+def tensorflow_imported_once() -> None:
+    """In-process pytester runs drop the modules a run imported; TensorFlow aborts when imported a second time
+    into one process. Importing it here, outside those runs, keeps it loaded."""
+    from pytest_convergence import training
+
+    training.frameworks()

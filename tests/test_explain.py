@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import HEADER
+from texts import HEADER
 
 from pytest_convergence.explain import sweep_rates
 

@@ -8,20 +8,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import CONVERGES_BUT_DIVERGES, DIVERGES, HEADER, PREDICTS
+from texts import CONVERGES_BUT_DIVERGES, DIVERGES, HEADER, PREDICTS
 
 from pytest_convergence import results
 
-pytestmark = pytest.mark.keras
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _tensorflow_imported_once() -> None:
-    """In-process pytester runs drop the modules a run imported; TensorFlow aborts when imported a
-    second time into one process. Importing it here, outside those runs, keeps it loaded."""
-    from pytest_convergence import training
-
-    training.frameworks()
+# every test here trains with real Keras, in pytester runs inside this process
+pytestmark = [pytest.mark.keras, pytest.mark.usefixtures("tensorflow_imported_once")]
 
 
 HEAVY = ("tensorflow", "keras", "numpy", "pydantic", "yaml", "packaging", "scipy")

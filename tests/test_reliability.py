@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import DIVERGES, HEADER, PREDICTS
+from texts import DIVERGES, HEADER, PREDICTS
 
 from pytest_convergence import results
 
-pytestmark = pytest.mark.keras
+# every test here trains with real Keras, in pytester runs inside this process
+pytestmark = [pytest.mark.keras, pytest.mark.usefixtures("tensorflow_imported_once")]
 
 FACTORIES = """\
 import os, signal
@@ -23,13 +24,6 @@ def dies():
 def interrupts():
     raise KeyboardInterrupt
 """
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _tensorflow_imported_once() -> None:
-    from pytest_convergence import training
-
-    training.frameworks()
 
 
 def factory_scenario(name: str, func: str) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import HEADER
+from texts import HEADER
 
 from pytest_convergence import expect, training
 from pytest_convergence.scenario import Scenario, load_file
