@@ -176,8 +176,8 @@ class Journal:
         self._fh.seek(0)
         left = self._fh.read()
         self.recovered: tuple[Path, int] | None = None  # what a run that died left, saved as a results file
-        if left.strip():
-            doc = recover_text(left, str(self.path))
+        doc = recover_text(left, str(self.path))
+        if doc["scenarios"] or doc["collection_errors"]:  # a run that stopped before any result left nothing to keep
             saved = target.with_name(f"{target.stem}.interrupted{target.suffix}")
             write(saved, doc)
             self.recovered = (saved, len(doc["scenarios"]))

@@ -137,6 +137,15 @@ def test_a_serial_run_that_dies_keeps_what_finished(
     assert (pytester.path / "r.json").exists() and not (pytester.path / "r.json.journal").exists()
 
 
+def test_a_journal_without_results_is_not_saved(pytester: pytest.Pytester, scenario_file) -> None:
+    """A run that stopped before any scenario finished (a usage error, say) left only the journal's first line."""
+    scenario_file(DIVERGES)
+    (pytester.path / "r.json.journal").write_text('{"started": "2026-11-25T10:00:00+00:00", "argv": []}\n')
+    result = pytester.runpytest("--scenarios", "linear.yaml", "--convergence-json", "r.json")
+    result.stdout.no_fnmatch_line("*died before it finished*")
+    assert not (pytester.path / "r.interrupted.json").exists() and (pytester.path / "r.json").exists()
+
+
 def test_two_runs_cannot_write_one_results_file(pytester: pytest.Pytester, scenario_file) -> None:
     """The journal is locked while its run lasts: a second run on the same path says so instead of overwriting."""
     fcntl = pytest.importorskip("fcntl")
