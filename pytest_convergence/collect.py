@@ -15,7 +15,7 @@ from .text import one_line
 
 if TYPE_CHECKING:  # the modules behind these load numpy, pydantic, yaml: only once a scenario file is collected
     from . import expect
-    from .diagnose import Diagnosis
+    from .evaluate import Evaluation
     from .scenario import Scenario
 
 RECORD_KEY = pytest.StashKey[dict[str, Any]]()
@@ -108,34 +108,26 @@ class ScenarioItem(pytest.Item):
         return self.scenario.fit_input(self.config.stash[SCENARIOS_KEY].fit_input)
 
     def runtest(self) -> None:
-        from . import expect, report, timing, training
+        from . import report
+        from .evaluate import evaluate
 
-        scenario = self.scenario
-        wanted = scenario.spec.expect
-        # the machine's speed just before and after training: what makes epoch times comparable across runs
-        calibration = timing.calibrate()
-        try:
-            floor = self.config.stash[SCENARIOS_KEY].noise_floor
-            runs = training.run(scenario, self.timeout_s, self.fit_input, floor, self.timeout_per_batch)
-            calibration += timing.calibrate()
-            diagnosis = training.diagnose(scenario, runs) if wanted.stable else None
-        except Exception as exc:
-            self.stash[RECORD_KEY] = self._record([], None, calibration, error=f"{type(exc).__name__}: {exc}")
-            raise
-        verdict = expect.judge(wanted, runs, self.timeout_s, diagnosis)
-        seed = None if verdict.ok else expect.explained_seed(verdict)  # explain failures only
-        explanation: Diagnosis | str | None = diagnosis
-        if seed is not None and (diagnosis is None or seed != scenario.seeds[0]):
-            try:
-                explanation = training.diagnose(scenario, runs, seed)
-            except Exception as exc:  # the diagnosis only explains; it must not turn a failure into an error
-                explanation = f"no stability diagnosis: {type(exc).__name__}: {exc}"
-        self.stash[RECORD_KEY] = self._record(runs, verdict, calibration, diagnosis=explanation)
-        pictures = self.config.stash[SCENARIOS_KEY].plots_dir
-        if pictures is not None:
-            self._plot(pictures, runs, verdict)
-        if not verdict.ok:
-            raise ScenarioFailed(report.failure(scenario.name, self.where, verdict, runs, explanation))
+        settings = self.config.stash[SCENARIOS_KEY]
+        result = evaluate(
+            self.scenario,
+            self.fit_input,
+            timeout_s=self.timeout_s,
+            per_batch=self.timeout_per_batch,
+            noise_floor=settings.noise_floor,
+        )
+        self.stash[RECORD_KEY] = self._record(result)
+        if result.error is not None:
+            raise result.error
+        assert result.verdict is not None
+        if settings.plots_dir is not None:
+            self._plot(settings.plots_dir, result.runs, result.verdict)
+        if not result.verdict.ok:
+            message = report.failure(self.scenario.name, self.where, result.verdict, result.runs, result.explanation)
+            raise ScenarioFailed(message)
 
     def _plot(self, folder: Path, runs: list[SeedRun], verdict: expect.Verdict) -> None:
         from . import plots, training
@@ -148,38 +140,33 @@ class ScenarioItem(pytest.Item):
         except Exception as exc:  # a picture that cannot be drawn must not change the test's outcome
             self.warn(pytest.PytestWarning(f"--convergence-plots: could not write {path}: {type(exc).__name__}: {exc}"))
 
-    def _record(
-        self,
-        runs: list[SeedRun],
-        verdict: expect.Verdict | None,
-        calibration: list[float],
-        error: str | None = None,
-        diagnosis: Diagnosis | str | None = None,
-    ) -> dict[str, Any]:
+    def _record(self, result: Evaluation) -> dict[str, Any]:
         from . import results, timing, training
 
+        error = None if result.error is None else f"{type(result.error).__name__}: {result.error}"
+        runs = [] if result.error is not None else result.runs
         record = results.scenario_record(
             self.nodeid,
             self.file_id,
             self.scenario.line,
             self.scenario.name,
             runs,
-            verdict,
+            result.verdict,
             training.versions(),
             error,
         )
-        if diagnosis is not None:
-            record["diagnosis"] = diagnosis if isinstance(diagnosis, str) else diagnosis.to_dict()
-        settings = self.config.stash[SCENARIOS_KEY]
+        if result.explanation is not None:
+            explanation = result.explanation
+            record["diagnosis"] = explanation if isinstance(explanation, str) else explanation.to_dict()
         record["runtime"] = {
             **training.runtime_settings(),
             "timeout_s": self.timeout_s,
             "fit_input": self.fit_input,
-            "noise_floor": settings.noise_floor,
+            "noise_floor": self.config.stash[SCENARIOS_KEY].noise_floor,
         }
         record["timing"] = {
             "workload": timing.WORKLOAD,
-            "calibration_s": calibration,
+            "calibration_s": result.calibration,
             "epochs": timing.epoch_summary([r.epoch_seconds for r in runs]),
         }
         return record

@@ -7,8 +7,9 @@ import math
 from collections.abc import Generator
 from pathlib import Path
 
-from . import expect, report
+from . import report
 from .errors import InputError, ScenarioError
+from .evaluate import evaluate
 from .scenario import Scenario, load_file
 from .text import fmt
 
@@ -60,11 +61,12 @@ def explain(scenario: Scenario, seed: int | None, fit_input: str) -> Generator[s
         f"{scenario.shown}:{scenario.line}: scenario {scenario.name!r} — seed {seed}, fit input {fit_input}, "
         f"TF {v['tensorflow']}, {v['keras_package']} {v['keras']}"
     )
-    run = training.run_seed(scenario, seed, fit_input=fit_input)
-    diagnosis = training.diagnose(scenario, [run], seed)
-    wanted = scenario.spec.expect
-    verdict = expect.judge(wanted, [run], diagnosis=diagnosis)
-    for check in verdict.seeds[0].checks:
+    result = evaluate(scenario.with_seeds([seed]), fit_input, diagnose=True, calibrate=False)
+    if result.error is not None:
+        raise result.error
+    assert result.verdict is not None and result.diagnosis is not None
+    run, diagnosis = result.runs[0], result.diagnosis
+    for check in result.verdict.seeds[0].checks:
         yield f"  {'ok  ' if check.ok else 'FAIL'} {check.expectation}: {check.message}"
     yield f"  {report.curve_summary(run)}"
     if run.losses:
@@ -74,15 +76,15 @@ def explain(scenario: Scenario, seed: int | None, fit_input: str) -> Generator[s
     yield f"learning-rate sweep (seed {seed}, {scenario.spec.epochs} epochs, the scenario's expectations):"
     yield f"  {'lr':>10} {'× bound':>8}  {'verdict':<7} {'last loss':>10} {'epochs':>7}  curve"
     for lr in sweep_rates(diagnosis.learning_rate, diagnosis.bound):
-        variant = scenario.with_learning_rate(lr)
-        trial = training.run_seed(variant, seed, fit_input=fit_input)
-        trial_diagnosis = diagnosis if wanted.stable is None else training.diagnose(variant, [trial], seed)
-        ok = expect.judge(wanted, [trial], diagnosis=trial_diagnosis).ok
-        last = fmt(trial.losses[-1]) if trial.losses else "-"
+        trial = evaluate(scenario.with_seeds([seed]).with_learning_rate(lr), fit_input, calibrate=False)
+        if trial.error is not None:
+            raise trial.error
+        losses = trial.runs[0].losses
+        last = fmt(losses[-1]) if losses else "-"
         mark = "  ← configured" if lr == diagnosis.learning_rate else ""
         yield (
-            f"  {lr:>10.4g} {lr / diagnosis.bound:>8.3g}  {'pass' if ok else 'FAIL':<7} {last:>10} "
-            f"{trial.epochs_run:>7}  {report.sparkline(trial.losses, 24)}{mark}"
+            f"  {lr:>10.4g} {lr / diagnosis.bound:>8.3g}  {'pass' if trial.ok else 'FAIL':<7} {last:>10} "
+            f"{len(losses):>7}  {report.sparkline(losses, 24)}{mark}"
         )
-    yield f"verdict: {'pass' if verdict.ok else 'FAIL'}"
-    return verdict.ok
+    yield f"verdict: {'pass' if result.verdict.ok else 'FAIL'}"
+    return result.verdict.ok

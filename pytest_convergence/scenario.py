@@ -413,7 +413,11 @@ class Scenario:
         seeds = list(self.seeds)
         unused = (i for i in itertools.count() if i not in seeds)
         seeds += [next(unused) for _ in range(count - len(seeds))]
-        return dataclasses.replace(self, spec=self.spec.model_copy(update={"seeds": seeds, "seed": None}))
+        return self.with_seeds(seeds)
+
+    def with_seeds(self, seeds: Sequence[int]) -> Scenario:
+        """The same scenario trained on `seeds` instead of its own."""
+        return dataclasses.replace(self, spec=self.spec.model_copy(update={"seeds": list(seeds), "seed": None}))
 
     def fit_input(self, default: str = "numpy") -> str:
         """How the data reaches model.fit: the scenario's fit.input, else the run's default."""

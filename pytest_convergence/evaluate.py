@@ -1,0 +1,68 @@
+"""One flow, two front ends: train a scenario's seeds, diagnose where the expectations or the reader need it, judge.
+The pytest item (collect.py) and `pytest-convergence explain` both call `evaluate` and only turn its result into
+their own output: a test outcome and a record, or lines for a person."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from . import expect, timing, training
+from .record import SeedRun
+
+if TYPE_CHECKING:
+    from .diagnose import Diagnosis
+    from .scenario import Scenario
+
+
+@dataclass
+class Evaluation:
+    runs: list[SeedRun] = field(default_factory=list)
+    calibration: list[float] = field(default_factory=list)  # the timing workload's seconds, before and after
+    verdict: expect.Verdict | None = None  # None when training raised
+    diagnosis: Diagnosis | None = None  # the first seed's: what `expect.stable` judged
+    # what explains the outcome: the diagnosis of the seed that failed (converges/diverges/predict), else the
+    # first seed's; a string when it could not be made (it only explains: it never turns a failure into an error)
+    explanation: Diagnosis | str | None = None
+    error: Exception | None = None  # training (or the diagnosis `stable` needs) raised this
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.verdict is not None and self.verdict.ok
+
+
+def evaluate(
+    scenario: Scenario,
+    fit_input: str,
+    *,
+    timeout_s: float | None = None,
+    per_batch: bool = True,
+    noise_floor: bool = False,
+    diagnose: bool = False,
+    calibrate: bool = True,
+) -> Evaluation:
+    """Train and judge `scenario`. The first seed is diagnosed when `expect.stable` needs it or `diagnose` asks; a
+    failing seed is diagnosed to explain the failure. With `calibrate`, the machine's speed is timed just before and
+    after training (what makes epoch times comparable across runs). An exception from training is returned in
+    `error`, with what was measured before it."""
+    result = Evaluation()
+    if calibrate:
+        result.calibration += timing.calibrate()
+    try:
+        result.runs = training.run(scenario, timeout_s, fit_input, noise_floor, per_batch)
+        if calibrate:
+            result.calibration += timing.calibrate()
+        if diagnose or scenario.spec.expect.stable:
+            result.diagnosis = training.diagnose(scenario, result.runs)
+    except Exception as exc:
+        result.error = exc
+        return result
+    result.verdict = expect.judge(scenario.spec.expect, result.runs, timeout_s, result.diagnosis)
+    result.explanation = result.diagnosis
+    seed = None if result.verdict.ok else expect.explained_seed(result.verdict)
+    if seed is not None and (result.diagnosis is None or seed != scenario.seeds[0]):
+        try:
+            result.explanation = training.diagnose(scenario, result.runs, seed)
+        except Exception as exc:
+            result.explanation = f"no stability diagnosis: {type(exc).__name__}: {exc}"
+    return result
