@@ -1,5 +1,5 @@
 """`pytest-convergence` / `python -m pytest_convergence`: compare results files; explain a scenario;
-check a tox env's versions.
+check a tox env's versions; print the JSON Schemas of scenario and results files.
 
 Exit codes of `compare`: 0 nothing beyond tolerance changed, 1 regressions found, 2 bad input.
 Exit codes of `explain`: 0 the scenario passes, 1 it fails, 2 bad input.
@@ -33,7 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 DESCRIPTION = (
-    "Compare results files of several TensorFlow/Keras versions, explain a scenario, check a tox env's versions. "
+    "Compare results files of several TensorFlow/Keras versions, explain a scenario, check a tox env's versions, "
+    "print JSON Schemas. "
     "Scenarios themselves run under pytest: pytest --scenarios scenarios/"
 )
 
@@ -125,7 +126,26 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--tensorflow", metavar="X.Y", help="expected TensorFlow minor release")
     e.add_argument("--keras-package", choices=("keras", "tf_keras"), default="keras", help="expected Keras package")
     e.set_defaults(run=_check_env)
+
+    s = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of scenario files or of results files",
+        description="The JSON Schema of a scenario file (for editors: put "
+        "'# yaml-language-server: $schema=PATH' at the top of a YAML file) or of a results file "
+        "(--convergence-json), generated from the models that validate them.",
+    )
+    s.add_argument("which", choices=("scenario", "results"), help="which file's schema")
+    s.set_defaults(run=_schema)
     return parser
+
+
+def _schema(args: argparse.Namespace) -> int:
+    import json
+
+    from . import schemas
+
+    print(json.dumps(schemas.SCHEMAS[args.which](), indent=2, ensure_ascii=False))
+    return 0
 
 
 def _compare(args: argparse.Namespace) -> int:

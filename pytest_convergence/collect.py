@@ -4,23 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
 from .errors import ScenarioError
 from .options import SCENARIOS_KEY
-from .record import SeedRun
 from .text import one_line
 
 if TYPE_CHECKING:  # the modules behind these load numpy, pydantic, yaml: only once a scenario file is collected
     from . import expect
     from .evaluate import Evaluation
-    from .scenario import Scenario
+    from .record import Declared, ScenarioRecord, SeedRun
+    from .scenario import Scenario, VersionCondition
 
-RECORD_KEY = pytest.StashKey[dict[str, Any]]()
+RECORD_KEY: pytest.StashKey[ScenarioRecord] = pytest.StashKey()
 XFAIL_KEY = pytest.StashKey[str]()  # the reason, when an xfail condition applies to this run
-DECLARED_KEY = pytest.StashKey[dict[str, str]]()  # the skip/xfail condition that applies to this run
+DECLARED_KEY: pytest.StashKey[Declared] = pytest.StashKey()  # the skip/xfail condition that applies to this run
 REPORT_ATTRIBUTE = "convergence_record"  # plain dict on the TestReport; xdist carries it to the controller
 
 
@@ -73,11 +73,16 @@ class ScenarioItem(pytest.Item):
         """Turn the scenario's `skip:` / `xfail:` entries that match these versions into pytest marks.
         xfail is strict: a scenario that passes where it was declared to fail is a failure."""
         spec = self.scenario.spec
-        for kind, conditions in (("skip", spec.skip), ("xfail", spec.xfail)):
+        kinds: tuple[tuple[Literal["skip", "xfail"], list[VersionCondition]], ...] = (
+            ("skip", spec.skip),
+            ("xfail", spec.xfail),
+        )
+        for kind, conditions in kinds:
             for condition in conditions:
                 if condition.applies(versions):
                     reason = f"{condition.reason} [{kind} where {condition.describe()}]".strip()
-                    self.stash[DECLARED_KEY] = {"kind": kind, "where": condition.describe(), "reason": condition.reason}
+                    declared: Declared = {"kind": kind, "where": condition.describe(), "reason": condition.reason}
+                    self.stash[DECLARED_KEY] = declared
                     if kind == "skip":
                         self.add_marker(pytest.mark.skip(reason=reason))
                     else:
@@ -140,8 +145,9 @@ class ScenarioItem(pytest.Item):
         except Exception as exc:  # a picture that cannot be drawn must not change the test's outcome
             self.warn(pytest.PytestWarning(f"--convergence-plots: could not write {path}: {type(exc).__name__}: {exc}"))
 
-    def _record(self, result: Evaluation) -> dict[str, Any]:
+    def _record(self, result: Evaluation) -> ScenarioRecord:
         from . import results, timing, training
+        from .record import Timing
 
         error = None if result.error is None else f"{type(result.error).__name__}: {result.error}"
         runs = [] if result.error is not None else result.runs
@@ -158,17 +164,16 @@ class ScenarioItem(pytest.Item):
         if result.explanation is not None:
             explanation = result.explanation
             record["diagnosis"] = explanation if isinstance(explanation, str) else explanation.to_dict()
-        record["runtime"] = {
-            **training.runtime_settings(),
-            "timeout_s": self.timeout_s,
-            "fit_input": self.fit_input,
-            "noise_floor": self.config.stash[SCENARIOS_KEY].noise_floor,
-        }
-        record["timing"] = {
-            "workload": timing.WORKLOAD,
-            "calibration_s": result.calibration,
-            "epochs": timing.epoch_summary([r.epoch_seconds for r in runs]),
-        }
+        runtime = training.runtime_settings()
+        runtime["timeout_s"] = self.timeout_s
+        runtime["fit_input"] = self.fit_input
+        runtime["noise_floor"] = self.config.stash[SCENARIOS_KEY].noise_floor
+        record["runtime"] = runtime
+        record["timing"] = Timing(
+            workload=timing.WORKLOAD,
+            calibration_s=result.calibration,
+            epochs=timing.epoch_summary([r.epoch_seconds for r in runs]),
+        )
         return record
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
@@ -192,8 +197,7 @@ def attach_record(item: pytest.Item, call: pytest.CallInfo[None], test_report: p
     if not isinstance(item, ScenarioItem):
         return
     if call.when == "call" and RECORD_KEY in item.stash:
-        stored: dict[str, Any] = item.stash[RECORD_KEY]
-        record = dict(stored)
+        record = item.stash[RECORD_KEY].copy()
         if XFAIL_KEY in item.stash:
             record["outcome"] = "xpassed" if record["outcome"] == "passed" else "xfailed"
             record["xfail_reason"] = item.stash[XFAIL_KEY]
@@ -203,7 +207,7 @@ def attach_record(item: pytest.Item, call: pytest.CallInfo[None], test_report: p
     elif call.when == "setup" and test_report.outcome != "passed":
         from . import results
 
-        outcome = "skipped" if test_report.skipped else "error"
+        outcome: Literal["skipped", "error"] = "skipped" if test_report.skipped else "error"
         reason = test_report.longrepr[2] if isinstance(test_report.longrepr, tuple) else str(test_report.longrepr)
         record = results.bare_record(item.nodeid, outcome, reason)
         if DECLARED_KEY in item.stash and test_report.skipped:

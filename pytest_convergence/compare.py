@@ -19,7 +19,7 @@ from packaging.version import InvalidVersion, Version
 from . import results, stats, timing
 from .choices import DEFAULT_FAIL_ON
 from .errors import InputError
-from .record import relative_difference
+from .record import Document, Environment, ScenarioRecord, relative_difference
 
 DEFAULT_LOSS_RTOL = 0.01  # curve tolerance where no rounding floor was measured
 DEFAULT_FLOOR_MARGIN = 10.0  # a curve counts as moved when it moved this many times its rounding floor …
@@ -44,8 +44,8 @@ class Column:
 
     label: str
     path: Path
-    environment: dict[str, Any]
-    scenarios: dict[str, dict[str, Any]]  # by id
+    environment: Environment
+    scenarios: dict[str, ScenarioRecord]  # by id
     collection_errors: dict[str, str]  # file → message
     key: str = ""  # a short name for grids: A, B, C, …
 
@@ -158,7 +158,7 @@ def _file_name(col: Column, columns: Sequence[Column]) -> str:
     return col.path.stem if len({c.path.stem for c in twins}) == len(twins) else str(col.path)
 
 
-def column(doc: dict[str, Any], path: Path) -> Column:
+def column(doc: Document, path: Path) -> Column:
     """One results document as a column of the grid; a document with keys of the wrong kind is refused here,
     with the first such key named, so that nothing later trips over it."""
     try:
@@ -167,12 +167,12 @@ def column(doc: dict[str, Any], path: Path) -> Column:
         raise CompareInputError(f"{path}: malformed results file: {exc}") from None
     scenarios = {s["id"]: s for s in doc["scenarios"]}
     errors = {e["file"]: e["message"] for e in doc.get("collection_errors", [])}
-    env = dict(doc["environment"])
+    env = doc["environment"].copy()
     recovered = " (recovered from a run that died)" if doc.get("recovered_from") else ""
     return Column(label(env) + recovered, path, env, scenarios, errors)
 
 
-def label(env: dict[str, Any]) -> str:
+def label(env: Environment) -> str:
     """'TF 2.15.1 · Keras 2.15.0', or '… · tf_keras 2.21.0' for legacy Keras."""
     package = env.get("keras_package") or "keras"
     name = "Keras" if package == "keras" else package
@@ -282,7 +282,7 @@ def judge(
             yield change("slowdown", f"time per epoch ×{ratio:.3g} (faster) {text}", False, ratio)
 
 
-def _declared(base: dict[str, Any], new: dict[str, Any]) -> str | None:
+def _declared(base: ScenarioRecord, new: ScenarioRecord) -> str | None:
     """Why a difference between these two records is what the scenario declares, or None."""
     for record, side in ((new, "here"), (base, "in the version compared with")):
         declared = record.get("declared")
@@ -296,7 +296,7 @@ def _declared(base: dict[str, Any], new: dict[str, Any]) -> str | None:
     return None
 
 
-def _summaries(record: dict[str, Any]) -> list[dict[str, float]]:
+def _summaries(record: ScenarioRecord) -> list[dict[str, float]]:
     """Each seed's summary; records written before summaries existed give final and lowest loss."""
     out = []
     for seed in record.get("seeds", []):
@@ -309,7 +309,7 @@ def _summaries(record: dict[str, Any]) -> list[dict[str, float]]:
 
 
 def _drift(
-    base: dict[str, Any], new: dict[str, Any], s: Rules, shifts: list[stats.Shift], change: Any
+    base: ScenarioRecord, new: ScenarioRecord, s: Rules, shifts: list[stats.Shift], change: Any
 ) -> Iterable[Change]:
     """Curve drift over the seeds both ran, judged against each seed's rounding floor."""
     worst: tuple[float, float, int, int, float, float] | None = None  # (excess, rel, seed, epoch, a, b)
@@ -370,7 +370,7 @@ def _seed_statement(final: stats.Shift | None) -> str:
     return f"no significant shift in final loss, but more seeds would tell ({final.describe()})"
 
 
-def _slowdown(base: dict[str, Any], new: dict[str, Any], s: Rules) -> tuple[float, float, str] | None:
+def _slowdown(base: ScenarioRecord, new: ScenarioRecord, s: Rules) -> tuple[float, float, str] | None:
     """(ratio of the time per epoch, the smallest ratio that counts here, the explanation); None when the two
     runs fed fit differently (numpy vs the dataset path: their times say nothing about the versions).
 
@@ -398,17 +398,17 @@ def _slowdown(base: dict[str, Any], new: dict[str, Any], s: Rules) -> tuple[floa
     return ratio, limit, text
 
 
-def _epoch_p10(record: dict[str, Any]) -> float | None:
+def _epoch_p10(record: ScenarioRecord) -> float | None:
     summary = timing.epoch_summary([s.get("epoch_seconds", []) for s in record.get("seeds", [])])
     return summary["p10_s"] if summary and summary["n"] >= MIN_EPOCHS_TIMED else None
 
 
-def _calibration(record: dict[str, Any]) -> list[float]:
+def _calibration(record: ScenarioRecord) -> list[float]:
     samples = (record.get("timing") or {}).get("calibration_s") or []
     return [float(x) for x in samples if isinstance(x, float | int) and x > 0]
 
 
-def _fit_input(record: dict[str, Any]) -> str:
+def _fit_input(record: ScenarioRecord) -> str:
     return str((record.get("runtime") or {}).get("fit_input", "numpy"))
 
 

@@ -1,10 +1,18 @@
-"""What one training run produced, as plain data: the unit that expectations judge and results store."""
+"""What training produced, as plain data: `SeedRun` (one seed's run, what expectations judge) and the typed
+structures of the results file (`Document` → `ScenarioRecord` → `SeedEntry`), defined once here for every writer
+(results.py, collect.py) and reader (compare.py), and the source of the results file's JSON Schema (schemas.py).
+
+Keys a reader cannot do without are required; the writer always writes every key. A newer writer may add keys:
+readers ignore what they do not know.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from typing_extensions import Required, TypedDict  # pydantic reads these on Python < 3.12 too
 
 TIME_LIMIT = "time limit"  # a stop_reason: the scenario's timeout_s ran out
 
@@ -61,3 +69,137 @@ def relative_difference(a: float, b: float) -> float:
         return 0.0 if a == b or (math.isnan(a) and math.isnan(b)) else math.inf
     scale = max(abs(a), abs(b))
     return abs(a - b) / scale if scale > 0 else 0.0
+
+
+class _JsonReal:
+    """JSON Schema of a float that the results file writes as a string when it is not finite (see results.py)."""
+
+    @staticmethod
+    def __get_pydantic_json_schema__(core_schema: Any, handler: Any) -> dict[str, Any]:
+        return {"anyOf": [{"type": "number"}, {"enum": ["NaN", "Infinity", "-Infinity"]}]}
+
+
+Real = Annotated[float, _JsonReal()]
+Outcome = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
+
+
+class Check(TypedDict):
+    expectation: str  # converges, diverges, predict, metric, raises, stable, pass_rate
+    ok: bool
+    message: str
+
+
+class SeedEntry(TypedDict, total=False):
+    """One seed of a scenario: SeedRun's fields, then how it was judged."""
+
+    seed: Required[int]
+    losses: list[Real]
+    metrics: dict[str, list[Real]]
+    epoch_seconds: list[Real]
+    fit_seconds: Real
+    epochs_planned: int
+    stop_reason: str
+    predictions: list[list[Real]]
+    error: str | None
+    error_types: list[str]
+    rounding_floor: Real | None
+    rounding_floor_epoch: int | None
+    epochs_run: int
+    first_nonfinite_epoch: int | None
+    outcome: Literal["passed", "failed", "error"]
+    checks: list[Check]
+    summary: dict[str, Real]  # what compare's seed statistics use: final_loss, lowest_loss, converged_epoch …
+
+
+class Declared(TypedDict):
+    """The scenario's `skip:` or `xfail:` entry that applied to this run."""
+
+    kind: Literal["skip", "xfail"]
+    where: str
+    reason: str
+
+
+class Runtime(TypedDict, total=False):
+    """What a difference between two runs could come from, besides the versions."""
+
+    op_determinism: bool
+    intra_op_threads: int
+    inter_op_threads: int
+    xdist_workers: int
+    PYTHONHASHSEED: str | None
+    TF_USE_LEGACY_KERAS: str | None
+    timeout_s: float | None
+    fit_input: str
+    noise_floor: bool
+
+
+class EpochTimes(TypedDict):
+    median_s: float
+    p10_s: float
+    p90_s: float
+    n: int
+
+
+class Timing(TypedDict, total=False):
+    workload: str  # what the calibration times
+    calibration_s: list[float]  # the workload's seconds, 5 runs before and 5 after training
+    epochs: EpochTimes | None  # steady epochs of every seed; None with fewer than 3
+
+
+class ScenarioRecord(TypedDict, total=False):
+    """One scenario of one run."""
+
+    id: Required[str]  # the pytest node id, FILE::NAME
+    file: str
+    line: int | None  # of the scenario's name in its YAML file; None when it never trained
+    name: str
+    outcome: Required[Outcome]
+    error: str | None
+    reason: str | None  # a skip's or setup error's reason
+    xfail_reason: str
+    pass_rate: float | None
+    min_pass_rate: float | None
+    versions: dict[str, str]  # tensorflow, keras, keras_package: what trained
+    seeds: list[SeedEntry]
+    diagnosis: dict[str, Any] | str  # the stability diagnosis (diagnose.Diagnosis), or why none was made
+    runtime: Runtime
+    timing: Timing
+    declared: Declared
+
+
+class CollectionError(TypedDict):
+    file: str
+    message: str
+
+
+class Environment(TypedDict, total=False):
+    python: str
+    implementation: str
+    platform: str
+    machine: str
+    cpu: str | None
+    cpus: int | None
+    numpy: str | None
+    protobuf: str | None
+    ml_dtypes: str | None
+    pytest: str | None
+    pytest_convergence: str | None
+    tensorflow: str | None
+    keras: str | None
+    keras_package: str | None
+    TF_USE_LEGACY_KERAS: str | None
+
+
+class Document(TypedDict, total=False):
+    """A results file (`--convergence-json`)."""
+
+    schema: Required[str]  # "pytest-convergence/1"
+    started: str  # ISO 8601
+    finished: str
+    exitstatus: int  # pytest's; -1 for a document recovered from a run that died
+    argv: list[str]
+    environment: Required[Environment]
+    collection_errors: list[CollectionError]
+    scenarios: Required[list[ScenarioRecord]]
+    complete: bool  # False: recovered from the journal of a run that died
+    recovered_from: str

@@ -11,6 +11,7 @@ import textwrap
 from collections.abc import Sequence
 
 from .compare import Change, Column, Comparison, adjacent_pairs, environment_changes
+from .record import ScenarioRecord, SeedEntry
 
 SHORT = {
     "passed": "pass",
@@ -311,8 +312,7 @@ def render_html(cmp: Comparison) -> str:
     sections = []
     for sid in cmp.rows:
         series = [
-            (color[c.label], c.label, [s.get("losses", []) for s in c.scenarios.get(sid, {}).get("seeds", [])])
-            for c in cmp.columns
+            (color[c.label], c.label, [s.get("losses", []) for s in _seeds(c.scenarios.get(sid))]) for c in cmp.columns
         ]
         legend = " ".join(f'<span style="color:{color[c.label]}">■ {e(c.key)} {e(c.label)}</span>' for c in cmp.columns)
         sections.append(f'<section id="{e(sid)}"><h3>{e(sid)}</h3><p>{legend}</p>{svg_bands(series)}</section>')
@@ -390,3 +390,7 @@ def svg_bands(series: Sequence[tuple[str, str, Sequence[Sequence[float]]]], widt
             parts.append(f'<text x="{x}" y="{pad + 4}" fill="{colour}" font-size="12">×</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _seeds(record: ScenarioRecord | None) -> list[SeedEntry]:
+    return record.get("seeds", []) if record else []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import math
 import os
@@ -18,12 +19,12 @@ import tempfile
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from .expect import Verdict
-from .record import SeedRun
+from .record import Check, CollectionError, Document, Environment, ScenarioRecord, SeedEntry, SeedRun
 
 SCHEMA = "pytest-convergence/1"
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -39,75 +40,74 @@ def scenario_record(
     verdict: Verdict | None,
     versions: dict[str, str],
     error: str | None = None,
-) -> dict[str, Any]:
+) -> ScenarioRecord:
     """A scenario's entry: its outcome, and for each seed the curve, checks and timings."""
     checks = {s.seed: s for s in verdict.seeds} if verdict else {}
-    seeds = []
+    seeds: list[SeedEntry] = []
     for run in runs:
-        entry = run.to_dict()
+        entry = cast(SeedEntry, run.to_dict())
         seed_verdict = checks.get(run.seed)
         entry["outcome"] = ("passed" if seed_verdict.ok else "failed") if seed_verdict else "error"
         entry["checks"] = [
-            {"expectation": c.expectation, "ok": c.ok, "message": c.message}
+            Check(expectation=c.expectation, ok=c.ok, message=c.message)
             for c in (seed_verdict.checks if seed_verdict else ())
         ]
         entry["summary"] = dict(seed_verdict.summary) if seed_verdict else {}
         seeds.append(entry)
-    outcome = "error" if error else ("passed" if verdict and verdict.ok else "failed")
-    return {
-        "id": nodeid,
-        "file": file,
-        "line": line,
-        "name": name,
-        "outcome": outcome,
-        "error": error,
-        "pass_rate": verdict.pass_rate if verdict else None,
-        "min_pass_rate": verdict.min_pass_rate if verdict else None,
-        "versions": versions,
-        "seeds": seeds,
-    }
+    return ScenarioRecord(
+        id=nodeid,
+        file=file,
+        line=line,
+        name=name,
+        outcome="error" if error else ("passed" if verdict and verdict.ok else "failed"),
+        error=error,
+        pass_rate=verdict.pass_rate if verdict else None,
+        min_pass_rate=verdict.min_pass_rate if verdict else None,
+        versions=versions,
+        seeds=seeds,
+    )
 
 
-def bare_record(nodeid: str, outcome: str, reason: str | None = None) -> dict[str, Any]:
+def bare_record(nodeid: str, outcome: Literal["skipped", "error"], reason: str | None = None) -> ScenarioRecord:
     """The entry of a scenario that did not train: skipped, or an error before training."""
     file, _, name = nodeid.partition("::")
-    return {
-        "id": nodeid,
-        "file": file,
-        "line": None,
-        "name": name,
-        "outcome": outcome,
-        "error": reason if outcome == "error" else None,
-        "reason": reason,
-        "pass_rate": None,
-        "min_pass_rate": None,
-        "versions": {},
-        "seeds": [],
-    }
+    return ScenarioRecord(
+        id=nodeid,
+        file=file,
+        line=None,
+        name=name,
+        outcome=outcome,
+        error=reason if outcome == "error" else None,
+        reason=reason,
+        pass_rate=None,
+        min_pass_rate=None,
+        versions={},
+        seeds=[],
+    )
 
 
-def environment(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def environment(records: Sequence[ScenarioRecord]) -> Environment:
     """Python, platform and library versions. TensorFlow/Keras come from the workers that trained,
     so that the controller of a parallel run need not import TensorFlow itself."""
-    env: dict[str, Any] = {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu": _cpu_model(),
-        "cpus": os.cpu_count(),
-        "numpy": _dist_version("numpy"),
-        "protobuf": _dist_version("protobuf"),
-        "ml_dtypes": _dist_version("ml_dtypes"),
-        "pytest": _dist_version("pytest"),
-        "pytest_convergence": _dist_version("pytest-convergence"),
-        "tensorflow": None,
-        "keras": None,
-        "keras_package": None,
-    }
+    env = Environment(
+        python=platform.python_version(),
+        implementation=platform.python_implementation(),
+        platform=platform.platform(),
+        machine=platform.machine(),
+        cpu=_cpu_model(),
+        cpus=os.cpu_count(),
+        numpy=_dist_version("numpy"),
+        protobuf=_dist_version("protobuf"),
+        ml_dtypes=_dist_version("ml_dtypes"),
+        pytest=_dist_version("pytest"),
+        pytest_convergence=_dist_version("pytest-convergence"),
+        tensorflow=None,
+        keras=None,
+        keras_package=None,
+    )
     trained = next((r["versions"] for r in records if r.get("versions")), None)
     if trained:
-        env.update(trained)
+        env.update(cast(Environment, trained))
     else:
         env["tensorflow"] = _dist_version("tensorflow") or _dist_version("tensorflow-cpu")
         env["keras"] = _dist_version("keras")
@@ -116,24 +116,24 @@ def environment(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def document(
-    records: Sequence[dict[str, Any]],
-    collection_errors: Sequence[dict[str, Any]],
+    records: Sequence[ScenarioRecord],
+    collection_errors: Sequence[CollectionError],
     started: dt.datetime,
     exitstatus: int,
-) -> dict[str, Any]:
-    return {
-        "schema": SCHEMA,
-        "started": started.isoformat(timespec="seconds"),
-        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "exitstatus": exitstatus,
-        "argv": sys.argv[1:],
-        "environment": environment(records),
-        "collection_errors": list(collection_errors),
-        "scenarios": sorted(records, key=lambda r: r["id"]),
-    }
+) -> Document:
+    return Document(
+        schema=SCHEMA,
+        started=started.isoformat(timespec="seconds"),
+        finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        exitstatus=exitstatus,
+        argv=sys.argv[1:],
+        environment=environment(records),
+        collection_errors=list(collection_errors),
+        scenarios=sorted(records, key=lambda r: r["id"]),
+    )
 
 
-def write(path: Path, doc: dict[str, Any]) -> None:
+def write(path: Path, doc: Document) -> None:
     """Write `doc` to `path` atomically: a reader sees the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(_encode(doc), indent=1, allow_nan=False)
@@ -204,14 +204,14 @@ def _lock(fh: Any) -> None:
     fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
-def recover(path: Path) -> dict[str, Any]:
+def recover(path: Path) -> Document:
     """A results document from the journal at `path` (what a run that died had finished), marked incomplete."""
     return recover_text(Path(path).read_text(encoding="utf-8"), str(path))
 
 
-def recover_text(text: str, source: str) -> dict[str, Any]:
-    records: dict[str, dict[str, Any]] = {}
-    errors: list[dict[str, Any]] = []
+def recover_text(text: str, source: str) -> Document:
+    records: dict[str, ScenarioRecord] = {}
+    errors: list[CollectionError] = []
     started = dt.datetime.now(dt.timezone.utc)
     for line in text.splitlines():
         try:
@@ -233,7 +233,7 @@ def recover_text(text: str, source: str) -> dict[str, Any]:
     return doc
 
 
-def read(path: Path) -> dict[str, Any]:
+def read(path: Path) -> Document:
     """A results file back as Python data, non-finite floats restored. Raises ValueError if not one."""
     with Path(path).open(encoding="utf-8") as fh:
         doc = json.load(fh)
@@ -244,53 +244,19 @@ def read(path: Path) -> dict[str, Any]:
             for key in _FLOAT_KEYS:
                 if key in seed:
                     seed[key] = _decode(seed[key])
-    return doc
+    return cast(Document, doc)
 
 
-class _Read(BaseModel):
-    # strict: "1" is not a number here; extra keys are allowed, so that newer writers stay readable
-    model_config = ConfigDict(strict=True, extra="allow")
+@functools.cache
+def _document_adapter() -> TypeAdapter[Document]:
+    return TypeAdapter(Document)
 
 
-class _Seed(_Read):
-    seed: int
-    losses: list[float] = []
-    epoch_seconds: list[float] = []
-    rounding_floor: float | None = None
-    summary: dict[str, float] = {}
-
-
-class _Timing(_Read):
-    calibration_s: list[float] = []
-
-
-class _Scenario(_Read):
-    id: str
-    outcome: Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
-    error: str | None = None
-    seeds: list[_Seed] = []
-    timing: _Timing | None = None
-    runtime: dict[str, Any] | None = None
-    declared: dict[str, str] | None = None
-
-
-class _CollectionError(_Read):
-    file: str
-    message: str
-
-
-class _Document(_Read):
-    schema_: str = Field(alias="schema")
-    environment: dict[str, Any]
-    scenarios: list[_Scenario]
-    collection_errors: list[_CollectionError] = []
-
-
-def check(doc: dict[str, Any]) -> None:
+def check(doc: Document) -> None:
     """Raise ValueError naming the first key, with its place in the document, that a reader could not use:
     e.g. "scenarios[3].seeds[0].losses[2]: Input should be a valid number"."""
     try:
-        _Document.model_validate(doc)
+        _document_adapter().validate_python(doc, strict=True)  # strict: "1" is not a number here
     except ValidationError as exc:
         first = exc.errors()[0]
         where = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in first["loc"]).lstrip(".")

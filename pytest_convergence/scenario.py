@@ -54,6 +54,12 @@ FACTORY_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 KeywordValue = Any
 
 
+def _one_or_list(schema: dict[str, Any]) -> None:
+    """JSON Schema of a list field whose before-validator also takes one item alone (`metric: {...}`)."""
+    listed = {k: schema.pop(k) for k in ("type", "items")}
+    schema["anyOf"] = [listed["items"], listed]
+
+
 def _kind(value: Any) -> str:
     if isinstance(value, dict):
         return "a mapping"
@@ -232,7 +238,7 @@ class Expect(_Strict):
     converges: Converges | None = None
     diverges: Diverges | None = None
     predict: Predict | None = None
-    metric: list[MetricCheck] = []
+    metric: list[MetricCheck] = Field(default=[], json_schema_extra=_one_or_list)
     raises: Raises | None = None
     stable: Stable | None = None
     min_pass_rate: float = Field(default=1.0, gt=0, le=1)
@@ -327,11 +333,11 @@ class ScenarioSpec(_Strict):
     shuffle: bool | None = None
     fit: FitSpec = FitSpec()
     seed: int | None = Field(default=None, ge=0)
-    seeds: list[Annotated[int, Field(ge=0)]] | None = None
+    seeds: list[Annotated[int, Field(ge=0)]] | None = None  # also `seeds: K` (0..K-1)
     expect: Expect
     timeout_s: float | None = Field(default=None, gt=0)
-    skip: list[VersionCondition] = []
-    xfail: list[VersionCondition] = []
+    skip: list[VersionCondition] = Field(default=[], json_schema_extra=_one_or_list)
+    xfail: list[VersionCondition] = Field(default=[], json_schema_extra=_one_or_list)
 
     @field_validator("skip", "xfail", mode="before")
     @classmethod

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .record import EpochTimes
+
 WORKLOAD = "pytest-convergence/1: 1000 × (16×16 float32 matmul, 64-key dict churn)"  # change the name if it changes
 REPEATS = 5  # each side of a scenario's training
 
@@ -46,11 +48,11 @@ def spread(samples: Sequence[float]) -> float:
     return max(good) / min(good) if good else 1.0
 
 
-def epoch_summary(epoch_seconds: Sequence[Sequence[float]]) -> dict[str, float] | None:
+def epoch_summary(epoch_seconds: Sequence[Sequence[float]]) -> EpochTimes | None:
     """Median and 10th/90th percentiles of the steady epoch times of all seeds (each seed's first epoch, which
     traces and compiles the train step, left out); None with fewer than 3."""
     times = sorted(t for seed in epoch_seconds for t in seed[1:] if t > 0 and t < float("inf"))
     if len(times) < 3:
         return None
     deciles = statistics.quantiles(times, n=10, method="inclusive")
-    return {"median_s": statistics.median(times), "p10_s": deciles[0], "p90_s": deciles[-1], "n": len(times)}
+    return EpochTimes(median_s=statistics.median(times), p10_s=deciles[0], p90_s=deciles[-1], n=len(times))

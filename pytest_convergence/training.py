@@ -25,7 +25,7 @@ import numpy as np
 from . import diagnose as diagnose_mod
 from .errors import Problem
 from .expect import EXPECTATIONS_DECIDED, stop_reason
-from .record import TIME_LIMIT, SeedRun
+from .record import TIME_LIMIT, Runtime, SeedRun
 from .scenario import Scenario, fit_batches
 from .text import did_you_mean, one_line
 
@@ -64,17 +64,17 @@ def _xdist_workers() -> int:
     return max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1))
 
 
-def runtime_settings() -> dict[str, Any]:
+def runtime_settings() -> Runtime:
     """What a difference between two runs could come from, besides the versions: stored in each record."""
     tf, _ = frameworks()
-    return {
-        "op_determinism": True,
-        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "xdist_workers": _xdist_workers(),
-        "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED"),
-        "TF_USE_LEGACY_KERAS": os.environ.get(LEGACY_ENV),
-    }
+    return Runtime(
+        op_determinism=True,
+        intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads(),
+        inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
+        xdist_workers=_xdist_workers(),
+        PYTHONHASHSEED=os.environ.get("PYTHONHASHSEED"),
+        TF_USE_LEGACY_KERAS=os.environ.get(LEGACY_ENV),
+    )
 
 
 def versions() -> dict[str, str]:

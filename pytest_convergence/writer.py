@@ -17,6 +17,7 @@ from . import compare, render, results
 from .collect import REPORT_ATTRIBUTE
 from .errors import ScenarioError
 from .options import BASELINE_FILE, Settings, is_yaml
+from .record import CollectionError, Document, ScenarioRecord
 from .scenario import load_file
 
 
@@ -30,8 +31,8 @@ class ResultsWriter:
         self.settings = settings
         self.rootpath = rootpath
         self.started = dt.datetime.now(dt.timezone.utc)
-        self.records: dict[str, dict[str, Any]] = {}
-        self.collection_errors: list[dict[str, Any]] = []
+        self.records: dict[str, ScenarioRecord] = {}
+        self.collection_errors: list[CollectionError] = []
         self.summary: list[str] = []
         self.journal: results.Journal | None = None
         target = settings.json_path or (settings.record_dir / BASELINE_FILE if settings.record_dir else None)
@@ -59,7 +60,7 @@ class ResultsWriter:
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed and is_yaml(report.fspath):
-            error = {"file": report.nodeid, "message": str(report.longrepr)}
+            error = CollectionError(file=report.nodeid, message=str(report.longrepr))
             self.collection_errors.append(error)
             if self.journal:
                 self.journal.append({"collection_error": error})
@@ -86,7 +87,7 @@ class ResultsWriter:
         if self.settings.baseline_dir and self._against_baseline(doc) and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
-    def _against_baseline(self, doc: dict[str, Any]) -> bool:
+    def _against_baseline(self, doc: Document) -> bool:
         """Compare with the stored baseline; True when that finds regressions."""
         assert self.settings.baseline_dir is not None
         path = self.settings.baseline_dir / BASELINE_FILE

@@ -67,5 +67,5 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"pytest-convergence {__version__}"
     with pytest.raises(SystemExit):
         main(["--help"])
-    text = capsys.readouterr().out
+    text = " ".join(capsys.readouterr().out.split())  # argparse folds lines
     assert "pytest --scenarios scenarios/" in text and "`" not in text  # plain text, no Markdown

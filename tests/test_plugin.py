@@ -7,10 +7,11 @@ import re
 import subprocess
 import sys
 
+import jsonschema
 import pytest
 from texts import CONVERGES_BUT_DIVERGES, DIVERGES, HEADER, PREDICTS
 
-from pytest_convergence import results
+from pytest_convergence import results, schemas
 
 # every test here trains with real Keras, in pytester runs inside this process
 pytestmark = [pytest.mark.keras, pytest.mark.usefixtures("tensorflow_imported_once")]
@@ -285,6 +286,9 @@ def test_json_record(pytester: pytest.Pytester, scenario_file) -> None:
     scenario_file(DIVERGES, CONVERGES_BUT_DIVERGES, PREDICTS)
     pytester.runpytest("--scenarios", "linear.yaml", "--convergence-json", "out/r.json")
     doc = results.read(pytester.path / "out" / "r.json")
+    # the file as written (NaN and Infinity as strings) is what the published schema describes
+    raw = json.loads((pytester.path / "out" / "r.json").read_text())
+    jsonschema.validate(raw, schemas.results_file(), cls=jsonschema.Draft202012Validator)
     env = doc["environment"]
     assert env["tensorflow"] and env["keras"] and env["numpy"] and env["python"]
     by_name = {s["name"]: s for s in doc["scenarios"]}
@@ -455,6 +459,8 @@ def test_version_conditions_and_api_expectations(pytester: pytest.Pytester) -> N
             "FAILED api.yaml::wrongly-declared-xfail - [[]XPASS(strict)[]] not really failing*",
         ]
     )
+    raw = json.loads((pytester.path / "r.json").read_text())  # skipped, xfailed, xpassed, failed records too
+    jsonschema.validate(raw, schemas.results_file(), cls=jsonschema.Draft202012Validator)
     records = {s["name"]: s for s in results.read(pytester.path / "r.json")["scenarios"]}
     outcomes = {name: s["outcome"] for name, s in records.items()}
     assert outcomes["wrongly-declared-xfail"] == "xpassed"

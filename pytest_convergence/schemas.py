@@ -1,0 +1,91 @@
+"""JSON Schemas generated from the models that validate and the structures that are written: one for scenario
+files (so editors complete and check YAML: `# yaml-language-server: $schema=…`), one for results files.
+
+`pytest-convergence schema scenario|results` prints them; the copies in the repository's schemas/ folder are
+checked against these by the tests.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from .record import Document
+from .scenario import MAX_SEEDS, ScenarioSpec
+
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+BASE_URL = "https://pytest-convergence.invalid/schemas/"  # an identifier, not a download: nothing is fetched
+_SCALAR = {"type": ["number", "string", "boolean", "null"]}
+
+# Where YAML is shorter than the validated model, the model's before-validator reads the short form; the schema
+# must describe what is written, so these definitions replace the generated ones.
+WRITTEN_FORMS: dict[str, dict[str, Any]] = {
+    # a keyword value for a layer or an optimizer: scalars and (nested) lists of them, never a mapping
+    "Keyword": {"anyOf": [_SCALAR, {"type": "array", "items": {"$ref": "#/$defs/Keyword"}}]},
+    "LayerSpec": {
+        "description": "A Keras layer: {ClassName: {keyword: value, ...}} (one key) or just ClassName.",
+        "anyOf": [
+            {"type": "string"},
+            {
+                "type": "object",
+                "minProperties": 1,
+                "maxProperties": 1,
+                "additionalProperties": {
+                    "anyOf": [{"type": "null"}, {"type": "object", "additionalProperties": {"$ref": "#/$defs/Keyword"}}]
+                },
+            },
+        ],
+    },
+    "OptimizerSpec": {
+        "description": "A Keras optimizer name, or {name: ..., keyword: value, ...}.",
+        "anyOf": [
+            {"type": "string"},
+            {
+                "type": "object",
+                "properties": {"name": {"type": "string"}},
+                "required": ["name"],
+                "additionalProperties": {"$ref": "#/$defs/Keyword"},
+            },
+        ],
+    },
+}
+
+
+def scenario_file() -> dict[str, Any]:
+    """The schema of a scenario file: `defaults:` (any scenario keys but name) and `scenarios:` (a non-empty list).
+    A scenario must name itself; every other key may come from `defaults:`, so none is required on its own."""
+    spec = ScenarioSpec.model_json_schema(ref_template="#/$defs/{model}")
+    defs = spec.pop("$defs") | WRITTEN_FORMS
+    # `seeds: K` means seeds 0..K-1
+    spec["properties"]["seeds"]["anyOf"].append({"type": "integer", "minimum": 1, "maximum": MAX_SEEDS})
+    defaults = copy.deepcopy(spec)
+    defaults["properties"].pop("name")
+    defaults.pop("required", None)
+    defaults.update(title="Defaults", description="Keys merged under every scenario of the file; its own keys win.")
+    defs["Scenario"] = spec | {"required": ["name"]}
+    defs["Defaults"] = defaults
+    return {
+        "$schema": DRAFT,
+        "$id": BASE_URL + "scenario-file.schema.json",
+        "title": "pytest-convergence scenario file",
+        "type": "object",
+        "properties": {
+            "defaults": {"$ref": "#/$defs/Defaults"},
+            "scenarios": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/Scenario"}},
+        },
+        "required": ["scenarios"],
+        "additionalProperties": False,
+        "$defs": defs,
+    }
+
+
+def results_file() -> dict[str, Any]:
+    """The schema of a results file (`--convergence-json`), from the typed structures in record.py."""
+    schema = TypeAdapter(Document).json_schema(ref_template="#/$defs/{model}")
+    head = {"$schema": DRAFT, "$id": BASE_URL + "results-file.schema.json"}
+    return head | schema | {"title": "pytest-convergence results file"}
+
+
+SCHEMAS = {"scenario": scenario_file, "results": results_file}
