@@ -80,7 +80,7 @@ def build(spec: DataSpec, base_dir: Path, root: Path | None = None) -> tuple[np.
 
 def _x(value: Any) -> np.ndarray:
     if isinstance(value, list):
-        return _table(value, ("x",))
+        return table(value, ("x",))
     if isinstance(value, dict) and len(value) == 1:
         ((kind, args),) = value.items()
         if kind in ("linspace", "arange"):
@@ -117,8 +117,9 @@ def _numbers(args: Any, loc: tuple[Key, ...], count: int | tuple[int, ...]) -> l
     raise DataError(("x", *loc), f"needs a list of {want} numbers, got {args!r:.80}")
 
 
-def _table(value: list[Any], loc: tuple[Key, ...]) -> np.ndarray:
-    """Inline list: numbers → one column; lists of numbers → one row per sample."""
+def table(value: list[Any], loc: tuple[Key, ...]) -> np.ndarray:
+    """An inline list as written in data.x / data.y and expect.predict: numbers → one column; lists of numbers →
+    one row per sample, all of one length. float64; a problem is a DataError at `loc`."""
     if not value:
         raise DataError(loc, "must not be empty")
     if len(value) > MAX_SAMPLES:
@@ -136,7 +137,7 @@ def _table(value: list[Any], loc: tuple[Key, ...]) -> np.ndarray:
 
 def _y(value: Any, x: np.ndarray) -> np.ndarray:
     if isinstance(value, list):
-        return _table(value, ("y",))
+        return table(value, ("y",))
     if isinstance(value, str):
         variables = {f"x{i}": x[:, i] for i in range(x.shape[1])}
         if x.shape[1] == 1:

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from .scenario import fit_batches
 from .text import fmt
 
 MSE_NAMES = frozenset({"mse", "mean_squared_error", "MeanSquaredError"})
@@ -130,13 +129,13 @@ def exact(
     bias: bool,
     outputs: int,
     optimizer: Optimizer,
-    batch_size: int | None,
+    steps: int,
     losses: Sequence[float] = (),
 ) -> Diagnosis:
-    """The analytic diagnosis of a linear model under MSE."""
+    """The analytic diagnosis of a linear model under MSE, trained `steps` batches per epoch."""
     eigs = np.linalg.eigvalsh(linear_hessian(x, bias, outputs))
     lam_max, lam_min = float(eigs[-1]), float(max(eigs[0], 0.0))
-    steps, advisory = _steps_and_caveats(len(x), optimizer, batch_size)
+    advisory = _caveats(steps, optimizer)
     bound, formula = _bound(lam_max, optimizer)
     predicted, predicted_by = None, None
     if optimizer.plain_sgd:
@@ -168,15 +167,12 @@ def exact(
     )
 
 
-def estimated(
-    lam_max: float, samples: int, optimizer: Optimizer, batch_size: int | None, losses: Sequence[float] = ()
-) -> Diagnosis:
+def estimated(lam_max: float, optimizer: Optimizer, steps: int, losses: Sequence[float] = ()) -> Diagnosis:
     """The diagnosis of any other model from its estimated sharpness at the initial weights."""
-    steps, advisory = _steps_and_caveats(samples, optimizer, batch_size)
     advisory = (
         "λmax is the sharpness at the initial weights; it changes as the model trains (often rising "
         "towards 2/lr: the edge of stability), so the bound is a guide, not a guarantee",
-        *advisory,
+        *_caveats(steps, optimizer),
     )
     bound, formula = _bound(abs(lam_max), optimizer)
     return Diagnosis(
@@ -202,8 +198,7 @@ def _bound(lam_max: float, optimizer: Optimizer) -> tuple[float, str]:
     return 2.0 / lam_max, "2/λmax"
 
 
-def _steps_and_caveats(samples: int, optimizer: Optimizer, batch_size: int | None) -> tuple[int, tuple[str, ...]]:
-    _, steps = fit_batches(samples, batch_size)
+def _caveats(steps: int, optimizer: Optimizer) -> tuple[str, ...]:
     caveats = []
     if steps > 1:
         caveats.append(
@@ -221,7 +216,7 @@ def _steps_and_caveats(samples: int, optimizer: Optimizer, batch_size: int | Non
             f"{optimizer.name} adapts its step per parameter, so the gradient-descent bound does not apply "
             "as such; it shows how sharp the loss is against the learning rate"
         )
-    return steps, tuple(caveats)
+    return tuple(caveats)
 
 
 def _describe(optimizer: Optimizer) -> str:

@@ -21,13 +21,17 @@ Path = tuple[Key, ...]
 class LocDict(dict):  # type: ignore[type-arg]
     """A mapping from YAML; `where[key]` is (path from the document root, line) of each entry."""
 
-    where: dict[Hashable, tuple[Path, int]]
+    def __init__(self, *args: Any, where: dict[Hashable, tuple[Path, int]] | None = None) -> None:
+        super().__init__(*args)
+        self.where = where if where is not None else {}
 
 
 class LocList(list):  # type: ignore[type-arg]
     """A sequence from YAML; `where[i]` is (path from the document root, line) of each item."""
 
-    where: list[tuple[Path, int]]
+    def __init__(self, *args: Any, where: list[tuple[Path, int]] | None = None) -> None:
+        super().__init__(*args)
+        self.where = where if where is not None else []
 
 
 def format_path(path: Iterable[Key]) -> str:
@@ -70,7 +74,6 @@ def _build(loader: _Loader, node: yaml.Node, path: Path, file: str) -> Any:
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolves YAML merge keys (<<) the standard way
         out = LocDict()
-        out.where = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
@@ -93,7 +96,6 @@ def _build(loader: _Loader, node: yaml.Node, path: Path, file: str) -> Any:
         return out
     if isinstance(node, yaml.SequenceNode):
         seq = LocList()
-        seq.where = []
         for i, item in enumerate(node.value):
             seq.append(_build(loader, item, (*path, i), file))
             seq.where.append(((*path, i), item.start_mark.line + 1))
@@ -145,8 +147,7 @@ def deep_merge(
     for group in exclusive.get(at, ()):
         if any(k in over for k in group):
             dropped |= {k for other in exclusive[at] if other is not group for k in other}
-    out = LocDict()
-    out.where = {k: w for k, w in base.where.items() if k not in dropped}
+    out = LocDict(where={k: w for k, w in base.where.items() if k not in dropped})
     for key, value in base.items():
         if key not in dropped:
             out[key] = value

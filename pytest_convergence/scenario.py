@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import re
 import types
 import typing
@@ -184,7 +183,7 @@ class Predict(_Strict):
 
     def points(self) -> tuple[np.ndarray, np.ndarray]:
         """x as (points, features) and y as (points, outputs), both float64."""
-        return _as_points(self.x, "x"), _as_points(self.y, "y")
+        return _points(self.x, "x"), _points(self.y, "y")
 
     def tolerance(self, expected: float) -> float:
         return max(self.abs_tol or 0.0, (self.rel_tol or 0.0) * abs(expected))
@@ -255,15 +254,6 @@ class Expect(_Strict):
         if self.converges and self.diverges:
             raise ValueError("a scenario cannot expect both converges and diverges")
         return self
-
-
-KERAS_BATCH_SIZE = 32  # what model.fit uses when batch_size is not given
-
-
-def fit_batches(samples: int, batch_size: int | None) -> tuple[int, int]:
-    """(the batch size fit uses, the steps in one epoch: the last batch may be partial)."""
-    batch = batch_size or KERAS_BATCH_SIZE
-    return batch, -(-samples // batch)
 
 
 class FitSpec(_Strict):
@@ -469,8 +459,6 @@ def _scenarios(doc: Any, file: Path, shown: str, root: Path) -> tuple[list[Scena
     elif "name" in defaults:
         path, line = defaults.where["name"]
         problems.append(Problem(shown, line, format_path(path), "each scenario names itself; no name here"))
-    if not hasattr(defaults, "where"):
-        defaults.where = {}
     items = doc.get("scenarios")
     if not isinstance(items, LocList) or not items:
         line = doc.where["scenarios"][1] if "scenarios" in doc else 1
@@ -606,25 +594,19 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _as_points(value: Any, what: str) -> np.ndarray:
-    """A number, a list of numbers (one per point) or a list of equal-length lists → (points, width)."""
-    rows = value if isinstance(value, list) else [value]
-
-    def number(v: Any) -> bool:
-        return data_mod.is_number(v) and math.isfinite(v)
-
-    if rows and all(number(v) for v in rows):
-        return np.asarray(rows, dtype=np.float64).reshape(-1, 1)
-    if (
-        rows
-        and all(isinstance(r, list) and r and all(number(v) for v in r) for r in rows)
-        and len({len(r) for r in rows}) == 1
-    ):
-        return np.asarray(rows, dtype=np.float64)
-    raise ValueError(
-        f"{what} must be a finite number, a list of them (one per point) or a list of equal-length "
-        f"lists (one per point, for several features or outputs), got {_short(value)}"
-    )
+def _points(value: Any, what: str) -> np.ndarray:
+    """expect.predict's x or y: one number (one point), or a list as data.x and data.y are written; finite."""
+    if not (isinstance(value, list) or data_mod.is_number(value)):
+        raise ValueError(
+            f"{what} must be a number (one point) or a list as data.{what} is written; got {_short(value)}"
+        )
+    try:
+        rows = data_mod.table(value if isinstance(value, list) else [value], (what,))
+    except data_mod.DataError as exc:
+        raise ValueError(f"{what} {exc.message}; got {_short(value)}") from None
+    if not np.isfinite(rows).all():
+        raise ValueError(f"{what} must be finite, got {_short(value)}")
+    return rows
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -26,10 +26,19 @@ from . import diagnose as diagnose_mod
 from .errors import Problem
 from .expect import EXPECTATIONS_DECIDED, stop_reason
 from .record import TIME_LIMIT, Runtime, SeedRun
-from .scenario import Scenario, fit_batches
+from .scenario import Scenario
 from .text import did_you_mean, one_line
 
 LEGACY_ENV = "TF_USE_LEGACY_KERAS"
+
+
+KERAS_BATCH_SIZE = 32  # what model.fit uses when batch_size is not given
+
+
+def fit_batches(samples: int, batch_size: int | None) -> tuple[int, int]:
+    """(the batch size fit uses, the steps in one epoch: the last batch may be partial)."""
+    batch = batch_size or KERAS_BATCH_SIZE
+    return batch, -(-samples // batch)
 
 
 @functools.cache
@@ -332,13 +341,14 @@ def diagnose(scenario: Scenario, runs: list[SeedRun], seed: int | None = None) -
     seed = scenario.seeds[0] if seed is None else seed
     losses = next((r.losses for r in runs if r.seed == seed), [])
     optimizer = _optimizer_facts(keras, spec.optimizer.name, spec.optimizer.kwargs)
+    _, steps = fit_batches(len(scenario.x), spec.batch_size)
     linear = _linear_layer(scenario)
     if linear is not None:
         units, bias = linear
-        found = diagnose_mod.exact(scenario.x, bias, units, optimizer, spec.batch_size, losses)
+        found = diagnose_mod.exact(scenario.x, bias, units, optimizer, steps, losses)
     else:
         lam = sharpness(scenario, seed)
-        found = diagnose_mod.estimated(lam, len(scenario.x), optimizer, spec.batch_size, losses)
+        found = diagnose_mod.estimated(lam, optimizer, steps, losses)
     return dataclasses.replace(found, seed=seed)
 
 

@@ -56,7 +56,7 @@ DATASETS = {
 def test_analytic_lambda_max_matches_the_eigenvalues_of_an_independent_hessian(name: str) -> None:
     x, bias, outputs = DATASETS[name]
     reference = np.linalg.eigvalsh(finite_difference_hessian(x, bias, outputs))
-    diagnosis = exact(x, bias, outputs, SGD, batch_size=len(x))
+    diagnosis = exact(x, bias, outputs, SGD, steps=1)
     assert diagnosis.lam_max == pytest.approx(reference[-1], rel=1e-4)
     assert diagnosis.lam_min == pytest.approx(reference[0], rel=1e-3, abs=1e-6)
     assert np.linalg.eigvalsh(linear_hessian(x, bias, outputs))[-1] == pytest.approx(reference[-1], rel=1e-4)
@@ -65,7 +65,7 @@ def test_analytic_lambda_max_matches_the_eigenvalues_of_an_independent_hessian(n
 def test_the_motivating_case_matches_the_numbers_worked_by_hand() -> None:
     # H = [[287, 21], [21, 2]]: λ = (289 ± √(289² − 4·133)) / 2
     lam_max = (289 + math.sqrt(289**2 - 4 * 133)) / 2
-    d = exact(XS_20, True, 1, SGD, batch_size=None)
+    d = exact(XS_20, True, 1, SGD, steps=1)
     assert d.lam_max == pytest.approx(lam_max, rel=1e-9) == pytest.approx(288.54, abs=0.01)
     assert d.bound == pytest.approx(0.006931, rel=1e-3)
     assert d.ratio == pytest.approx(1.4427, rel=1e-3)
@@ -77,32 +77,32 @@ def test_the_motivating_case_matches_the_numbers_worked_by_hand() -> None:
 
 @pytest.mark.parametrize(("points", "stable"), [(10, True), (16, True), (17, False), (20, False)])
 def test_the_threshold_between_16_and_17_points(points: int, stable: bool) -> None:
-    assert exact(XS_20[:points], True, 1, SGD, batch_size=None).lr_below_bound is stable
+    assert exact(XS_20[:points], True, 1, SGD, steps=1).lr_below_bound is stable
 
 
 def test_converging_runs_predict_the_slowest_direction() -> None:
-    d = exact(XS_20[:10], True, 1, SGD, batch_size=None)
+    d = exact(XS_20[:10], True, 1, SGD, steps=1)
     assert d.predicted_factor == pytest.approx((1 - 0.01 * d.lam_min) ** 2)
     assert "λmin" in (d.predicted_by or "")
 
 
 def test_mini_batches_momentum_and_adam_are_advisory() -> None:
-    batches = exact(XS_20, True, 1, SGD, batch_size=8)
+    batches = exact(XS_20, True, 1, SGD, steps=3)  # 20 points, batches of 8
     assert batches.steps_per_epoch == 3 and not batches.exact
     assert batches.predicted_factor == pytest.approx(3.5547**3, rel=1e-3)
     assert any("3 mini-batches" in note for note in batches.advisory)
 
-    momentum = exact(XS_20, True, 1, Optimizer("sgd", 0.01, momentum=0.9), batch_size=None)
+    momentum = exact(XS_20, True, 1, Optimizer("sgd", 0.01, momentum=0.9), steps=1)
     assert momentum.bound == pytest.approx(2 * 1.9 / momentum.lam_max)
     assert momentum.bound_formula == "2(1+β)/λmax" and momentum.predicted_factor is None and not momentum.exact
 
-    adam = exact(XS_20, True, 1, Optimizer("adam", 0.001), batch_size=None)
+    adam = exact(XS_20, True, 1, Optimizer("adam", 0.001), steps=1)
     assert not adam.exact and any("adapts its step" in note for note in adam.advisory)
     assert "advisory" in adam.lines()[0]
 
 
 def test_estimates_say_so() -> None:
-    d = estimated(11.97, 64, Optimizer("sgd", 3.0), batch_size=32)
+    d = estimated(11.97, Optimizer("sgd", 3.0), steps=2)  # 64 samples, batches of 32
     assert d.method == "estimate" and not d.exact and d.lam_min is None
     assert d.bound == pytest.approx(2 / 11.97) and d.ratio == pytest.approx(3.0 * 11.97 / 2)
     text = "\n".join(d.lines())
@@ -120,7 +120,7 @@ def test_measured_factor() -> None:
 
 
 def test_stable_expectation() -> None:
-    d = exact(XS_20, True, 1, SGD, batch_size=None)
+    d = exact(XS_20, True, 1, SGD, steps=1)
     run = SeedRun(seed=0, losses=[1.0])
 
     def check(**stable: object) -> tuple[bool, str]:
