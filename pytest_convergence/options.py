@@ -38,14 +38,18 @@ NO_FACTORIES_HELP = (
     "code, for CI on untrusted pull requests."
 )
 SEEDS_HELP = (
-    "Train every scenario on at least N seeds (its own seeds, then the smallest unused ones), for comparison "
-    "runs whose seed statistics need more seeds than the scenario file gives. The pass rate is judged as written."
+    "N (a whole number, 1 to 1000). Train every scenario on at least N seeds (its own seeds, then the smallest "
+    "unused ones), for comparison runs whose seed statistics need more seeds than the scenario file gives. The pass "
+    "rate is judged as written."
 )
 DEFAULT_TIMEOUT_S = 3600.0  # a safety net that no real suite meets by accident: epochs: 1000000 is 12 hours on Keras 3
+# The ini twins of --convergence-timeout and --convergence-seeds are strings that the plugin reads, not pytest's typed
+# keys (int, float): pytest refuses a bad typed value with "could not convert string to float: 'soon'", naming
+# neither the key nor the file. Their help says the type first instead.
 TIMEOUT_HELP = (
-    "Time limit in seconds for training one scenario (all its seeds); a scenario's timeout_s wins. Past it, training "
-    "stops after the current batch and the scenario fails. Default: 3600, checked at the end of each epoch; "
-    "0 or none: no limit."
+    "SECONDS (a number; 0 or none: no limit). Time limit for training one scenario (all its seeds); a scenario's "
+    "timeout_s wins. Past it, training stops after the current batch and the scenario fails. Default: 3600, checked "
+    "at the end of each epoch."
 )
 
 INPUT_HELP = (
@@ -222,6 +226,8 @@ def steer_collection(config: pytest.Config, settings: Settings) -> None:
         return
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         config.args[:] = [str(p) for p in settings.cli_paths]
+        # the paths now come from the command line (--scenarios), not from testpaths: the header must not say so
+        config.args_source = pytest.Config.ArgsSource.ARGS
         return
     invocation = config.invocation_params.dir
     given = [(invocation / arg.split("::")[0]).resolve() for arg in config.args]

@@ -13,7 +13,9 @@ import functools
 import importlib
 import inspect
 import os
+import re
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -46,17 +48,54 @@ def frameworks() -> tuple[Any, Any]:
     """(tensorflow, keras) as `tf.keras` would resolve it: tf_keras when TF_USE_LEGACY_KERAS is set."""
     # TensorFlow's C++ start-up chatter (oneDNN, CPU features) buries the test output; errors stay.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    with native_chatter_filtered():
+        import tensorflow as tf
 
-    legacy = os.environ.get(LEGACY_ENV, "").lower() in ("1", "true")
-    keras = importlib.import_module("tf_keras" if legacy else "keras")
-    # Seeded runs must be reproducible; this makes TF pick deterministic kernels.
-    tf.config.experimental.enable_op_determinism()
-    # Several xdist workers on a small machine must not each start a thread per core.
-    threads = threads_per_process()
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+        legacy = os.environ.get(LEGACY_ENV, "").lower() in ("1", "true")
+        keras = importlib.import_module("tf_keras" if legacy else "keras")
+        # Seeded runs must be reproducible; this makes TF pick deterministic kernels.
+        tf.config.experimental.enable_op_determinism()
+        # Several xdist workers on a small machine must not each start a thread per core.
+        threads = threads_per_process()
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
     return tf, keras
+
+
+# Lines TensorFlow's C++ side writes to file descriptor 2 while it starts, whatever TF_CPP_MIN_LOG_LEVEL says (absl
+# logs before absl::InitializeLog ignore it): information, not problems. Any other line still reaches stderr.
+NATIVE_CHATTER = re.compile(
+    r"All log messages before absl::InitializeLog|oneDNN custom operations are on|use_unbounded_threadpool"
+    r"|cpu_feature_guard|This TensorFlow binary is optimized|rebuild TensorFlow with the appropriate compiler flags"
+    r"|Could not find cuda drivers|Unable to register cu(DNN|FFT|BLAS) factory|TF-TRT Warning"
+)
+
+
+@contextlib.contextmanager
+def native_chatter_filtered() -> Iterator[None]:
+    """Run the block with file descriptor 2 sent to a temporary file; afterwards write back every line of it except
+    TensorFlow's start-up chatter (NATIVE_CHATTER). Used around start-up only, not around training: a native crash
+    there must print its message at once."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as caught:
+            os.dup2(caught.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                caught.seek(0)
+                kept = [
+                    ln
+                    for ln in caught.read().splitlines(keepends=True)
+                    if not NATIVE_CHATTER.search(ln.decode(errors="replace"))
+                ]
+                if kept:
+                    os.write(2, b"".join(kept))
+    finally:
+        os.close(saved)
 
 
 def threads_per_process() -> int:

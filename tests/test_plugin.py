@@ -53,6 +53,13 @@ def test_scenarios_alone_unless_other_paths_are_given(pytester: pytest.Pytester)
     alone.stdout.fnmatch_lines(["scenarios/deep/s.yml::sgd-default-lr-diverges", "1 test collected*"])
     both = pytester.runpytest("test_plain.py", "--scenarios", "scenarios", "--collect-only", "-q")
     both.stdout.fnmatch_lines(["test_plain.py::test_plain", "scenarios/deep/s.yml::*", "2 tests collected*"])
+    # a project whose testpaths name its unit tests: --scenarios alone collects the scenarios, and the header says so
+    pytester.makeini("[pytest]\ntestpaths = tests\n")
+    pytester.mkdir("tests")
+    (pytester.path / "tests" / "test_unit.py").write_text("def test_unit(): pass\n")
+    header = pytester.runpytest("--scenarios", "scenarios", "--collect-only")
+    header.stdout.fnmatch_lines(["convergence: scenarios from scenarios", "*1 test collected*"])
+    header.stdout.no_fnmatch_line("*testpaths*")
 
 
 def test_ini_key_makes_scenarios_part_of_a_plain_run(pytester: pytest.Pytester) -> None:
@@ -162,6 +169,18 @@ def test_keras_names_are_checked_at_collection(pytester: pytest.Pytester, change
     result.stdout.re_match_lines([".*ERROR collecting bad.yaml.*", expected])
     result.stdout.no_fnmatch_line("*Traceback*")
     assert result.ret == pytest.ExitCode.INTERRUPTED
+
+
+def test_a_collection_error_shows_no_tensorflow_start_up_chatter(pytester: pytest.Pytester) -> None:
+    """In a fresh process TensorFlow (2.16 on) writes absl/oneDNN lines to stderr as it starts, which pytest would
+    show under the collection error: only the problem itself is shown."""
+    pytester.makefile(
+        ".yaml", bad=HEADER + "  - name: a\n    loss: mean_squared_eror\n    expect: {converges: {loss_below: 1}}\n"
+    )
+    result = pytester.runpytest_subprocess("--scenarios", "bad.yaml")
+    result.stdout.fnmatch_lines(["bad.yaml:10: scenarios[[]0[]].loss: unknown Keras loss 'mean_squared_eror'*"])
+    for chatter in ("*absl::InitializeLog*", "*oneDNN*", "*Captured stderr*"):
+        result.stdout.no_fnmatch_line(chatter)
 
 
 def test_file_loading_layers_are_refused_before_they_are_made(pytester: pytest.Pytester) -> None:
@@ -409,6 +428,18 @@ def test_fail_on_option_is_checked(pytester: pytest.Pytester, scenario_file) -> 
     pytester.makeini("[pytest]\nconvergence_seeds = 0\n")
     bad = pytester.runpytest("--scenarios", "linear.yaml")
     bad.stderr.fnmatch_lines(["*convergence_seeds in *tox.ini: expected a number of seeds from 1 to 1000, got '0'"])
+
+
+def test_ini_keys_say_what_they_take(pytester: pytest.Pytester) -> None:
+    """pytest lists the keys the plugin reads itself as (string): the help says the type first."""
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines_random(
+        [
+            "*convergence_timeout (string):*",
+            "*SECONDS (a number; 0 or none: no limit)*",
+            "*convergence_seeds (string):*",
+        ]
+    )
 
 
 def test_version_conditions_and_api_expectations(pytester: pytest.Pytester) -> None:

@@ -130,3 +130,17 @@ def test_a_verdict_reached_at_the_last_epoch_is_not_an_early_stop(tmp_path: Path
     assert (last.epochs_run, last.stop_reason) == (5, "completed")
     (early,) = training.run(found["early"])
     assert (early.epochs_run, early.stop_reason) == (5, "expectations decided")
+
+
+def test_tensorflow_start_up_chatter_is_filtered_and_real_errors_pass(capfd: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    chatter = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:1795638572.578023   25332 port.cc:153] oneDNN custom operations are on. You may see ...\n"
+    )
+    with training.native_chatter_filtered():
+        os.write(2, chatter.encode())
+        os.write(2, b"E0000 something really went wrong\n")
+    err = capfd.readouterr().err
+    assert err == "E0000 something really went wrong\n"
