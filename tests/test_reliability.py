@@ -173,7 +173,11 @@ def test_an_interrupted_run_writes_what_finished_marked_incomplete(pytester: pyt
     assert [p.name for p in pytester.path.iterdir() if p.name.startswith(".r.json")] == []  # no temporary left
 
 
-def test_records_say_how_the_run_was_set_up(pytester: pytest.Pytester, scenario_file) -> None:
+def test_records_say_how_the_run_was_set_up(
+    pytester: pytest.Pytester, scenario_file, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the inner run is serial even when this suite runs under xdist, whose worker count is in the environment
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
     scenario_file(DIVERGES)
     pytester.runpytest("--scenarios", "linear.yaml", "--convergence-json", "r.json")
     runtime = results.read(pytester.path / "r.json")["scenarios"][0]["runtime"]
