@@ -1,5 +1,5 @@
 """`pytest-convergence` / `python -m pytest_convergence`: compare results files; explain a scenario;
-check a tox env's versions; print the JSON Schemas of scenario and results files.
+check a tox env's versions; print the JSON Schemas of scenario and results files; bisect to the build that changed.
 
 Exit codes of `compare`: 0 nothing beyond tolerance changed, 1 regressions found, 2 bad input.
 Exit codes of `explain`: 0 the scenario passes, 1 it fails, 2 bad input.
@@ -8,11 +8,11 @@ Exit codes of `explain`: 0 the scenario passes, 1 it fails, 2 bad input.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import bisect as bisect_mod
 from . import choices, render
 from . import compare as cmp
 from . import explain as explain_mod
@@ -33,8 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 DESCRIPTION = (
-    "Compare results files of several TensorFlow/Keras versions, explain a scenario, check a tox env's versions, "
-    "print JSON Schemas. "
+    "Compare results files of several TensorFlow/Keras versions, bisect to the build that changed, explain a scenario, "
+    "check a tox env's versions, print JSON Schemas. "
     "Scenarios themselves run under pytest: pytest --scenarios scenarios/"
 )
 
@@ -122,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
         "version everywhere must not pass. Keras is expected to be Keras 3 from TF 2.16 on, unless the "
         "package is tf_keras.",
     )
-    e.add_argument("--env-name", help="a tox env name that promises versions: tf215, tf221, tf216-legacy")
+    e.add_argument("--env-name", help="a tox env name that promises versions: tf215, tf221, tf216-legacy, nightly")
     e.add_argument("--tensorflow", metavar="X.Y", help="expected TensorFlow minor release")
     e.add_argument("--keras-package", choices=("keras", "tf_keras"), default="keras", help="expected Keras package")
     e.set_defaults(run=_check_env)
@@ -136,7 +136,74 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("which", choices=("scenario", "results"), help="which file's schema")
     s.set_defaults(run=_schema)
+
+    b = sub.add_parser(
+        "bisect",
+        help="find the first build of a package whose behaviour differs from a known-good version",
+        description="Lists the builds of the bad end's package between a good and a bad version (dev builds "
+        "included), installs each probe into a throwaway environment (uv, cached) with the rest pinned, runs the "
+        "scenario there and judges it against the good end as compare does, binary-searching to the first build "
+        "that differs. A probe that cannot be installed or run is skipped, never taken for good or bad. "
+        "Exit 0: found; 1: the bad end does not differ (nothing to search); 2: bad input or the good end failed.",
+    )
+    b.add_argument("target", metavar="FILE[::SCENARIO]", help="a scenario file, or one scenario in it")
+    b.add_argument("--good", required=True, metavar="PACKAGE==VERSION", help="a build that behaves as expected")
+    b.add_argument("--bad", required=True, metavar="PACKAGE==VERSION", help="a later build that differs")
+    b.add_argument(
+        "--with",
+        dest="pins",
+        action="append",
+        default=[],
+        metavar="REQUIREMENT",
+        help="the rest of the environment, pinned (repeat): e.g. --with tensorflow-cpu==2.21.0",
+    )
+    b.add_argument(
+        "--on",
+        type=_kinds,
+        default=bisect_mod.DEFAULT_KINDS,
+        help="kinds of change that make a build differ, better or worse (default: "
+        f"{','.join(bisect_mod.DEFAULT_KINDS)}); changes within the noise never do",
+    )
+    b.add_argument("--seeds", type=int, help="train every scenario on at least N seeds (--convergence-seeds)")
+    b.add_argument(
+        "--probe-timeout",
+        type=_positive,
+        default=bisect_mod.DEFAULT_PROBE_TIMEOUT_S,
+        metavar="SECONDS",
+        help="the most one probe may take, install and run (default %(default)s); past it the probe is skipped",
+    )
+    b.add_argument("--python", default=sys.executable, help="the Python of the probes (default: this one)")
+    b.add_argument("--index-url", help="the package index (default: PyPI)")
+    b.add_argument("--workdir", type=Path, help="where the probes' environments and results go (default: a temp dir)")
+    b.set_defaults(run=_bisect)
     return parser
+
+
+def _bisect(args: argparse.Namespace) -> int:
+    import tempfile
+
+    good = bisect_mod.parse_build(args.good, "--good")
+    bad = bisect_mod.parse_build(args.bad, "--bad")
+    file = args.target.partition("::")[0]
+    if not Path(file).is_file():
+        raise InputError(f"{file}: no such file")
+    root = args.workdir or Path(tempfile.mkdtemp(prefix="convergence-bisect-"))
+    workspace = bisect_mod.Workspace(
+        root=root.resolve(),
+        target=[args.target],
+        scenario_files=[file],
+        pins=list(args.pins),
+        python=args.python,
+        index_url=args.index_url,
+        timeout_s=args.probe_timeout,
+        extra_pytest=["--convergence-seeds", str(args.seeds)] if args.seeds else [],
+    )
+    lines = bisect_mod.bisect(workspace, good, bad, tuple(args.on))
+    while True:
+        try:
+            print(next(lines), flush=True)
+        except StopIteration as done:
+            return int(done.value)
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -170,43 +237,19 @@ def _explain(args: argparse.Namespace) -> int:
             return 0 if done.value else 1
 
 
-def expected_versions(env_name: str | None, tensorflow: str | None, keras_package: str) -> tuple[str, str, int]:
-    """(TensorFlow X.Y, Keras package, Keras major) promised by a tox env name or by explicit flags."""
-    if env_name:
-        match = re.fullmatch(r"tf(\d)(\d+)(-legacy)?", env_name)
-        if not match:
-            raise InputError(f"--env-name {env_name!r}: expected a name like tf215 or tf216-legacy")
-        tensorflow = f"{match[1]}.{match[2]}"
-        keras_package = "tf_keras" if match[3] else "keras"
-    if not tensorflow:
-        raise InputError("check-env needs --env-name or --tensorflow")
-    from packaging.version import Version
-
-    keras3 = keras_package == "keras" and Version(tensorflow) >= Version("2.16")
-    return tensorflow, keras_package, 3 if keras3 else 2
-
-
 def _check_env(args: argparse.Namespace) -> int:
-    from packaging.version import Version
+    from . import envcheck, training
 
-    tensorflow, package, major = expected_versions(args.env_name, args.tensorflow, args.keras_package)
-    from . import training
-
+    wanted = envcheck.promise(args.env_name, args.tensorflow, args.keras_package)
     try:
         found = training.versions()
     except ImportError as exc:
         print(f"pytest-convergence check-env: MISMATCH: cannot import TensorFlow/Keras: {exc}", file=sys.stderr)
         return 1
-    problems = []
-    if Version(found["tensorflow"]).release[:2] != Version(tensorflow).release[:2]:
-        problems.append(f"TensorFlow {found['tensorflow']} imports, but {tensorflow} was promised")
-    if found["keras_package"] != package:
-        problems.append(f"the Keras package is {found['keras_package']}, but {package} was promised")
-    if Version(found["keras"]).major != major:
-        problems.append(f"Keras {found['keras']} imports, but Keras {major} was promised")
+    problems = envcheck.problems(wanted, found, envcheck.installed())
+    for p in problems:
+        print(f"pytest-convergence check-env: MISMATCH: {p}", file=sys.stderr)
     if problems:
-        for p in problems:
-            print(f"pytest-convergence check-env: MISMATCH: {p}", file=sys.stderr)
         return 1
     print(
         f"pytest-convergence check-env: TensorFlow {found['tensorflow']}, "

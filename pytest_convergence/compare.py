@@ -68,6 +68,7 @@ class Change:
     worse: bool  # a change for the worse (an improvement or a change within the noise is reported, never counted)
     against: str = ""  # the label of the version compared with
     factor: float | None = None  # slowdowns: the calibrated ratio
+    within_noise: bool = False  # shown for information: a curve within its rounding floor, too few seeds to tell
 
 
 @dataclass(frozen=True)
@@ -230,8 +231,8 @@ def judge(
     """The changes of one scenario from `base_col` to `col`."""
     base, new = base_col.scenarios.get(sid), col.scenarios.get(sid)
 
-    def change(kind: str, message: str, worse: bool, factor: float | None = None) -> Change:
-        return Change(sid, col.label, kind, message, worse, base_col.label, factor)
+    def change(kind: str, message: str, worse: bool, factor: float | None = None, noise: bool = False) -> Change:
+        return Change(sid, col.label, kind, message, worse, base_col.label, factor, noise)
 
     file = sid.partition("::")[0]
     if base is None or new is None:
@@ -270,6 +271,7 @@ def judge(
                 f"(≥ {needed} each for α {s.alpha:g}; run with --convergence-seeds {max(needed, 8)}): "
                 f"{shift.describe()}",
                 False,
+                noise=True,
             )
     slow = _slowdown(base, new, s)
     if slow is not None:
@@ -355,6 +357,7 @@ def _drift(
             "drift",
             f"differs within its rounding floor: {where}, floor {_pct(floor)}; {_seed_statement(final)}",
             False,
+            noise=True,
         )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pytest_convergence import results
-from pytest_convergence.cli import expected_versions, main
+from pytest_convergence.cli import main
 
 CURVE = [28.5, 7.0, 2.0, 0.5, 0.1]
 CALIBRATION = [0.005] * 10  # a steady machine: the calibration workload took 5 ms every time
@@ -549,16 +549,3 @@ def test_bad_options_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["compare", "x.json", "--fail-on", "declared"])  # declared changes never count
     with pytest.raises(SystemExit):
         main(["compare", "x.json", "--alpha", "1.5"])
-
-
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("tf215", ("2.15", "keras", 2)),
-        ("tf221", ("2.21", "keras", 3)),
-        ("tf216-legacy", ("2.16", "tf_keras", 2)),
-        ("tf212", ("2.12", "keras", 2)),
-    ],
-)
-def test_env_names_promise_versions(name: str, expected: tuple[str, str, int]) -> None:
-    assert expected_versions(name, None, "keras") == expected

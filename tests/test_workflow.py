@@ -27,8 +27,8 @@ def tox_envs() -> list[str]:
     return [env for line in lines for env in expand(line)]
 
 
-def workflow() -> dict[str, Any]:
-    doc: dict[Any, Any] = yaml.safe_load((ROOT / ".github" / "workflows" / "tests.yml").read_text())
+def workflow(name: str = "tests") -> dict[str, Any]:
+    doc: dict[Any, Any] = yaml.safe_load((ROOT / ".github" / "workflows" / f"{name}.yml").read_text())
     return doc
 
 
@@ -48,7 +48,7 @@ def test_matrix_covers_every_release_from_2_12_to_2_21_with_legacy_variants() ->
 def test_every_matrix_env_has_its_pins_and_version_check() -> None:
     text = (ROOT / "tox.ini").read_text()
     for m in range(12, 22):
-        assert f"tf2{m}: tensorflow-cpu~=2.{m}.0" in text
+        assert f"tf2{m}-!legacy: tensorflow-cpu~=2.{m}.0" in text  # one TensorFlow per env: legacy takes tf-keras's
     for m in range(16, 22):
         assert f"tf2{m}-legacy: tf-keras~=2.{m}.0" in text
     assert "pytest-convergence check-env --env-name {envname}" in text
@@ -80,9 +80,25 @@ def test_expand() -> None:
     assert expand("lint") == ["lint"]
 
 
+def test_nightly_runs_on_a_schedule_and_compares_with_the_newest_release() -> None:
+    doc = workflow("nightly")
+    triggers = doc.get("on", doc.get(True))
+    assert set(triggers) == {"schedule", "workflow_dispatch"} and triggers["schedule"][0]["cron"]
+    jobs = doc["jobs"]
+    newest = max(e for e in tox_envs() if re.fullmatch(r"tf2\d\d", e))
+    assert jobs["scenarios"]["strategy"]["matrix"]["env"] == [newest, "nightly"]
+    assert "tox -e ${{ matrix.env }}" in runs(jobs["scenarios"])
+    script = runs(jobs["compare"])
+    assert f"--baseline {newest}.json" in script and "exit $code" in script
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(ROOT / "tox.ini")
+    assert "tf-nightly" in tox["testenv:nightly"]["deps"] and "keras-nightly" in tox["testenv:nightly"]["deps"]
+
+
 def test_least_privilege() -> None:
     """Every job reads the repository and nothing more (a pull request's code runs in them)."""
-    doc = workflow()
-    assert doc["permissions"] == {"contents": "read"}
-    for name, job in doc["jobs"].items():
-        assert job.get("permissions", doc["permissions"]) == {"contents": "read"}, name
+    for file in ("tests", "nightly"):
+        doc = workflow(file)
+        assert doc["permissions"] == {"contents": "read"}
+        for name, job in doc["jobs"].items():
+            assert job.get("permissions", doc["permissions"]) == {"contents": "read"}, name

@@ -1,0 +1,165 @@
+"""bisect: the ordering of builds, the search with fake probes (skips, a change that comes and goes), the judgement
+of a probe against the good end, and the command's input errors. The real runs are in the README (they install
+TensorFlow builds: minutes each, not for the test suite)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pytest_convergence import bisect, results
+from pytest_convergence.bisect import Build, Probe, Search, builds_between, parse_build
+from pytest_convergence.cli import main
+from pytest_convergence.record import Document, ScenarioRecord
+
+NIGHTLIES = [f"3.16.0.dev202607{day:02d}04" for day in range(1, 31)]
+
+
+def build(version: str, package: str = "keras-nightly") -> Build:
+    return parse_build(f"{package}=={version}", "test")
+
+
+def test_builds_are_ordered_by_pep_440_with_dev_pre_and_post_releases() -> None:
+    published = ["3.16.0", "3.16.0rc1", "3.16.0.dev2026070104", "3.15.0.dev2026040704", "3.16.0a1", "3.16.0.post1",
+                 "3.16.0.dev2026063004", "not-a-version", "3.17.0.dev2026110104"]  # fmt: skip
+    found = builds_between(build("3.15.1", "keras"), build("3.16.0.post1"), published)
+    assert [str(b.version) for b in found] == [
+        "3.16.0.dev2026063004",
+        "3.16.0.dev2026070104",
+        "3.16.0a1",
+        "3.16.0rc1",
+        "3.16.0",
+        "3.16.0.post1",
+    ]
+    assert {b.package for b in found} == {"keras-nightly"}  # the bad end's package: the release is the good end
+
+
+@pytest.mark.parametrize(
+    ("good", "bad", "message"),
+    [
+        ("keras==3.15.1", "tf-nightly==2.23.0.dev20261026", "not versions of the same module"),
+        ("keras-nightly==3.16.0.dev2026070304", "keras-nightly==3.16.0.dev2026070104", "must come before"),
+        ("keras==3.15.1", "keras-nightly==3.16.0.dev2099010104", "is not published"),
+    ],
+)
+def test_ends_that_cannot_be_searched(good: str, bad: str, message: str) -> None:
+    with pytest.raises(bisect.BisectInputError, match=message):
+        builds_between(parse_build(good, "--good"), parse_build(bad, "--bad"), NIGHTLIES)
+
+
+@pytest.mark.parametrize("text", ["keras", "keras>=3", "keras==3.*", "numpy==2.0", "keras==three"])
+def test_an_end_names_one_build_of_a_known_package(text: str) -> None:
+    with pytest.raises(bisect.BisectInputError, match="--good"):
+        parse_build(text, "--good")
+
+
+def fake(is_bad: Callable[[int], bool], skip: set[int] = frozenset()) -> tuple[Callable[[Build], Probe], list[int]]:  # type: ignore[assignment]
+    """A probe that calls a build (by its day of July) bad when `is_bad(day)`; days in `skip` fail to install."""
+    probed: list[int] = []
+
+    def probe(b: Build) -> Probe:
+        day = int(str(b.version.dev)[6:8])
+        probed.append(day)
+        if day in skip:
+            return Probe(b, "skip", detail="install failed")
+        return Probe(b, "bad" if is_bad(day) else "good")
+
+    return probe, probed
+
+
+def run_search(probe: Callable[[Build], Probe]) -> Search | None:
+    candidates = builds_between(build("3.15.1", "keras"), build(NIGHTLIES[-1]), NIGHTLIES)
+    steps = bisect.search(candidates, probe)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+@pytest.mark.parametrize("first_bad", [1, 2, 15, 29, 30])
+def test_binary_search_finds_the_first_bad_build_in_about_log2_probes(first_bad: int) -> None:
+    probe, probed = fake(lambda day: day >= first_bad)
+    state = run_search(probe)
+    assert state is not None and state.first_bad.version.dev == int(f"202607{first_bad:02d}04")
+    assert (state.last_good is None) == (first_bad == 1) and not state.unresolved
+    assert len(probed) <= 1 + 5 and len(set(probed)) == len(probed)  # the bad end, then ⌈log2 30⌉; none twice
+
+
+def test_skipped_builds_are_stepped_around_and_reported_when_they_hide_the_answer() -> None:
+    probe, probed = fake(lambda day: day >= 16, skip={15, 16, 14})
+    state = run_search(probe)
+    assert state is not None
+    assert state.last_good is not None and state.last_good.version.dev == 2026071304
+    assert state.first_bad.version.dev == 2026071704
+    # 14 … 16 could not be installed: the first bad build is 17 or one of 14, 15, 16; never a guess
+    assert [b.version.dev for b in state.unresolved] == [2026071404, 2026071504, 2026071604]
+    assert {14, 15, 16} <= set(probed)
+
+
+def test_a_change_that_comes_and_goes_ends_on_one_good_to_bad_step_the_probes_saw() -> None:
+    bad_days = set(range(5, 11)) | set(range(20, 31))  # bad from the 5th, good again from the 11th, bad from the 20th
+    probe, probed = fake(lambda day: day in bad_days)
+    state = run_search(probe)
+    assert state is not None and state.last_good is not None
+    good_day, bad_day = int(str(state.last_good.version.dev)[6:8]), int(str(state.first_bad.version.dev)[6:8])
+    assert bad_day == good_day + 1 and bad_day in bad_days and good_day not in bad_days
+    assert good_day in probed and bad_day in probed  # both ends of the step were measured, not inferred
+
+
+def test_a_bad_end_that_does_not_differ_or_cannot_be_probed_ends_the_search() -> None:
+    probe, probed = fake(lambda day: False)
+    assert run_search(probe) is None and probed == [30]
+    probe, probed = fake(lambda day: True, skip={30})
+    assert run_search(probe) is None and probed == [30]
+
+
+def doc(losses: list[float], floor: float = 1e-7, outcome: str = "passed") -> Document:
+    record: ScenarioRecord = {
+        "id": "s.yaml::logistic",
+        "outcome": outcome,  # type: ignore[typeddict-item]
+        "error": None,
+        "seeds": [{"seed": 0, "losses": losses, "rounding_floor": floor, "summary": {"final_loss": losses[-1]}}],
+    }
+    return results.document([record], [], dt.datetime.now(dt.timezone.utc), 0)
+
+
+def test_a_probe_differs_only_beyond_the_noise_and_only_in_the_kinds_asked_for() -> None:
+    good = doc([0.7, 0.5, 0.3])
+    assert bisect.differences(good, doc([0.7, 0.5, 0.3]), bisect.DEFAULT_KINDS) == []
+    # within ten times its rounding floor: the same build as far as anyone can tell
+    assert bisect.differences(good, doc([0.7, 0.5, 0.3 * (1 + 5e-7)]), bisect.DEFAULT_KINDS) == []
+    moved = bisect.differences(good, doc([0.7, 0.52, 0.3]), bisect.DEFAULT_KINDS)
+    assert [c.kind for c in moved] == ["drift"] and "epoch 2" in moved[0].message
+    assert bisect.differences(good, doc([0.7, 0.52, 0.3]), ("outcome", "error")) == []
+    assert [c.kind for c in bisect.differences(good, doc([0.7, 0.5, 0.3], outcome="failed"), ("outcome",))] == [
+        "outcome"
+    ]
+
+
+def test_probes_exclude_the_siblings_of_what_they_install(tmp_path: Path) -> None:
+    """keras-nightly and keras both install `keras`; TensorFlow requires keras: the release must not come along."""
+    space = bisect.Workspace(tmp_path, ["s.yaml"], ["s.yaml"], ["tensorflow-cpu==2.21.0"])
+    # one distribution per module: the release of Keras, and every TensorFlow but the pinned one
+    assert space.excluded(build("3.16.0.dev2026070104")) == [
+        "keras", "tensorflow", "tensorflow-intel", "tf-nightly", "tf-nightly-cpu"
+    ]  # fmt: skip
+    nightly_tf = bisect.Workspace(tmp_path, ["s.yaml"], ["s.yaml"], ["keras==3.15.1"])
+    assert nightly_tf.excluded(build("2.23.0.dev20261026", "tf-nightly")) == [
+        "keras-nightly", "tensorflow", "tensorflow-cpu", "tensorflow-intel", "tf-nightly-cpu"
+    ]  # fmt: skip
+    install = space.install_commands(build("3.16.0.dev2026070104"))[1]
+    assert "keras-nightly==3.16.0.dev2026070104" in install and "--excludes" in install
+    assert any(r.startswith("pydantic") for r in install)  # the plugin's own requirements; its code is on PYTHONPATH
+
+
+def test_the_command_names_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "s.yaml").write_text("scenarios: []\n")
+    target = str(tmp_path / "s.yaml")
+    assert main(["bisect", target, "--good", "keras>=3", "--bad", "keras-nightly==3.16.0.dev2026070104"]) == 2
+    assert "--good 'keras>=3': write one build as PACKAGE==VERSION" in capsys.readouterr().err
+    assert main(["bisect", "nope.yaml", "--good", "keras==3.15.1", "--bad", "keras==3.15.2"]) == 2
+    assert "nope.yaml: no such file" in capsys.readouterr().err
