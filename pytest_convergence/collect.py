@@ -10,7 +10,7 @@ import pytest
 
 from .errors import ScenarioError
 from .options import SCENARIOS_KEY
-from .text import one_line
+from .text import one_line, without_native_chatter
 
 if TYPE_CHECKING:  # the modules behind these load numpy, pydantic, yaml: only once a scenario file is collected
     from . import expect
@@ -196,6 +196,7 @@ def attach_record(item: pytest.Item, call: pytest.CallInfo[None], test_report: p
     """Put the scenario's record on its report (call phase), or a bare one if it never ran."""
     if not isinstance(item, ScenarioItem):
         return
+    test_report.sections = _without_chatter(test_report.sections)
     if call.when == "call" and RECORD_KEY in item.stash:
         record = item.stash[RECORD_KEY].copy()
         if XFAIL_KEY in item.stash:
@@ -213,3 +214,15 @@ def attach_record(item: pytest.Item, call: pytest.CallInfo[None], test_report: p
         if DECLARED_KEY in item.stash and test_report.skipped:
             record["declared"] = item.stash[DECLARED_KEY]
         setattr(test_report, REPORT_ATTRIBUTE, record)
+
+
+def _without_chatter(sections: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Captured stderr without TensorFlow's chatter (e.g. tf_keras's `use_unbounded_threadpool` notice at each first
+    fit); a section left empty goes."""
+    kept = []
+    for title, content in sections:
+        if "stderr" in title:
+            content = without_native_chatter(content)
+        if content.strip():
+            kept.append((title, content))
+    return kept

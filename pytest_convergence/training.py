@@ -13,7 +13,6 @@ import functools
 import importlib
 import inspect
 import os
-import re
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from .errors import Problem
 from .expect import EXPECTATIONS_DECIDED, stop_reason
 from .record import TIME_LIMIT, Runtime, SeedRun
 from .scenario import Scenario
-from .text import did_you_mean, one_line
+from .text import did_you_mean, one_line, without_native_chatter
 
 LEGACY_ENV = "TF_USE_LEGACY_KERAS"
 
@@ -62,20 +61,12 @@ def frameworks() -> tuple[Any, Any]:
     return tf, keras
 
 
-# Lines TensorFlow's C++ side writes to file descriptor 2 while it starts, whatever TF_CPP_MIN_LOG_LEVEL says (absl
-# logs before absl::InitializeLog ignore it): information, not problems. Any other line still reaches stderr.
-NATIVE_CHATTER = re.compile(
-    r"All log messages before absl::InitializeLog|oneDNN custom operations are on|use_unbounded_threadpool"
-    r"|cpu_feature_guard|This TensorFlow binary is optimized|rebuild TensorFlow with the appropriate compiler flags"
-    r"|Could not find cuda drivers|Unable to register cu(DNN|FFT|BLAS) factory|TF-TRT Warning"
-)
-
-
 @contextlib.contextmanager
 def native_chatter_filtered() -> Iterator[None]:
     """Run the block with file descriptor 2 sent to a temporary file; afterwards write back every line of it except
-    TensorFlow's start-up chatter (NATIVE_CHATTER). Used around start-up only, not around training: a native crash
-    there must print its message at once."""
+    TensorFlow's chatter (text.NATIVE_CHATTER). Around TensorFlow's start-up, and around `explain`'s training; not
+    around a test's training, where a native crash must print its message at once (pytest's captured stderr is
+    filtered instead, see collect.attach_record)."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -87,13 +78,9 @@ def native_chatter_filtered() -> Iterator[None]:
                 sys.stderr.flush()
                 os.dup2(saved, 2)
                 caught.seek(0)
-                kept = [
-                    ln
-                    for ln in caught.read().splitlines(keepends=True)
-                    if not NATIVE_CHATTER.search(ln.decode(errors="replace"))
-                ]
+                kept = without_native_chatter(caught.read().decode(errors="replace"))
                 if kept:
-                    os.write(2, b"".join(kept))
+                    os.write(2, kept.encode())
     finally:
         os.close(saved)
 

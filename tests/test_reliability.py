@@ -196,3 +196,43 @@ def test_threads_are_shared_among_xdist_workers(monkeypatch: pytest.MonkeyPatch)
     assert training.threads_per_process() == 1
     monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT")
     assert training.threads_per_process() == 8
+
+
+def test_captured_stderr_keeps_real_errors_and_drops_tensorflow_chatter(pytester: pytest.Pytester) -> None:
+    """tf_keras's first fit logs a tf.data notice as an error (E0000 … use_unbounded_threadpool) on fd 2: a failure
+    report shows what else was written there, without it."""
+    notice = (
+        "E0000 00:00:1795639776.125105 24316 node_def_util.cc:682] NodeDef mentions attribute "
+        "use_unbounded_threadpool which is not in the op definition"
+    )
+    pytester.makepyfile(
+        factories=f"""
+import os
+from pytest_convergence.training import frameworks
+
+def noisy():
+    os.write(2, b"{notice}\\n")
+    os.write(2, b"a real problem the user must see\\n")
+    keras = frameworks()[1]
+    return keras.Sequential([keras.layers.Dense(1)])
+
+def quiet():
+    os.write(2, b"{notice}\\n")
+    keras = frameworks()[1]
+    return keras.Sequential([keras.layers.Dense(1)])
+"""
+    )
+    converges = "    expect: {converges: {loss_below: 1.0e-12}}\n"  # fails: the report shows its captured output
+    pytester.makefile(
+        ".yaml",
+        s=HEADER
+        + "  - name: noisy\n    model: 'factories:noisy'\n    epochs: 2\n"
+        + converges
+        + "  - name: quiet\n    model: 'factories:quiet'\n    epochs: 2\n"
+        + converges,
+    )
+    result = pytester.runpytest("--scenarios", "s.yaml", "-p", "no:faulthandler")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*Captured stderr call*", "a real problem the user must see"])
+    result.stdout.no_fnmatch_line("*use_unbounded_threadpool*")
+    assert result.stdout.str().count("Captured stderr call") == 1  # quiet's section held only the notice: gone
