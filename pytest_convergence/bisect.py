@@ -36,6 +36,7 @@ from . import compare, results
 from .envcheck import SIBLINGS
 from .errors import InputError
 from .record import Document
+from .text import one_line
 
 BISECTABLE = frozenset().union(*SIBLINGS)
 # what a probe is judged on by default: a real difference in behaviour, either way (an improvement is a change too)
@@ -376,6 +377,7 @@ def bisect(
     pinned = ", ".join(workspace.pins) or "nothing else"
     yield f"bisect {' '.join(workspace.target)}: {len(candidates)} builds of {bad.package} after {good} up to {bad}"
     yield f"  pinned: {pinned}; judged on: {', '.join(kinds)}; about {steps + 2} probes (both ends included)"
+    yield f"  environments and results in {workspace.root}"
     try:
         install_s = workspace.install(good)
         good_doc, run_s = workspace.run(good)
@@ -397,7 +399,8 @@ def bisect(
             freeze = workspace.freeze(build)
             workspace.remove(build)
         changes = differences(good_doc, doc, kinds)
-        text = f"{changes[0].scenario}: {changes[0].kind}: {changes[0].message}" if changes else "same as the good end"
+        # the probe's line names the first difference briefly; the first bad build's are listed in full at the end
+        text = f"{changes[0].kind}: {one_line(changes[0].message.split('; ')[0], 90)}" if changes else "as the good end"
         return Probe(build, "bad" if changes else "good", install_s, run_s, text, freeze, changes)
 
     runs = search(candidates, probe)
