@@ -14,7 +14,8 @@ the two sides so that a noisy neighbour hits both):
 3. input      `fit: {input: dataset}` vs the default `fit` on numpy arrays, median seconds per epoch,
               for each tiny scenario shape;
 4. suite      the shipped scenarios (scenarios/) with `-n 2` vs serial, wall time of whole pytest runs,
-              as shipped and with --convergence-input dataset, and how many times each process imported
+              as shipped (fit input auto: the checked fast path) and with --convergence-input numpy (fit on the
+              arrays everywhere, the default before the sentinel), and how many times each process imported
               TensorFlow;
 5. contention the per-epoch cost of one process alone vs two at once, per input path (what bounds -n 2).
 
@@ -287,8 +288,8 @@ def pytest_sessionfinish(session):
 
 
 def suite(runs: int) -> None:
-    """The shipped scenarios, serial vs -n 2, as subprocesses (each imports TensorFlow itself): as shipped
-    (numpy `fit` except where a scenario says otherwise), and with --convergence-input dataset."""
+    """The shipped scenarios, serial vs -n 2, as subprocesses (each imports TensorFlow itself): as shipped (fit
+    input auto, the sentinel-checked dataset path), and with --convergence-input numpy (fit on the arrays)."""
     base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "bench_imports"]
 
     def timed(extra: list[str]) -> Timing:
@@ -312,7 +313,7 @@ def suite(runs: int) -> None:
         )
         return seconds, seconds
 
-    for label, extra in (("as shipped", []), ("--convergence-input dataset", ["--convergence-input", "dataset"])):
+    for label, extra in (("as shipped (auto)", []), ("--convergence-input numpy", ["--convergence-input", "numpy"])):
         section(
             f"4. shipped suite (scenarios/) {label}: wall time of a whole pytest run, median of {runs}",
             "serial",

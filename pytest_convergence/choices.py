@@ -8,7 +8,9 @@ from __future__ import annotations
 import typing
 from typing import Literal
 
-FitInput = Literal["numpy", "dataset"]  # numpy: fit on the arrays, as user code does; dataset: one tf.data pipeline
+# auto: the dataset path where a short sentinel shows that it trains as fit on numpy arrays does, else numpy;
+# numpy: fit on the arrays, as user code does; dataset: one tf.data pipeline, unchecked
+FitInput = Literal["auto", "numpy", "dataset"]
 FIT_INPUTS: tuple[str, ...] = typing.get_args(FitInput)
 
 # what each kind means, in the order the output lists them

@@ -109,9 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument(
         "--input",
         choices=choices.FIT_INPUTS,
-        default="dataset",
-        help="how data reaches fit where the scenario does not say (default: dataset, the fast path with the "
-        "same batches and shuffling; numpy is what `fit` on arrays does)",
+        default="auto",
+        help="how data reaches fit where the scenario does not say (default: auto — the fast dataset path where a "
+        "sentinel shows it trains as fit on numpy arrays does, else numpy)",
     )
     x.set_defaults(run=_explain)
 

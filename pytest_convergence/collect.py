@@ -110,6 +110,7 @@ class ScenarioItem(pytest.Item):
 
     @property
     def fit_input(self) -> str:
+        """What the run asks for this scenario: auto, numpy or dataset (the path that trains is in its record)."""
         return self.scenario.fit_input(self.config.stash[SCENARIOS_KEY].fit_input)
 
     def runtest(self) -> None:
@@ -166,14 +167,18 @@ class ScenarioItem(pytest.Item):
             record["diagnosis"] = explanation if isinstance(explanation, str) else explanation.to_dict()
         runtime = training.runtime_settings()
         runtime["timeout_s"] = self.timeout_s
-        runtime["fit_input"] = self.fit_input
+        runtime["fit_input"] = result.fit_input
+        runtime["fit_input_asked"] = self.fit_input
         runtime["noise_floor"] = self.config.stash[SCENARIOS_KEY].noise_floor
         record["runtime"] = runtime
         record["timing"] = Timing(
             workload=timing.WORKLOAD,
             calibration_s=result.calibration,
             epochs=timing.epoch_summary([r.epoch_seconds for r in runs]),
+            numpy_epochs=timing.epoch_summary([result.numpy_epoch_seconds]),
         )
+        if result.fidelity is not None:
+            record["fidelity"] = result.fidelity
         return record
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:

@@ -314,6 +314,14 @@ def _drift(
     base: ScenarioRecord, new: ScenarioRecord, s: Rules, shifts: list[stats.Shift], change: Any
 ) -> Iterable[Change]:
     """Curve drift over the seeds both ran, judged against each seed's rounding floor."""
+    if _fit_input(base) != _fit_input(new):  # other batch orders: the curves cannot be compared
+        yield change(
+            "drift",
+            f"trained through different input paths ({_fit_input(base)} → {_fit_input(new)}): curves not compared",
+            False,
+            noise=True,
+        )
+        return
     worst: tuple[float, float, int, int, float, float] | None = None  # (excess, rel, seed, epoch, a, b)
     floors: list[float] = []
     new_seeds = {x["seed"]: x for x in new.get("seeds", [])}
@@ -375,15 +383,18 @@ def _seed_statement(final: stats.Shift | None) -> str:
 
 def _slowdown(base: ScenarioRecord, new: ScenarioRecord, s: Rules) -> tuple[float, float, str] | None:
     """(ratio of the time per epoch, the smallest ratio that counts here, the explanation); None when the two
-    runs fed fit differently (numpy vs the dataset path: their times say nothing about the versions).
+    runs fed fit differently (numpy vs the dataset path: their times say nothing about the versions). Where both
+    runs timed `fit` on numpy arrays in the auto sentinel, those epochs are compared, whatever path trained.
 
     Noise only ever adds time, so both sides use their fast end: the 10th percentile of the steady epoch times
     and the fastest calibration run. The ratio of those is the version's cost in units of this machine. How
     far each run's calibration runs spread (max/min) says how disturbed the machine was; the product of the
     two spreads, if larger than `s.slowdown`, is the smallest ratio that counts."""
-    if _fit_input(base) != _fit_input(new):
-        return None
-    before, after = _epoch_p10(base), _epoch_p10(new)
+    before, after = _sentinel_p10(base), _sentinel_p10(new)
+    if before is None or after is None:  # a run without the auto sentinel: its training epochs, if fed alike
+        if _fit_input(base) != _fit_input(new):
+            return None
+        before, after = _epoch_p10(base), _epoch_p10(new)
     if before is None or after is None or before <= 0:
         return None  # too few epochs to time (e.g. a divergence decided at epoch 12)
     cal_b, cal_n = _calibration(base), _calibration(new)
@@ -399,6 +410,13 @@ def _slowdown(base: ScenarioRecord, new: ScenarioRecord, s: Rules) -> tuple[floa
         ratio, limit = after / before, s.slowdown
         text = f"({_ms(before)} → {_ms(after)}, fast decile; uncalibrated; counts above ×{limit:.2g})"
     return ratio, limit, text
+
+
+def _sentinel_p10(record: ScenarioRecord) -> float | None:
+    """The fast decile of the auto sentinel's epochs of fit on numpy arrays: what a user's fit costs, whatever path
+    trained the scenario."""
+    summary = (record.get("timing") or {}).get("numpy_epochs")
+    return summary["p10_s"] if summary and summary["n"] >= MIN_EPOCHS_TIMED else None
 
 
 def _epoch_p10(record: ScenarioRecord) -> float | None:

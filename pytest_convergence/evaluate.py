@@ -4,11 +4,12 @@ their own output: a test outcome and a record, or lines for a person."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import expect, timing, training
-from .record import SeedRun
+from .record import Fidelity, SeedRun
 
 if TYPE_CHECKING:
     from .diagnose import Diagnosis
@@ -25,6 +26,9 @@ class Evaluation:
     # first seed's; a string when it could not be made (it only explains: it never turns a failure into an error)
     explanation: Diagnosis | str | None = None
     error: Exception | None = None  # training (or the diagnosis `stable` needs) raised this
+    fit_input: str = ""  # the path that trained: numpy or dataset
+    fidelity: Fidelity | None = None  # the sentinel that chose it, where the input was auto
+    numpy_epoch_seconds: list[float] = field(default_factory=list)  # the sentinel's epochs of fit on numpy arrays
 
     @property
     def ok(self) -> bool:
@@ -41,15 +45,21 @@ def evaluate(
     diagnose: bool = False,
     calibrate: bool = True,
 ) -> Evaluation:
-    """Train and judge `scenario`. The first seed is diagnosed when `expect.stable` needs it or `diagnose` asks; a
+    """Train and judge `scenario`. Where its input is `auto`, the fidelity sentinel decides the path first (within
+    the same time limit). The first seed is diagnosed when `expect.stable` needs it or `diagnose` asks; a
     failing seed is diagnosed to explain the failure. With `calibrate`, the machine's speed is timed just before and
     after training (what makes epoch times comparable across runs). An exception from training is returned in
     `error`, with what was measured before it."""
     result = Evaluation()
     if calibrate:
         result.calibration += timing.calibrate()
+    deadline = time.perf_counter() + timeout_s if timeout_s else None
+    result.fit_input = scenario.fit_input(fit_input)
     try:
-        result.runs = training.run(scenario, timeout_s, fit_input, noise_floor, per_batch)
+        if result.fit_input == "auto":
+            result.fidelity, result.numpy_epoch_seconds = training.fidelity(scenario, scenario.seeds[0], deadline)
+            result.fit_input = "dataset" if result.fidelity["agrees"] else "numpy"
+        result.runs = training.run(scenario, None, result.fit_input, noise_floor, per_batch, deadline)
         if calibrate:
             result.calibration += timing.calibrate()
         if diagnose or scenario.spec.expect.stable:

@@ -10,6 +10,7 @@ from pathlib import Path
 from . import report
 from .errors import InputError, ScenarioError
 from .evaluate import evaluate
+from .record import Fidelity
 from .scenario import Scenario, load_file
 from .text import fmt
 
@@ -67,6 +68,9 @@ def explain(scenario: Scenario, seed: int | None, fit_input: str) -> Generator[s
         raise result.error
     assert result.verdict is not None and result.diagnosis is not None
     run, diagnosis = result.runs[0], result.diagnosis
+    if result.fidelity is not None:
+        yield f"  {describe_fidelity(result.fit_input, result.fidelity)}"
+    fit_input = result.fit_input  # the sweep trains as the scenario did
     for check in result.verdict.seeds[0].checks:
         yield f"  {'ok  ' if check.ok else 'FAIL'} {check.expectation}: {check.message}"
     yield f"  {report.curve_summary(run)}"
@@ -90,3 +94,13 @@ def explain(scenario: Scenario, seed: int | None, fit_input: str) -> Generator[s
         )
     yield f"verdict: {'pass' if result.verdict.ok else 'FAIL'}"
     return result.verdict.ok
+
+
+def describe_fidelity(path: str, fidelity: Fidelity) -> str:
+    """One line: which input path trained and why (the auto sentinel's verdict)."""
+    if fidelity["agrees"]:
+        return (
+            f"fit input {path}: the dataset path matched fit on numpy arrays within "
+            f"{fidelity['largest_difference'] or 0:.2g} over {fidelity['epochs']} epochs (checked)"
+        )
+    return f"fit input {path}: {fidelity['reason']}"

@@ -35,7 +35,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         return []
     shown = ", ".join(os.path.relpath(p, config.rootpath) for p in settings.scenario_paths)
     lines = [f"convergence: scenarios from {shown}"]
-    if settings.fit_input != "numpy":
+    if settings.fit_input == "auto":
+        lines.append(
+            "convergence: fit input auto: the dataset path where a sentinel shows it trains as fit on numpy arrays "
+            "(checked per scenario), else numpy"
+        )
+    else:
         lines.append(f"convergence: fit input {settings.fit_input} where a scenario does not set fit.input")
     if settings.json_path:
         lines.append(f"convergence: results record -> {settings.json_path}")

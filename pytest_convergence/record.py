@@ -129,7 +129,8 @@ class Runtime(TypedDict, total=False):
     PYTHONHASHSEED: str | None
     TF_USE_LEGACY_KERAS: str | None
     timeout_s: float | None
-    fit_input: str
+    fit_input: str  # the path that trained: numpy | dataset
+    fit_input_asked: str  # auto | numpy | dataset
     noise_floor: bool
 
 
@@ -144,6 +145,20 @@ class Timing(TypedDict, total=False):
     workload: str  # what the calibration times
     calibration_s: list[float]  # the workload's seconds, 5 runs before and 5 after training
     epochs: EpochTimes | None  # steady epochs of every seed; None with fewer than 3
+    # the fidelity sentinel's epochs of `fit` on numpy arrays: what a user's code costs per epoch on this version,
+    # whatever path trained (compare times slowdowns on these where both runs have them)
+    numpy_epochs: EpochTimes | None
+
+
+class Fidelity(TypedDict):
+    """`fit.input: auto`: the sentinel that decided the input path. The first seed trained a few epochs from the
+    same initial weights, unshuffled, through both paths; the dataset path trains only if the losses agree."""
+
+    agrees: bool
+    epochs: int  # compared
+    largest_difference: float | None  # relative, over those epochs
+    at_epoch: int | None
+    reason: str  # why the scenario trains on numpy, or ""
 
 
 class ScenarioRecord(TypedDict, total=False):
@@ -165,6 +180,7 @@ class ScenarioRecord(TypedDict, total=False):
     runtime: Runtime
     timing: Timing
     declared: Declared
+    fidelity: Fidelity  # only where fit.input was auto
 
 
 class CollectionError(TypedDict):

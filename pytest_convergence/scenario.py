@@ -259,9 +259,11 @@ class Expect(_Strict):
 class FitSpec(_Strict):
     """`fit:` — how the data reaches `model.fit`.
 
-    numpy: the arrays, as user code passes them (the default: the gate sees what users see).
+    auto (the run's default): the dataset path where a short sentinel shows, for this scenario on this version,
+    that it trains as `fit` on numpy arrays does (evaluate.py), else numpy.
+    numpy: the arrays, as user code passes them: for scenarios about how `fit` itself treats arrays.
     dataset: a tf.data pipeline built once — same epochs, batch size and per-epoch shuffling —
-    many times faster per epoch on Keras 3 for tiny models.
+    many times faster per epoch on Keras 3 for tiny models; unchecked.
     """
 
     input: FitInput | None = None  # None: the run's --convergence-input

@@ -26,7 +26,7 @@ import numpy as np
 from . import diagnose as diagnose_mod
 from .errors import Problem
 from .expect import EXPECTATIONS_DECIDED, stop_reason
-from .record import TIME_LIMIT, Runtime, SeedRun
+from .record import TIME_LIMIT, Fidelity, Runtime, SeedRun, relative_difference
 from .scenario import Scenario
 from .text import did_you_mean, one_line, without_native_chatter
 
@@ -170,12 +170,17 @@ def run(
     fit_input: str = "numpy",
     noise_floor: bool = False,
     per_batch: bool = True,
+    deadline: float | None = None,
 ) -> list[SeedRun]:
     """Train the scenario once per seed, with the Keras of this environment, within `timeout_s` in all (checked
-    after every batch, or with `per_batch=False` after every epoch). `fit_input` is used where the scenario has no
-    fit.input; `noise_floor` measures each seed's rounding floor."""
-    deadline = time.perf_counter() + timeout_s if timeout_s else None
+    after every batch, or with `per_batch=False` after every epoch), or until `deadline` (a time.perf_counter()
+    value). `fit_input` (numpy or dataset; `auto` is decided by `fidelity` first, see evaluate.py) is used where the
+    scenario has no fit.input; `noise_floor` measures each seed's rounding floor."""
+    if deadline is None and timeout_s:
+        deadline = time.perf_counter() + timeout_s
     chosen = scenario.fit_input(fit_input)
+    if chosen not in ("numpy", "dataset"):
+        raise ValueError(f"fit input {chosen!r}: decide auto with training.fidelity first")
     return [run_seed(scenario, seed, deadline, chosen, noise_floor, per_batch) for seed in scenario.seeds]
 
 
@@ -211,6 +216,53 @@ def run_seed(
     return record
 
 
+SENTINEL_EPOCHS = 21  # fit on numpy arrays, timed: the first epoch traces; compare times 20 steady ones
+FIDELITY_EPOCHS = 5  # the epochs whose losses must agree between the two paths
+# float32 rounding: the two paths sum the same batches in another order; a few epochs keep chaotic models
+# (whose rounding differences grow, see the MLP's rounding floor) well inside it
+FIDELITY_RTOL = 1e-5
+
+
+def fidelity(scenario: Scenario, seed: int, deadline: float | None = None) -> tuple[Fidelity, list[float]]:
+    """The sentinel of `fit.input: auto`: `seed` trains SENTINEL_EPOCHS epochs on numpy arrays and FIDELITY_EPOCHS
+    through the dataset path, from the same initial weights, unshuffled, without early stop; the dataset path may
+    train the scenario only if their losses agree within FIDELITY_RTOL. Returns the verdict and the numpy path's
+    epoch times (what a user's `fit` costs per epoch here)."""
+    quiet = dataclasses.replace(scenario, spec=scenario.spec.model_copy(update={"shuffle": False}))
+    on_numpy = SeedRun(seed=seed, epochs_planned=min(SENTINEL_EPOCHS, scenario.spec.epochs))
+    try:
+        _train(quiet, on_numpy, deadline, "numpy", plain=True)
+    except Exception as exc:
+        why = f"fit on numpy arrays raised {type(exc).__name__}: {one_line(exc, 200)}"
+        return Fidelity(agrees=False, epochs=0, largest_difference=None, at_epoch=None, reason=why), []
+    compared = min(FIDELITY_EPOCHS, on_numpy.epochs_run)
+    on_dataset = SeedRun(seed=seed, epochs_planned=compared)
+    try:
+        _train(quiet, on_dataset, deadline, "dataset", plain=True)
+    except Exception as exc:
+        why = f"the dataset path raised {type(exc).__name__}: {one_line(exc, 200)}"
+        return Fidelity(
+            agrees=False, epochs=0, largest_difference=None, at_epoch=None, reason=why
+        ), on_numpy.epoch_seconds
+    pairs = list(zip(on_numpy.losses[:compared], on_dataset.losses, strict=False))
+    differences = [relative_difference(a, b) for a, b in pairs]
+    worst = max(differences, default=0.0)
+    at = differences.index(worst) + 1 if differences else None
+    agrees = len(pairs) == compared > 0 and worst <= FIDELITY_RTOL
+    reason = (
+        ""
+        if agrees
+        else (
+            f"the dataset path's loss differs from fit on numpy arrays by {worst:.2g} (relative) at epoch {at} of "
+            f"{compared}, more than float rounding ({FIDELITY_RTOL:g}): this Keras feeds arrays differently"
+            if pairs
+            else "no epoch to compare"
+        )
+    )
+    verdict = Fidelity(agrees=agrees, epochs=compared, largest_difference=worst, at_epoch=at, reason=reason)
+    return verdict, on_numpy.epoch_seconds
+
+
 def _train(
     scenario: Scenario,
     record: SeedRun,
@@ -218,9 +270,12 @@ def _train(
     fit_input: str,
     nudge: bool = False,
     per_batch: bool = True,
+    plain: bool = False,
 ) -> None:
-    """Fit the scenario for `record.seed`, filling `record`. `nudge`: the rounding-floor run — every initial
-    weight moved one ulp up, `record.epochs_planned` epochs, no early stop on decided expectations, no predict."""
+    """Fit the scenario for `record.seed`, filling `record`. `plain`: `record.epochs_planned` epochs, no early
+    stop on decided expectations, no predict (the fidelity sentinel). `nudge`: the rounding-floor run — plain, and
+    every initial weight moved one ulp up."""
+    plain = plain or nudge
     tf, keras = frameworks()
     spec = scenario.spec
     model = _fresh_model(keras, scenario, record.seed)
@@ -252,13 +307,13 @@ def _train(
         epochs=record.epochs_planned,
         verbose=0,
         callbacks=[
-            _recorder(keras, deadline is not None and per_batch)(record, None if nudge else spec.expect, deadline)
+            _recorder(keras, deadline is not None and per_batch)(record, None if plain else spec.expect, deadline)
         ],
         **options,
     )
     record.fit_seconds = time.perf_counter() - start
     predict = spec.expect.predict
-    if predict is not None and record.stop_reason != TIME_LIMIT and not nudge:
+    if predict is not None and record.stop_reason != TIME_LIMIT and not plain:
         xs, _ = predict.points()
         # "list" passes what user code typically writes: [25.0] for one feature, [[1.0, 2.0]] for several
         given: Any = xs.astype(np.float32)

@@ -52,7 +52,7 @@ def scenario(
         ],
         **extra,
     }
-    if calibration is not None:
+    if calibration is not None and "timing" not in record:
         record["timing"] = {"calibration_s": calibration}
     return record
 
@@ -374,6 +374,30 @@ def test_no_slowdown_between_different_fit_inputs(tmp_path: Path, capsys: pytest
 
 
 DATASET = {"fit_input": "dataset"}
+
+
+def sentinel(ms: float) -> dict[str, Any]:
+    """The timing of a run whose auto sentinel timed 20 steady epochs of fit on numpy arrays at `ms` each."""
+    return {
+        "calibration_s": CALIBRATION,
+        "numpy_epochs": {"median_s": ms / 1000, "p10_s": ms / 1000, "p90_s": ms / 1000, "n": 20},
+    }
+
+
+def test_the_auto_sentinel_times_fit_on_numpy_whatever_path_trained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both versions train through the dataset path (1 ms an epoch); the sentinel saw fit on arrays go 2 → 28 ms:
+    the slowdown a user's code would see is the one the gate counts. One falling back to numpy changes nothing."""
+    base = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("t", epoch_ms=1.0, runtime=DATASET, timing=sentinel(2)))
+    new = write(tmp_path, "b", "2.21.0", "3.15.1", scenario("t", epoch_ms=1.0, runtime=DATASET, timing=sentinel(28)))
+    code, out = run(capsys, base, new)
+    assert code == 1 and "[slowdown, REGRESSION]" in out and "time per epoch ×14" in out
+    fell_back = write(tmp_path, "c", "2.21.0", "3.15.1", scenario("t", epoch_ms=28.0, timing=sentinel(2.1)))
+    code, out = run(capsys, base, fell_back)
+    assert code == 0 and "[slowdown" not in out
+    # the curves of runs fed through different paths are not compared (other batch orders), and never counted
+    assert "trained through different input paths (dataset → numpy): curves not compared" in out
 
 
 def test_changes_name_the_first_version_and_adjacent_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,9 @@ def test_explain_diagnoses_and_sweeps_around_the_bound(tmp_path: Path) -> None:
     out = explain("s.yaml::expected-to-converge", cwd=tmp_path)
     assert out.returncode == 1, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].startswith("s.yaml:9: scenario 'expected-to-converge' — seed 0, fit input dataset")
+    assert lines[0].startswith("s.yaml:9: scenario 'expected-to-converge' — seed 0, fit input auto")
+    checked = "  fit input dataset: the dataset path matched fit on numpy arrays within * over 5 epochs (checked)"
+    assert fnmatch.filter(lines, checked)
     assert any(line.startswith("  FAIL converges: final loss 2.68e+17 at epoch 30 is not below 0.01") for line in lines)
     assert "  λmax = 288.5, λmin = 0.4609 → bound lr < 2/λmax = 0.006931" in lines
     sweep = [line.split() for line in lines[lines.index(next(x for x in lines if x.startswith("learning-rate"))) + 2 :]]

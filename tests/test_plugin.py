@@ -585,4 +585,21 @@ def test_fit_input_option_ini_and_record(pytester: pytest.Pytester, scenario_fil
     pytester.makeini("[pytest]\nconvergence_input = arrays\n")
     result = pytester.runpytest("--scenarios", "linear.yaml")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: convergence_input in *tox.ini: expected one of numpy, dataset, got 'arrays'"])
+    result.stderr.fnmatch_lines(
+        ["ERROR: convergence_input in *tox.ini: expected one of auto, numpy, dataset, got 'arrays'"]
+    )
+
+
+def test_auto_input_trains_on_the_dataset_path_after_checking_it(pytester: pytest.Pytester, scenario_file) -> None:
+    """The default: a sentinel per scenario (fit on numpy arrays against the dataset path, unshuffled, same
+    weights) decides the path; the record says which path trained, how close the two were, and keeps the
+    sentinel's epoch times of fit on numpy arrays for the gate's slowdown judgement."""
+    scenario_file(DIVERGES, PREDICTS)
+    result = pytester.runpytest("--scenarios", "linear.yaml", "--convergence-json", "r.json")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["convergence: fit input auto: the dataset path where a sentinel shows it trains*"])
+    for record in results.read(pytester.path / "r.json")["scenarios"]:
+        assert (record["runtime"]["fit_input"], record["runtime"]["fit_input_asked"]) == ("dataset", "auto")
+        fidelity = record["fidelity"]
+        assert fidelity["agrees"] and fidelity["epochs"] == 5 and fidelity["largest_difference"] <= 1e-5
+        assert record["timing"]["numpy_epochs"]["n"] == 20  # 21 epochs of fit on the arrays, the first traces

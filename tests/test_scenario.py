@@ -254,7 +254,7 @@ def test_data_forms(tmp_path: Path) -> None:
             "  - name: a\n    fit: {input: arrays}\n    expect: {converges: {loss_below: 1}}\n",
             9,
             "scenarios[0].fit.input",
-            "Input should be 'numpy' or 'dataset'",
+            "Input should be 'auto', 'numpy' or 'dataset'",
             id="fit-input",
         ),
         pytest.param(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +145,32 @@ def test_tensorflow_start_up_chatter_is_filtered_and_real_errors_pass(capfd: pyt
         os.write(2, b"E0000 something really went wrong\n")
     err = capfd.readouterr().err
     assert err == "E0000 something really went wrong\n"
+
+
+def test_the_fidelity_sentinel_falls_back_to_numpy_when_the_paths_train_differently(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stand-in for a Keras that feeds arrays differently from our dataset path: the dataset path here sees the
+    samples in reverse order (other batches, so other losses); the sentinel must notice and refuse it."""
+    scenario = scenarios(tmp_path, MINI_BATCHES)["unshuffled"]
+    agrees, numpy_epochs = training.fidelity(scenario, 0)
+    assert agrees["agrees"] and agrees["epochs"] == 5 and agrees["largest_difference"] <= training.FIDELITY_RTOL
+    assert len(numpy_epochs) == training.SENTINEL_EPOCHS
+
+    real = training._dataset
+
+    def reversed_dataset(tf, scenario, seed):  # type: ignore[no-untyped-def]
+        flipped = dataclasses.replace(scenario, x=scenario.x[::-1].copy(), y=scenario.y[::-1].copy())
+        return real(tf, flipped, seed)
+
+    monkeypatch.setattr(training, "_dataset", reversed_dataset)
+    refused, _ = training.fidelity(scenario, 0)
+    assert not refused["agrees"] and refused["largest_difference"] > training.FIDELITY_RTOL
+    assert (
+        "differs from fit on numpy arrays by" in refused["reason"]
+        and "this Keras feeds arrays differently" in (refused["reason"])
+    )
+    from pytest_convergence.evaluate import evaluate
+
+    result = evaluate(scenario, "auto", calibrate=False)
+    assert result.fit_input == "numpy" and result.ok  # trained as fit on arrays does, and judged on that
