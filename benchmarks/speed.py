@@ -17,7 +17,9 @@ the two sides so that a noisy neighbour hits both):
               as shipped (fit input auto: the checked fast path) and with --convergence-input numpy (fit on the
               arrays everywhere, the default before the sentinel), and how many times each process imported
               TensorFlow;
-5. contention the per-epoch cost of one process alone vs two at once, per input path (what bounds -n 2).
+5. contention the per-epoch cost of one process alone vs two at once, per input path (what bounds -n 2);
+6. versions   (only with --versions ENV_A ENV_B) the shipped suite as the tox version envs run it, in two
+              environments, and the ratio: what Keras 3 costs the gate as a whole.
 
 Asserts nothing: the targets are read off the printed ratios (machines are shared and noisy).
 """
@@ -164,7 +166,18 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="repetitions of each in-process measurement")
     parser.add_argument("--suite-runs", type=int, default=1, help="repetitions of the whole-suite runs")
     parser.add_argument("--skip-suite", action="store_true", help="leave out the -n 2 vs serial suite runs")
+    parser.add_argument(
+        "--versions",
+        nargs=2,
+        metavar=("ENV_A", "ENV_B"),
+        type=Path,
+        help="only section 6: the shipped suite as the tox version envs run it, in two environments' pytest "
+        "(e.g. .tox/tf215 .tox/tf221), alternating, and their ratio",
+    )
     args = parser.parse_args()
+    if args.versions:
+        versions(*args.versions, runs=args.suite_runs)
+        return 0
 
     load = plugin_load_seconds(max(args.runs, 5))
     from pytest_convergence import timing, training
@@ -323,6 +336,33 @@ def suite(runs: int) -> None:
         print(row("serial vs -n 2", got["serial"][0], got["parallel"][0]))
         print(f"  -n 2 is {got['serial'][0] / got['parallel'][0]:.2f}× faster (target ≥ 1.6×)")
     concurrency()
+
+
+def versions(env_a: Path, env_b: Path, runs: int) -> None:
+    """Section 6: the shipped suite as each tox version env runs it (-n auto, rounding floors, default input), wall
+    time in each environment, alternating; the ratio is the Keras 3 cost of the gate as a whole."""
+    command = ["-m", "pytest", "--scenarios", "scenarios/", "-n", "auto", "--convergence-noise-floor"]
+    command += ["-q", "-p", "no:cacheprovider"]
+
+    def timed(env: Path, only: list[str]) -> Timing:
+        started = time.perf_counter()
+        done = subprocess.run(
+            [str(env / "bin" / "python"), *command, *only],
+            cwd=ROOT,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"},
+            capture_output=True,
+            text=True,
+        )
+        seconds = time.perf_counter() - started
+        tail = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-200:]
+        print(f"    {env.name:<12} {' '.join(only) or 'whole suite':<28} {seconds:7.1f} s  {tail}")
+        return seconds, seconds
+
+    for label, only in (("as shipped", []), ("without the scenario that fits on arrays", ["-k", "not logistic"])):
+        section(f"6. shipped suite by version, {label}: wall time, median of {runs}", env_a.name, env_b.name)
+        got = medians(runs, a=lambda o=only: timed(env_a, o), b=lambda o=only: timed(env_b, o))
+        print(row(f"{env_a.name} vs {env_b.name}", got["a"][0], got["b"][0]))
+        print(f"  {env_b.name} takes {got['b'][0] / got['a'][0]:.2f}× {env_a.name} (target ≤ 1.5×)")
 
 
 # One process's median seconds per epoch for the tiny linear fit, on the numpy or the dataset path.
