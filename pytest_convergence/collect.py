@@ -15,12 +15,14 @@ from .text import one_line, without_native_chatter
 if TYPE_CHECKING:  # the modules behind these load numpy, pydantic, yaml: only once a scenario file is collected
     from . import expect
     from .evaluate import Evaluation
+    from .isolation import Trainer
     from .record import Declared, ScenarioRecord, SeedRun
     from .scenario import Scenario, VersionCondition
 
 RECORD_KEY: pytest.StashKey[ScenarioRecord] = pytest.StashKey()
 XFAIL_KEY = pytest.StashKey[str]()  # the reason, when an xfail condition applies to this run
 DECLARED_KEY: pytest.StashKey[Declared] = pytest.StashKey()  # the skip/xfail condition that applies to this run
+TRAINER_KEY: pytest.StashKey[Trainer] = pytest.StashKey()  # --convergence-isolate: this process's training child
 REPORT_ATTRIBUTE = "convergence_record"  # plain dict on the TestReport; xdist carries it to the controller
 
 
@@ -118,13 +120,16 @@ class ScenarioItem(pytest.Item):
         from .evaluate import evaluate
 
         settings = self.config.stash[SCENARIOS_KEY]
-        result = evaluate(
-            self.scenario,
-            self.fit_input,
-            timeout_s=self.timeout_s,
-            per_batch=self.timeout_per_batch,
-            noise_floor=settings.noise_floor,
-        )
+        if settings.isolate:
+            result = self._in_child()
+        else:
+            result = evaluate(
+                self.scenario,
+                self.fit_input,
+                timeout_s=self.timeout_s,
+                per_batch=self.timeout_per_batch,
+                noise_floor=settings.noise_floor,
+            )
         self.stash[RECORD_KEY] = self._record(result)
         if result.error is not None:
             raise result.error
@@ -134,6 +139,34 @@ class ScenarioItem(pytest.Item):
         if not result.verdict.ok:
             message = report.failure(self.scenario.name, self.where, result.verdict, result.runs, result.explanation)
             raise ScenarioFailed(message)
+
+    def _in_child(self) -> Evaluation:
+        """The same evaluation in this pytest process's training child (--convergence-isolate)."""
+        from . import isolation
+        from .evaluate import Evaluation
+
+        settings = self.config.stash[SCENARIOS_KEY]
+        if TRAINER_KEY not in self.config.stash:
+            trainer = isolation.Trainer(settings.isolate)
+            self.config.stash[TRAINER_KEY] = trainer
+            self.config.add_cleanup(trainer.close)
+        job = isolation.Job(
+            file=str(self.path),
+            display=self.file_id,
+            root=str(self.config.rootpath),
+            name=self.scenario.name,
+            min_seeds=settings.min_seeds,
+            fit_input=self.fit_input,
+            timeout_s=self.timeout_s,
+            per_batch=self.timeout_per_batch,
+            noise_floor=settings.noise_floor,
+        )
+        try:
+            out = self.config.stash[TRAINER_KEY].run(job)
+        except isolation.IsolatedFailure as exc:
+            return Evaluation(error=exc)
+        result: Evaluation = isolation.rebuild(out, self.scenario, self.timeout_s)
+        return result
 
     def _plot(self, folder: Path, runs: list[SeedRun], verdict: expect.Verdict) -> None:
         from . import plots, training
@@ -150,7 +183,8 @@ class ScenarioItem(pytest.Item):
         from . import results, timing, training
         from .record import Timing
 
-        error = None if result.error is None else f"{type(result.error).__name__}: {result.error}"
+        kind = getattr(result.error, "type_name", type(result.error).__name__)  # a child's exception keeps its name
+        error = None if result.error is None else f"{kind}: {result.error}"
         runs = [] if result.error is not None else result.runs
         record = results.scenario_record(
             self.nodeid,
@@ -169,6 +203,10 @@ class ScenarioItem(pytest.Item):
         runtime["timeout_s"] = self.timeout_s
         runtime["fit_input"] = result.fit_input
         runtime["fit_input_asked"] = self.fit_input
+        runtime["isolate"] = self.config.stash[SCENARIOS_KEY].isolate
+        runtime["pid"] = result.pid
+        if result.rss_mib is not None:
+            runtime["child_rss_mib"] = result.rss_mib
         runtime["noise_floor"] = self.config.stash[SCENARIOS_KEY].noise_floor
         record["runtime"] = runtime
         record["timing"] = Timing(
@@ -184,13 +222,17 @@ class ScenarioItem(pytest.Item):
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, ScenarioFailed):
             return str(excinfo.value)
+        kind = getattr(excinfo.value, "type_name", None)
+        trace = getattr(excinfo.value, "trace", None)  # an exception raised in the training child, as text
+        if kind in ("TrainingProcessDied", "TrainingProcessKilled"):
+            return f"{self.where}: scenario {self.scenario.name!r}: {excinfo.value}"
         # The training itself raised: say so first, in one line; the traceback is for -v.
         summary = (
             f"{self.where}: scenario {self.scenario.name!r}: training raised "
-            f"{excinfo.typename}: {one_line(excinfo.value, 500)}"
+            f"{kind or excinfo.typename}: {one_line(excinfo.value, 500)}"
         )
         if self.config.get_verbosity() > 0:
-            return f"{summary}\n\n{super().repr_failure(excinfo, style=style)}"
+            return f"{summary}\n\n{trace or super().repr_failure(excinfo, style=style)}"
         return f"{summary}\n(run with -v for the traceback)"
 
     def reportinfo(self) -> tuple[Path, int, str]:

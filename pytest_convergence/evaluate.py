@@ -4,6 +4,7 @@ their own output: a test outcome and a record, or lines for a person."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -29,6 +30,8 @@ class Evaluation:
     fit_input: str = ""  # the path that trained: numpy or dataset
     fidelity: Fidelity | None = None  # the sentinel that chose it, where the input was auto
     numpy_epoch_seconds: list[float] = field(default_factory=list)  # the sentinel's epochs of fit on numpy arrays
+    pid: int = field(default_factory=os.getpid)  # the process that trained
+    rss_mib: float | None = None  # the training child's resident size after the scenario (--convergence-isolate)
 
     @property
     def ok(self) -> bool:

@@ -59,6 +59,13 @@ INPUT_HELP = (
     "does) or dataset (unchecked)."
 )
 
+ISOLATE_HELP = (
+    "N (a whole number; 0: off, the default). Train in a child process that is replaced after N scenarios or above "
+    "2 GiB resident: a native crash or hang fails one scenario instead of the run, the time limit is hard "
+    "(the child is killed past it), and memory stays flat over any number of scenarios. Costs one TensorFlow import "
+    "per child."
+)
+
 PLOTS_HELP = (
     "Write one PNG per scenario into DIR: loss per epoch on a log scale, one line per seed, non-finite epochs "
     "marked, the expectation's threshold drawn. Needs matplotlib (pip install matplotlib)."
@@ -87,6 +94,7 @@ class Settings:
     noise_floor: bool = False  # measure each seed's rounding floor
     min_seeds: int | None = None  # --convergence-seeds
     factories: bool = True  # --convergence-no-factories turns them off
+    isolate: int = 0  # --convergence-isolate: scenarios per training child; 0: train in this process
 
     @property
     def gathers_records(self) -> bool:
@@ -111,6 +119,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--convergence-noise-floor", action="store_true", default=None, help=FLOOR_HELP)
     group.addoption("--convergence-seeds", default=None, metavar="N", help=SEEDS_HELP)
     group.addoption("--convergence-no-factories", action="store_true", default=None, help=NO_FACTORIES_HELP)
+    group.addoption("--convergence-isolate", default=None, metavar="N", help=ISOLATE_HELP)
     parser.addini("convergence_scenarios", INI_SCENARIOS_HELP, type="paths", default=[])
     parser.addini("convergence_timeout", TIMEOUT_HELP, default=None)
     parser.addini("convergence_input", INPUT_HELP, default=None)
@@ -118,6 +127,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("convergence_noise_floor", FLOOR_HELP, type="bool", default=False)
     parser.addini("convergence_seeds", SEEDS_HELP, default=None)
     parser.addini("convergence_no_factories", NO_FACTORIES_HELP, type="bool", default=False)
+    parser.addini("convergence_isolate", ISOLATE_HELP, default=None)
 
 
 def resolve(config: pytest.Config) -> Settings:
@@ -155,6 +165,7 @@ def resolve(config: pytest.Config) -> Settings:
         or paths["convergence_record"] is not None,
         min_seeds=_min_seeds(config),
         factories=not (config.getoption("convergence_no_factories") or config.getini("convergence_no_factories")),
+        isolate=_isolate(config),
     )
 
 
@@ -175,6 +186,19 @@ def _fail_on(config: pytest.Config) -> tuple[str, ...]:
         return parse_fail_on(str(value))
     except ValueError as exc:
         raise pytest.UsageError(f"{source}: {exc}") from None
+
+
+def _isolate(config: pytest.Config) -> int:
+    value, source = _given(config, "convergence-isolate")
+    if value in (None, ""):
+        return 0
+    try:
+        count = int(str(value))
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise pytest.UsageError(f"{source}: expected a number of scenarios per training child (0: off), got {value!r}")
+    return count
 
 
 def _min_seeds(config: pytest.Config) -> int | None:

@@ -131,6 +131,9 @@ class Runtime(TypedDict, total=False):
     timeout_s: float | None
     fit_input: str  # the path that trained: numpy | dataset
     fit_input_asked: str  # auto | numpy | dataset
+    isolate: int  # scenarios per training child (--convergence-isolate); 0: trained in the pytest process
+    pid: int  # the process that trained (a child's with --convergence-isolate)
+    child_rss_mib: float  # that child's resident size after the scenario (--convergence-isolate only)
     noise_floor: bool
 
 

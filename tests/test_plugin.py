@@ -428,6 +428,10 @@ def test_fail_on_option_is_checked(pytester: pytest.Pytester, scenario_file) -> 
     pytester.makeini("[pytest]\nconvergence_seeds = 0\n")
     bad = pytester.runpytest("--scenarios", "linear.yaml")
     bad.stderr.fnmatch_lines(["*convergence_seeds in *tox.ini: expected a number of seeds from 1 to 1000, got '0'"])
+    bad = pytester.runpytest("--scenarios", "linear.yaml", "--convergence-isolate", "some")
+    bad.stderr.fnmatch_lines(
+        ["*--convergence-isolate: expected a number of scenarios per training child (0: off), got 'some'"]
+    )
 
 
 def test_ini_keys_say_what_they_take(pytester: pytest.Pytester) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -35,7 +37,10 @@ def test_time_limit_stops_training_and_the_rest_goes_on(pytester: pytest.Pyteste
         "epochs: 100", "epochs: 100000\n    timeout_s: 2"
     )
     scenario_file(slow, DIVERGES)
-    result = pytester.runpytest("--scenarios", "linear.yaml", "--convergence-json", "r.json")
+    # numpy: no fidelity sentinel, which counts against the limit too and on a busy machine can take all of 2 s
+    result = pytester.runpytest(
+        "--scenarios", "linear.yaml", "--convergence-input", "numpy", "--convergence-json", "r.json"
+    )
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["timeout: the time limit of 2 s was reached after * of 100000 epochs, last loss *"])
     doc = results.read(pytester.path / "r.json")
@@ -236,3 +241,57 @@ def quiet():
     result.stdout.fnmatch_lines(["*Captured stderr call*", "a real problem the user must see"])
     result.stdout.no_fnmatch_line("*use_unbounded_threadpool*")
     assert result.stdout.str().count("Captured stderr call") == 1  # quiet's section held only the notice: gone
+
+
+NATIVE_FAILURES = """\
+import os, time
+
+def aborts():
+    os.abort()  # what a native crash does: no Python exception, the process is gone
+
+def hangs():
+    time.sleep(600)  # stands for a hang inside native code: the scenario never reaches an epoch end
+"""
+
+
+def isolated_file(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(factories=NATIVE_FAILURES)
+    pytester.makefile(
+        ".yaml",
+        s=HEADER
+        + DIVERGES.replace("sgd-default-lr-diverges", "ok-before")
+        + factory_scenario("crash", "aborts")
+        + factory_scenario("hang", "hangs")
+        + "    timeout_s: 2\n"
+        + DIVERGES.replace("sgd-default-lr-diverges", "ok-after"),
+    )
+
+
+def test_isolated_training_survives_a_native_crash_and_kills_a_hang(pytester: pytest.Pytester) -> None:
+    """--convergence-isolate 1: every scenario in a new child process. The crash fails alone, the hang is killed
+    within a second of its limit, and the scenarios around them train as usual, each in its own process."""
+    isolated_file(pytester)
+    result = pytester.runpytest("--scenarios", "s.yaml", "--convergence-isolate", "1", "--convergence-json", "r.json")
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "s.yaml:*: scenario 'crash': the training process died (a native crash*; the other scenarios go on*",
+            "s.yaml:*: scenario 'hang': the time limit of 2 s was reached and training did not stop*: its process "
+            "was killed after * s",
+        ]
+    )
+    killed_after = float(re.search(r"killed after ([\d.]+) s", result.stdout.str())[1])  # type: ignore[index]
+    assert 2 <= killed_after <= 3.5
+    records = {s["name"]: s for s in results.read(pytester.path / "r.json")["scenarios"]}
+    assert records["crash"]["error"].startswith("TrainingProcessDied: ")
+    assert records["hang"]["error"].startswith("TrainingProcessKilled: ")
+    pids = [records[name]["runtime"]["pid"] for name in ("ok-before", "ok-after")]
+    assert len(set(pids)) == 2 and os.getpid() not in pids  # trained in two children, not in this process
+    assert records["ok-after"]["seeds"][0]["losses"] == records["ok-before"]["seeds"][0]["losses"]
+
+
+def test_isolated_training_under_xdist(pytester: pytest.Pytester) -> None:
+    isolated_file(pytester)
+    result = pytester.runpytest_subprocess("--scenarios", "s.yaml", "--convergence-isolate", "5", "-n", "2")
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines_random(["*scenario 'crash': the training process died*", "*scenario 'hang': the time*"])

@@ -1,0 +1,214 @@
+"""Training in a child process (`--convergence-isolate N`): a native crash or hang inside TensorFlow fails one
+scenario instead of the whole pytest process, the time limit becomes hard, and memory stays flat because the child is
+replaced after N scenarios or above a resident-size limit.
+
+One `concurrent.futures.ProcessPoolExecutor` with one spawned worker per pytest process (so per xdist worker
+too), shut down and replaced after N scenarios. What crosses the boundary is plain data: a `Job` (where the
+scenario is, how to run it) in, a dict out (the seeds' runs, the diagnosis, the fidelity verdict, timings, or the
+error as text); the parent judges the runs again with the same pure functions, so the verdict never travels. A
+child that dies (BrokenProcessPool) or overruns its limit (killed through `multiprocessing.active_children`, the
+public way to reach a pool's processes) fails that scenario with a message saying so, and the next scenario gets a
+new child.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import multiprocessing
+import os
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .record import SeedRun
+
+HARD_LIMIT_GRACE_S = 1.0  # past timeout_s: the child is killed (an epoch still running then is cut off)
+DEFAULT_MEMORY_LIMIT_MIB = 2048.0  # a child above this resident size after a scenario is replaced
+
+
+class IsolatedFailure(Exception):
+    """Training in the child failed in a way that is not a Python exception of the scenario: it died, or hung."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(message)
+        self.type_name = type_name  # TrainingProcessDied | TrainingProcessKilled: what the record's error says
+
+
+class ChildError(Exception):
+    """An exception raised in the child, carried back as text (its class name, message and traceback)."""
+
+    def __init__(self, type_name: str, message: str, trace: str) -> None:
+        super().__init__(message)
+        self.type_name, self.message, self.trace = type_name, message, trace
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Job:
+    """What the child needs to find and run one scenario: plain data."""
+
+    file: str
+    display: str
+    root: str
+    name: str
+    min_seeds: int | None
+    fit_input: str
+    timeout_s: float | None
+    per_batch: bool
+    noise_floor: bool
+    factories: bool = True
+
+
+def warm() -> int:
+    """Run first in a new child: import TensorFlow there before any time limit starts."""
+    from . import training
+
+    training.frameworks()
+    return os.getpid()
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """In the child: load the scenario, evaluate it, return the outcome as plain data."""
+    from .evaluate import evaluate
+    from .scenario import load_file
+
+    (scenario,) = [s for s in load_file(Path(job.file), display=job.display, root=Path(job.root)) if s.name == job.name]
+    if job.min_seeds:
+        scenario = scenario.with_min_seeds(job.min_seeds)
+    result = evaluate(
+        scenario, job.fit_input, timeout_s=job.timeout_s, per_batch=job.per_batch, noise_floor=job.noise_floor
+    )
+    error = None
+    if result.error is not None:
+        exc = result.error
+        error = {
+            "type": type(exc).__name__,
+            "message": str(exc),
+            "trace": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        }
+    explanation = result.explanation
+    return {
+        "runs": [dataclasses.asdict(r) for r in result.runs],
+        "calibration": result.calibration,
+        "diagnosis": None if result.diagnosis is None else dataclasses.asdict(result.diagnosis),
+        "explanation": explanation
+        if isinstance(explanation, str) or explanation is None
+        else dataclasses.asdict(explanation),
+        "fit_input": result.fit_input,
+        "fidelity": result.fidelity,
+        "numpy_epoch_seconds": result.numpy_epoch_seconds,
+        "error": error,
+        "rss_mib": _rss_mib(),
+        "pid": os.getpid(),
+    }
+
+
+def _rss_mib() -> float:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return 0.0
+
+
+class Trainer:
+    """The pytest process's training child: started on first use, replaced after `every` scenarios, above
+    `memory_mib`, or after it died or was killed."""
+
+    def __init__(self, every: int, memory_mib: float = DEFAULT_MEMORY_LIMIT_MIB) -> None:
+        self.every, self.memory_mib = every, memory_mib
+        self._pool: ProcessPoolExecutor | None = None
+        self.pid = 0  # the child's process id (from warm)
+        self.done = 0  # scenarios the current child ran
+        self.started = 0  # children started: what the memory benchmark and the tests read
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # replaced by this class after `every` scenarios rather than by max_tasks_per_child, so that every new
+            # child imports TensorFlow (warm) before a scenario's time limit starts
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self.started += 1
+            self.done = 0
+            self.pid = self._pool.submit(warm).result()  # TensorFlow's import is not the scenario's time
+        return self._pool
+
+    def run(self, job: Job) -> dict[str, Any]:
+        """The child's outcome for `job`; IsolatedFailure when the child died or overran the hard limit."""
+        pool = self._executor()
+        limit = None if job.timeout_s is None else job.timeout_s + HARD_LIMIT_GRACE_S
+        future = pool.submit(run_job, job)
+        started = time.perf_counter()
+        try:
+            out: dict[str, Any] = future.result(timeout=limit)
+        except FutureTimeout:
+            self._kill(future)
+            raise IsolatedFailure(
+                "TrainingProcessKilled",
+                f"the time limit of {job.timeout_s:g} s was reached and training did not stop (a native hang?): "
+                f"its process was killed after {time.perf_counter() - started:.1f} s",
+            ) from None
+        except BrokenProcessPool:
+            self._pool = None
+            raise IsolatedFailure(
+                "TrainingProcessDied",
+                "the training process died (a native crash — abort, segmentation fault — or the out-of-memory "
+                "killer); the other scenarios go on in a new process",
+            ) from None
+        self.done += 1
+        if self.done >= self.every or out["rss_mib"] > self.memory_mib:
+            self.close()  # the next scenario gets a fresh child
+        return out
+
+    def _kill(self, future: Any) -> None:
+        """Kill the pool's process (hung inside native code, it would never return) and forget the pool, once the
+        pool has seen its process die (so that it cleans up its queues itself)."""
+        pool, self._pool = self._pool, None
+        for child in multiprocessing.active_children():
+            if child.pid == self.pid:
+                child.kill()
+        with contextlib.suppress(Exception):
+            future.result(timeout=30)  # BrokenProcessPool, as soon as the pool notices
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def rebuild(out: dict[str, Any], scenario: Any, timeout_s: float | None) -> Any:
+    """The parent's Evaluation from the child's plain data: runs and diagnosis rebuilt, the verdict judged again."""
+    from . import expect
+    from .diagnose import Diagnosis
+    from .evaluate import Evaluation
+
+    def diagnosis(d: dict[str, Any] | None) -> Diagnosis | None:
+        return None if d is None else Diagnosis(**d)
+
+    result = Evaluation(
+        runs=[SeedRun(**r) for r in out["runs"]],
+        calibration=list(out["calibration"]),
+        fit_input=out["fit_input"],
+        fidelity=out["fidelity"],
+        numpy_epoch_seconds=list(out["numpy_epoch_seconds"]),
+        pid=out["pid"],
+        rss_mib=out["rss_mib"],
+    )
+    result.diagnosis = diagnosis(out["diagnosis"])
+    explanation = out["explanation"]
+    result.explanation = explanation if isinstance(explanation, str) or explanation is None else diagnosis(explanation)
+    if out["error"] is not None:
+        err = out["error"]
+        result.error = ChildError(err["type"], err["message"], err["trace"])
+        return result
+    result.verdict = expect.judge(scenario.spec.expect, result.runs, timeout_s, result.diagnosis)
+    return result
