@@ -470,3 +470,69 @@ def _build_date(build: Build) -> str | None:
     if len(text) >= 8 and text[:8].isdigit():
         return f"{text[:4]}-{text[4:6]}-{text[6:8]}"
     return None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to bisect, read off two results files: the scenarios that changed, the two ends, the rest pinned."""
+
+    targets: list[str]  # FILE::NAME node ids
+    good: Build
+    bad: Build
+    pins: list[str]
+    why: str  # the first change, for the header
+
+
+def distribution(module: str, version: str) -> str:
+    """The distribution that installs `module` at `version` here: a dev build is a nightly; TensorFlow releases
+    are tensorflow-cpu on Linux x86-64 (what the tox envs install), else tensorflow."""
+    nightly = Version(version).is_devrelease
+    if module == "tensorflow":
+        if nightly:
+            return "tf-nightly"
+        import platform
+
+        return "tensorflow-cpu" if platform.system() == "Linux" and platform.machine() == "x86_64" else "tensorflow"
+    if module == "tf_keras":
+        return "tf-keras-nightly" if nightly else "tf-keras"
+    return "keras-nightly" if nightly else "keras"
+
+
+def plan_from_results(good: Document, bad: Document, package: str | None, kinds: Sequence[str] = DEFAULT_KINDS) -> Plan:
+    """The bisect that explains the difference between two results files: the scenarios that differ (by compare's
+    judgement), and the one package whose version differs between them (or `package`, when both TensorFlow and
+    Keras differ), the other pinned at the good file's version."""
+    changes = differences(good, bad, kinds)
+    if not changes:
+        raise BisectInputError("the two results files do not differ in what bisect looks at: nothing to search")
+    versions = {}
+    for side, doc in (("good", good), ("bad", bad)):
+        env = doc["environment"]
+        keras_module = env.get("keras_package") or "keras"
+        versions[side] = {
+            "tensorflow": (distribution("tensorflow", env.get("tensorflow") or "0"), env.get("tensorflow") or ""),
+            "keras": (distribution(keras_module, env.get("keras") or "0"), env.get("keras") or ""),
+        }
+    moved = [m for m in ("tensorflow", "keras") if versions["good"][m][1] != versions["bad"][m][1]]
+    if package is not None:
+        wanted = canonicalize_name(package)
+        moved = [m for m in ("tensorflow", "keras") if same_module(versions["bad"][m][0], wanted)]
+    if len(moved) != 1:
+        raise BisectInputError(
+            "both TensorFlow and Keras differ between the files: say which to bisect with --package tensorflow "
+            "or --package keras (the other stays at the good file's version)"
+            if len(moved) > 1
+            else f"no TensorFlow or Keras version differs between the files{' for ' + package if package else ''}"
+        )
+    (module,) = moved
+    other = "keras" if module == "tensorflow" else "tensorflow"
+    g_dist, g_ver = versions["good"][module]
+    b_dist, b_ver = versions["bad"][module]
+    o_dist, o_ver = versions["good"][other]
+    return Plan(
+        targets=sorted({c.scenario for c in changes}),
+        good=parse_build(f"{g_dist}=={Version(g_ver)}", "the good file"),
+        bad=parse_build(f"{b_dist}=={Version(b_ver)}", "the bad file"),
+        pins=[f"{o_dist}=={Version(o_ver)}"],
+        why=f"{changes[0].scenario}: {changes[0].kind}: {one_line(changes[0].message.split('; ')[0], 100)}",
+    )

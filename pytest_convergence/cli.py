@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import bisect as bisect_mod
-from . import choices, render
+from . import choices, render, results
 from . import compare as cmp
 from . import explain as explain_mod
 from .errors import InputError
+from .record import CollectionError, Document
 
 EXIT_BAD_INPUT = 2
 
@@ -146,9 +147,23 @@ def _parser() -> argparse.ArgumentParser:
         "that differs. A probe that cannot be installed or run is skipped, never taken for good or bad. "
         "Exit 0: found; 1: the bad end does not differ (nothing to search); 2: bad input or the good end failed.",
     )
-    b.add_argument("target", metavar="FILE[::SCENARIO]", help="a scenario file, or one scenario in it")
-    b.add_argument("--good", required=True, metavar="PACKAGE==VERSION", help="a build that behaves as expected")
-    b.add_argument("--bad", required=True, metavar="PACKAGE==VERSION", help="a later build that differs")
+    b.add_argument(
+        "target",
+        nargs="?",
+        metavar="FILE[::SCENARIO]",
+        help="a scenario file, or one scenario in it (not with --results)",
+    )
+    b.add_argument("--good", metavar="PACKAGE==VERSION", help="a build that behaves as expected")
+    b.add_argument("--bad", metavar="PACKAGE==VERSION", help="a later build that differs")
+    b.add_argument(
+        "--results",
+        nargs=2,
+        type=Path,
+        metavar=("GOOD.json", "BAD.json"),
+        help="start from a change between two results files: the scenarios that differ, the two versions of the "
+        "package that differs (the other pinned at the good file's version) come from them",
+    )
+    b.add_argument("--package", help="with --results, when TensorFlow and Keras both differ: which to bisect")
     b.add_argument(
         "--with",
         dest="pins",
@@ -182,17 +197,29 @@ def _parser() -> argparse.ArgumentParser:
 def _bisect(args: argparse.Namespace) -> int:
     import tempfile
 
-    good = bisect_mod.parse_build(args.good, "--good")
-    bad = bisect_mod.parse_build(args.bad, "--bad")
-    file = args.target.partition("::")[0]
-    if not Path(file).is_file():
-        raise InputError(f"{file}: no such file")
+    if args.results:
+        if args.target or args.good or args.bad:
+            raise InputError("bisect: give either --results GOOD.json BAD.json, or a target with --good and --bad")
+        docs = [cmp.load([path])[0] for path in args.results]  # refuses files that are not results, as compare does
+        plan = bisect_mod.plan_from_results(_document(docs[0]), _document(docs[1]), args.package, tuple(args.on))
+        print(f"from {args.results[0]} → {args.results[1]}: {plan.why}", flush=True)
+        targets, good, bad, pins = plan.targets, plan.good, plan.bad, [*plan.pins, *args.pins]
+    else:
+        if not (args.target and args.good and args.bad):
+            raise InputError("bisect needs a target with --good and --bad, or --results GOOD.json BAD.json")
+        targets, pins = [args.target], list(args.pins)
+        good = bisect_mod.parse_build(args.good, "--good")
+        bad = bisect_mod.parse_build(args.bad, "--bad")
+    files = sorted({t.partition("::")[0] for t in targets})
+    for file in files:
+        if not Path(file).is_file():
+            raise InputError(f"{file}: no such file (run bisect where the scenario files are)")
     root = args.workdir or Path(tempfile.mkdtemp(prefix="convergence-bisect-"))
     workspace = bisect_mod.Workspace(
         root=root.resolve(),
-        target=[args.target],
-        scenario_files=[file],
-        pins=list(args.pins),
+        target=targets,
+        scenario_files=files,
+        pins=pins,
         python=args.python,
         index_url=args.index_url,
         timeout_s=args.probe_timeout,
@@ -204,6 +231,16 @@ def _bisect(args: argparse.Namespace) -> int:
             print(next(lines), flush=True)
         except StopIteration as done:
             return int(done.value)
+
+
+def _document(column: cmp.Column) -> Document:
+    """A column back as the minimal document bisect's judgement reads."""
+    return Document(
+        schema=results.SCHEMA,
+        environment=column.environment,
+        scenarios=list(column.scenarios.values()),
+        collection_errors=[CollectionError(file=f, message=m) for f, m in column.collection_errors.items()],
+    )
 
 
 def _schema(args: argparse.Namespace) -> int:

@@ -163,3 +163,39 @@ def test_the_command_names_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "--good 'keras>=3': write one build as PACKAGE==VERSION" in capsys.readouterr().err
     assert main(["bisect", "nope.yaml", "--good", "keras==3.15.1", "--bad", "keras==3.15.2"]) == 2
     assert "nope.yaml: no such file" in capsys.readouterr().err
+
+
+def results_of(tf: str, keras: str, losses: list[float]) -> Document:
+    made = doc(losses)
+    made["environment"].update(tensorflow=tf, keras=keras, keras_package="keras")
+    return made
+
+
+def test_a_change_between_two_results_files_plans_its_own_bisect() -> None:
+    """What the nightly job hands over: two results files. The scenario that changed and the one package whose
+    version moved come from them; the other package stays at the good file's version."""
+    release = results_of("2.21.0", "3.15.1", [0.7, 0.5, 0.3])
+    keras_nightly = results_of("2.21.0", "3.16.0.dev2026102704", [0.7, 0.52, 0.3])
+    plan = bisect.plan_from_results(release, keras_nightly, None)
+    assert plan.targets == ["s.yaml::logistic"] and "drift" in plan.why
+    assert (str(plan.good), str(plan.bad)) == ("keras 3.15.1", "keras-nightly 3.16.0.dev2026102704")
+    assert plan.pins == [f"{bisect.distribution('tensorflow', '2.21.0')}==2.21.0"]
+
+    both = results_of("2.23.0-dev20261026", "3.16.0.dev2026102704", [0.7, 0.52, 0.3])  # tf.__version__ spelling
+    with pytest.raises(bisect.BisectInputError, match="--package tensorflow or --package keras"):
+        bisect.plan_from_results(release, both, None)
+    tf_side = bisect.plan_from_results(release, both, "tensorflow")
+    assert str(tf_side.bad) == "tf-nightly 2.23.0.dev20261026" and tf_side.pins == ["keras==3.15.1"]
+    with pytest.raises(bisect.BisectInputError, match="do not differ"):
+        bisect.plan_from_results(release, results_of("2.21.0", "3.16.0.dev2026102704", [0.7, 0.5, 0.3]), None)
+
+
+def test_the_command_from_results_files_names_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    same = tmp_path / "a.json"
+    results.write(same, results_of("2.21.0", "3.15.1", [0.7, 0.5, 0.3]))
+    assert main(["bisect", "--results", str(same), str(same)]) == 2
+    assert "the two results files do not differ in what bisect looks at" in capsys.readouterr().err
+    assert main(["bisect", "s.yaml", "--results", str(same), str(same)]) == 2
+    assert "give either --results GOOD.json BAD.json, or a target with --good and --bad" in capsys.readouterr().err
+    assert main(["bisect", "s.yaml", "--good", "keras==3.15.1"]) == 2
+    assert "bisect needs a target with --good and --bad, or --results" in capsys.readouterr().err
