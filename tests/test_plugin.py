@@ -428,6 +428,7 @@ def test_fail_on_option_is_checked(pytester: pytest.Pytester, scenario_file) -> 
     pytester.makeini("[pytest]\nconvergence_seeds = 0\n")
     bad = pytester.runpytest("--scenarios", "linear.yaml")
     bad.stderr.fnmatch_lines(["*convergence_seeds in *tox.ini: expected a number of seeds from 1 to 1000, got '0'"])
+    pytester.makeini("[pytest]\n")
     bad = pytester.runpytest("--scenarios", "linear.yaml", "--convergence-isolate", "some")
     bad.stderr.fnmatch_lines(
         ["*--convergence-isolate: expected a number of scenarios per training child (0: off), got 'some'"]
