@@ -13,11 +13,13 @@ bad, as `git bisect skip` does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -29,20 +31,27 @@ from pathlib import Path
 from typing import Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
 from packaging.version import InvalidVersion, Version
 
 from . import compare, results
+from .choices import BISECT_KINDS, BISECT_PROBE_TIMEOUT_S
 from .envcheck import SIBLINGS
 from .errors import InputError
-from .record import Document
+from .record import Document, ScenarioRecord
 from .text import one_line
 
 BISECTABLE = frozenset().union(*SIBLINGS)
 # what a probe is judged on by default: a real difference in behaviour, either way (an improvement is a change too)
-DEFAULT_KINDS: tuple[str, ...] = ("outcome", "error", "shift", "drift")
+DEFAULT_KINDS = BISECT_KINDS
 DEFAULT_INDEX = "https://pypi.org/simple/"
-DEFAULT_PROBE_TIMEOUT_S = 900.0
+DEFAULT_PROBE_TIMEOUT_S = BISECT_PROBE_TIMEOUT_S
 
 Verdict = Literal["good", "bad", "skip"]
 
@@ -169,16 +178,19 @@ def published_versions(package: str, index_url: str = DEFAULT_INDEX, timeout_s: 
     live: set[str] = set()
     for file in page.get("files", []):
         if not file.get("yanked"):
-            live.add(_version_of(file.get("filename", ""), package))
-    return [v for v in page.get("versions", []) if v in live]
+            live.add(_version_of(file.get("filename", "")))
+    listed = page.get("versions")  # PEP 700; an index without it: the versions of the files
+    return [v for v in listed if v in live] if isinstance(listed, list) else sorted(live - {""}, key=Version)
 
 
-def _version_of(filename: str, package: str) -> str:
-    """The version in a wheel or sdist file name: keras_nightly-3.16.0.dev2026102704-py3-none-any.whl."""
-    stem = filename.removesuffix(".tar.gz").removesuffix(".zip").removesuffix(".whl")
-    prefix = package.replace("-", "_")
-    parts = stem.split("-")
-    return parts[1] if len(parts) > 1 and canonicalize_name(parts[0]) == canonicalize_name(prefix) else ""
+def _version_of(filename: str) -> str:
+    """The version in a wheel or sdist file name (keras_nightly-3.16.0.dev2026102704-py3-none-any.whl), or ""."""
+    try:
+        if filename.endswith(".whl"):
+            return str(parse_wheel_filename(filename)[1])
+        return str(parse_sdist_filename(filename)[1])
+    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+        return ""
 
 
 def differences(
@@ -190,10 +202,23 @@ def differences(
     new = compare.column(probe, Path("probe"))
     found = []
     for sid in sorted(set(base.scenarios) | set(new.scenarios)):
+        paths = [_fit_path(col.scenarios.get(sid)) for col in (base, new)]
+        if None not in paths and paths[0] != paths[1] and "drift" in kinds:
+            # the auto sentinel chose another path: this build feeds `fit` arrays differently (curves of the two
+            # paths are not compared, so this is the difference to report)
+            why = (
+                f"the fidelity sentinel chose {paths[1]} here, {paths[0]} at the good end: fit feeds arrays differently"
+            )
+            found.append(compare.Change(sid, new.label, "drift", why, True, base.label))
         for change in compare.judge(sid, base, new, rules or compare.Rules()):
             if change.kind in kinds and not change.within_noise:
                 found.append(change)
     return found
+
+
+def _fit_path(record: ScenarioRecord | None) -> str | None:
+    runtime = record.get("runtime") if record else None
+    return runtime.get("fit_input") if runtime else None
 
 
 class ProbeFailed(Exception):
@@ -277,7 +302,7 @@ class Workspace:
         installed metadata (a checkout's *.egg-info would register the plugin a second time)."""
         folder = self.root / "plugin"
         link = folder / "pytest_convergence"
-        if not link.exists():
+        if not link.is_symlink():
             folder.mkdir(parents=True, exist_ok=True)
             link.symlink_to(Path(__file__).resolve().parent, target_is_directory=True)
         return folder
@@ -302,14 +327,22 @@ class Workspace:
     ) -> None:
         left = self.timeout_s - (time.perf_counter() - started)
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=max(left, 1), env=env)
-        except subprocess.TimeoutExpired:
-            raise ProbeFailed(f"{step} took longer than {self.timeout_s:g} s") from None
+            # a session of its own: past the limit the whole group goes (xdist workers, training children too)
+            proc = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+            )
         except OSError as exc:
             raise ProbeFailed(f"{step}: {exc}") from None
-        if done.returncode not in ok_codes:
-            tail = " ".join((done.stderr or done.stdout).split())[-300:]
-            raise ProbeFailed(f"{step} failed (exit {done.returncode}): {tail}")
+        try:
+            stdout, stderr = proc.communicate(timeout=max(left, 1))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise ProbeFailed(f"{step} took longer than {self.timeout_s:g} s") from None
+        if proc.returncode not in ok_codes:
+            tail = " ".join((stderr or stdout).split())[-300:]
+            raise ProbeFailed(f"{step} failed (exit {proc.returncode}): {tail}")
 
     def remove(self, build: Build) -> None:
         shutil.rmtree(self.env_dir(build), ignore_errors=True)
@@ -382,6 +415,7 @@ def bisect(
         install_s = workspace.install(good)
         good_doc, run_s = workspace.run(good)
     except ProbeFailed as exc:
+        workspace.remove(good)
         yield f"  good end {good}: {exc}"
         return 2
     good_freeze = workspace.freeze(good)
@@ -398,7 +432,10 @@ def bisect(
         finally:
             freeze = workspace.freeze(build)
             workspace.remove(build)
-        changes = differences(good_doc, doc, kinds)
+        try:
+            changes = differences(good_doc, doc, kinds)
+        except InputError as exc:  # a results file the judgement cannot read: neither good nor bad
+            return Probe(build, "skip", install_s, run_s, f"its results cannot be judged: {exc}")
         # the probe's line names the first difference briefly; the first bad build's are listed in full at the end
         text = f"{changes[0].kind}: {one_line(changes[0].message.split('; ')[0], 90)}" if changes else "as the good end"
         return Probe(build, "bad" if changes else "good", install_s, run_s, text, freeze, changes)
@@ -486,7 +523,10 @@ class Plan:
 def distribution(module: str, version: str) -> str:
     """The distribution that installs `module` at `version` here: a dev build is a nightly; TensorFlow releases
     are tensorflow-cpu on Linux x86-64 (what the tox envs install), else tensorflow."""
-    nightly = Version(version).is_devrelease
+    try:
+        nightly = Version(version).is_devrelease
+    except InvalidVersion:
+        raise BisectInputError(f"{module} {version!r} is not a version bisect can read") from None
     if module == "tensorflow":
         if nightly:
             return "tf-nightly"
@@ -529,10 +569,14 @@ def plan_from_results(good: Document, bad: Document, package: str | None, kinds:
     g_dist, g_ver = versions["good"][module]
     b_dist, b_ver = versions["bad"][module]
     o_dist, o_ver = versions["good"][other]
+    try:
+        g_ver, b_ver, o_ver = (str(Version(v)) for v in (g_ver, b_ver, o_ver))
+    except InvalidVersion as exc:
+        raise BisectInputError(f"the results files name a version bisect cannot read: {exc}") from None
     return Plan(
         targets=sorted({c.scenario for c in changes}),
-        good=parse_build(f"{g_dist}=={Version(g_ver)}", "the good file"),
-        bad=parse_build(f"{b_dist}=={Version(b_ver)}", "the bad file"),
-        pins=[f"{o_dist}=={Version(o_ver)}"],
+        good=parse_build(f"{g_dist}=={g_ver}", "the good file"),
+        bad=parse_build(f"{b_dist}=={b_ver}", "the bad file"),
+        pins=[f"{o_dist}=={o_ver}"],
         why=f"{changes[0].scenario}: {changes[0].kind}: {one_line(changes[0].message.split('; ')[0], 100)}",
     )

@@ -28,6 +28,9 @@ KINDS: dict[str, str] = {
 # does not. Curve drift above its floor is real but, with outcomes and seed statistics unchanged, a numerical
 # difference (summation order, a kernel): shown, counted only when asked for (--fail-on …,drift).
 DEFAULT_FAIL_ON: tuple[str, ...] = ("outcome", "error", "shift", "slowdown")
+# What makes a build differ in `bisect` (either way; never a change within the noise), and its bound per probe
+BISECT_KINDS: tuple[str, ...] = ("outcome", "error", "shift", "drift")
+BISECT_PROBE_TIMEOUT_S = 900.0
 COUNTABLE: tuple[str, ...] = ("outcome", "error", "shift", "slowdown", "drift")
 
 

@@ -12,12 +12,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import bisect as bisect_mod
 from . import choices, render, results
 from . import compare as cmp
 from . import explain as explain_mod
 from .errors import InputError
-from .record import CollectionError, Document
+from .record import Document
 
 EXIT_BAD_INPUT = 2
 
@@ -175,15 +174,15 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--on",
         type=_kinds,
-        default=bisect_mod.DEFAULT_KINDS,
+        default=choices.BISECT_KINDS,
         help="kinds of change that make a build differ, better or worse (default: "
-        f"{','.join(bisect_mod.DEFAULT_KINDS)}); changes within the noise never do",
+        f"{','.join(choices.BISECT_KINDS)}); changes within the noise never do",
     )
     b.add_argument("--seeds", type=int, help="train every scenario on at least N seeds (--convergence-seeds)")
     b.add_argument(
         "--probe-timeout",
         type=_positive,
-        default=bisect_mod.DEFAULT_PROBE_TIMEOUT_S,
+        default=choices.BISECT_PROBE_TIMEOUT_S,
         metavar="SECONDS",
         help="the most one probe may take, install and run (default %(default)s); past it the probe is skipped",
     )
@@ -197,11 +196,15 @@ def _parser() -> argparse.ArgumentParser:
 def _bisect(args: argparse.Namespace) -> int:
     import tempfile
 
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    from . import bisect as bisect_mod
+
     if args.results:
         if args.target or args.good or args.bad:
             raise InputError("bisect: give either --results GOOD.json BAD.json, or a target with --good and --bad")
-        docs = [cmp.load([path])[0] for path in args.results]  # refuses files that are not results, as compare does
-        plan = bisect_mod.plan_from_results(_document(docs[0]), _document(docs[1]), args.package, tuple(args.on))
+        docs = [_results_file(path) for path in args.results]
+        plan = bisect_mod.plan_from_results(docs[0], docs[1], args.package, tuple(args.on))
         print(f"from {args.results[0]} → {args.results[1]}: {plan.why}", flush=True)
         targets, good, bad, pins = plan.targets, plan.good, plan.bad, [*plan.pins, *args.pins]
     else:
@@ -210,6 +213,11 @@ def _bisect(args: argparse.Namespace) -> int:
         targets, pins = [args.target], list(args.pins)
         good = bisect_mod.parse_build(args.good, "--good")
         bad = bisect_mod.parse_build(args.bad, "--bad")
+    for pin in pins:
+        try:
+            Requirement(pin)
+        except InvalidRequirement:
+            raise InputError(f"--with {pin!r}: not a requirement such as tensorflow-cpu==2.21.0") from None
     files = sorted({t.partition("::")[0] for t in targets})
     for file in files:
         if not Path(file).is_file():
@@ -233,14 +241,16 @@ def _bisect(args: argparse.Namespace) -> int:
             return int(done.value)
 
 
-def _document(column: cmp.Column) -> Document:
-    """A column back as the minimal document bisect's judgement reads."""
-    return Document(
-        schema=results.SCHEMA,
-        environment=column.environment,
-        scenarios=list(column.scenarios.values()),
-        collection_errors=[CollectionError(file=f, message=m) for f, m in column.collection_errors.items()],
-    )
+def _results_file(path: Path) -> Document:
+    """A results file, checked as compare checks it; an InputError naming the file otherwise."""
+    try:
+        doc = results.read(path)
+        results.check(doc)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a usable results file: {str(exc)[:300]}") from None
+    return doc
 
 
 def _schema(args: argparse.Namespace) -> int:

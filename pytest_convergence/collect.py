@@ -161,11 +161,11 @@ class ScenarioItem(pytest.Item):
             per_batch=self.timeout_per_batch,
             noise_floor=settings.noise_floor,
         )
+        trainer = self.config.stash[TRAINER_KEY]
         try:
-            out = self.config.stash[TRAINER_KEY].run(job)
-        except isolation.IsolatedFailure as exc:
-            return Evaluation(error=exc)
-        result: Evaluation = isolation.rebuild(out, self.scenario, self.timeout_s)
+            result: Evaluation = isolation.rebuild(trainer.run(job), self.scenario, self.timeout_s)
+        except Exception as exc:  # died, killed, or could not be reached: this scenario fails, the run goes on
+            return Evaluation(error=exc, pid=trainer.pid, fit_input=self.fit_input)
         return result
 
     def _plot(self, folder: Path, runs: list[SeedRun], verdict: expect.Verdict) -> None:

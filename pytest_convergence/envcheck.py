@@ -14,7 +14,8 @@ from packaging.version import InvalidVersion, Version
 from .errors import InputError
 
 # Distributions that install the same module: an environment holds one of each group.
-TENSORFLOWS = frozenset({"tensorflow", "tensorflow-cpu", "tensorflow-intel", "tf-nightly", "tf-nightly-cpu"})
+# (tensorflow-intel is not among them: on Windows `tensorflow` installs it as its own half)
+TENSORFLOWS = frozenset({"tensorflow", "tensorflow-cpu", "tf-nightly", "tf-nightly-cpu"})
 KERASES = frozenset({"keras", "keras-nightly"})
 TF_KERASES = frozenset({"tf-keras", "tf-keras-nightly"})
 SIBLINGS: tuple[frozenset[str], ...] = (KERASES, TENSORFLOWS, TF_KERASES)
@@ -65,9 +66,9 @@ def problems(wanted: Promise, imported: dict[str, str], distributions: dict[str,
     if wanted.nightly:
         if tf_version is None or not tf_version.is_devrelease:
             out.append(f"TensorFlow {imported.get('tensorflow')} imports, but a nightly (dev) build was promised")
-        for name in ("tf-nightly", "keras-nightly"):
-            if name not in distributions and f"{name}-cpu" not in distributions:
-                out.append(f"{name} is not installed, but the {NIGHTLY} env promises it")
+        for names in (("tf-nightly", "tf-nightly-cpu"), ("keras-nightly",)):
+            if not any(n in distributions for n in names):
+                out.append(f"{names[0]} is not installed, but the {NIGHTLY} env promises it")
     elif tf_version is None or tf_version.release[:2] != Version(wanted.tensorflow or "0").release[:2]:
         out.append(f"TensorFlow {imported.get('tensorflow')} imports, but {wanted.tensorflow} was promised")
     if imported.get("keras_package") != wanted.keras_package:

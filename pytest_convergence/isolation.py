@@ -28,7 +28,9 @@ from typing import Any
 
 from .record import SeedRun
 
-HARD_LIMIT_GRACE_S = 1.0  # past timeout_s: the child is killed (an epoch still running then is cut off)
+HARD_LIMIT_GRACE_S = 1.0  # past a limit checked after every batch, the child is killed
+EPOCH_GRACE = 0.05  # past the default limit, checked after every epoch: 5 % of it (an epoch may be long)
+WARM_TIMEOUT_S = 600.0  # starting a child and importing TensorFlow there
 DEFAULT_MEMORY_LIMIT_MIB = 2048.0  # a child above this resident size after a scenario is replaced
 
 
@@ -64,7 +66,6 @@ class Job:
     timeout_s: float | None
     per_batch: bool
     noise_floor: bool
-    factories: bool = True
 
 
 def warm() -> int:
@@ -80,7 +81,10 @@ def run_job(job: Job) -> dict[str, Any]:
     from .evaluate import evaluate
     from .scenario import load_file
 
-    (scenario,) = [s for s in load_file(Path(job.file), display=job.display, root=Path(job.root)) if s.name == job.name]
+    found = [s for s in load_file(Path(job.file), display=job.display, root=Path(job.root)) if s.name == job.name]
+    if len(found) != 1:
+        raise LookupError(f"{job.display} no longer holds scenario {job.name!r} (changed since collection?)")
+    (scenario,) = found
     if job.min_seeds:
         scenario = scenario.with_min_seeds(job.min_seeds)
     result = evaluate(
@@ -137,16 +141,24 @@ class Trainer:
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
             self.started += 1
             self.done = 0
-            self.pid = self._pool.submit(warm).result()  # TensorFlow's import is not the scenario's time
+            try:
+                self.pid = self._pool.submit(warm).result(timeout=WARM_TIMEOUT_S)  # not the scenario's time
+            except Exception as exc:
+                self._kill(None)
+                raise IsolatedFailure(
+                    "TrainingProcessDied", f"the training process could not start: {type(exc).__name__}: {exc}"
+                ) from None
         return self._pool
 
     def run(self, job: Job) -> dict[str, Any]:
         """The child's outcome for `job`; IsolatedFailure when the child died or overran the hard limit."""
         pool = self._executor()
-        limit = None if job.timeout_s is None else job.timeout_s + HARD_LIMIT_GRACE_S
-        future = pool.submit(run_job, job)
+        limit = None
+        if job.timeout_s is not None:
+            limit = job.timeout_s + (HARD_LIMIT_GRACE_S if job.per_batch else max(1.0, EPOCH_GRACE * job.timeout_s))
         started = time.perf_counter()
         try:
+            future = pool.submit(run_job, job)
             out: dict[str, Any] = future.result(timeout=limit)
         except FutureTimeout:
             self._kill(future)
@@ -155,6 +167,9 @@ class Trainer:
                 f"the time limit of {job.timeout_s:g} s was reached and training did not stop (a native hang?): "
                 f"its process was killed after {time.perf_counter() - started:.1f} s",
             ) from None
+        except KeyboardInterrupt:  # Ctrl-C: a child stuck in native code would keep the run from ending
+            self._kill(None)
+            raise
         except BrokenProcessPool:
             self._pool = None
             raise IsolatedFailure(
@@ -174,10 +189,11 @@ class Trainer:
         for child in multiprocessing.active_children():
             if child.pid == self.pid:
                 child.kill()
-        with contextlib.suppress(Exception):
-            future.result(timeout=30)  # BrokenProcessPool, as soon as the pool notices
+        if future is not None:
+            with contextlib.suppress(BaseException):
+                future.result(timeout=30)  # BrokenProcessPool, as soon as the pool notices
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=future is not None, cancel_futures=True)
 
     def close(self) -> None:
         pool, self._pool = self._pool, None

@@ -159,7 +159,7 @@ class Fidelity(TypedDict):
 
     agrees: bool
     epochs: int  # compared
-    largest_difference: float | None  # relative, over those epochs
+    largest_difference: Real | None  # relative, over those epochs (inf: one path's loss was not finite)
     at_epoch: int | None
     reason: str  # why the scenario trains on numpy, or ""
 

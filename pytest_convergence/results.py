@@ -244,6 +244,9 @@ def read(path: Path) -> Document:
             for key in _FLOAT_KEYS:
                 if key in seed:
                     seed[key] = _decode(seed[key])
+        fidelity = scenario.get("fidelity")
+        if isinstance(fidelity, dict) and "largest_difference" in fidelity:  # inf: one path's loss was not finite
+            fidelity["largest_difference"] = _decode(fidelity["largest_difference"])
     return cast(Document, doc)
 
 

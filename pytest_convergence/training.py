@@ -223,7 +223,9 @@ FIDELITY_EPOCHS = 5  # the epochs whose losses must agree between the two paths
 FIDELITY_RTOL = 1e-5
 
 
-def fidelity(scenario: Scenario, seed: int, deadline: float | None = None) -> tuple[Fidelity, list[float]]:
+def fidelity(
+    scenario: Scenario, seed: int, deadline: float | None = None, per_batch: bool = True
+) -> tuple[Fidelity, list[float]]:
     """The sentinel of `fit.input: auto`: `seed` trains SENTINEL_EPOCHS epochs on numpy arrays and FIDELITY_EPOCHS
     through the dataset path, from the same initial weights, unshuffled, without early stop; the dataset path may
     train the scenario only if their losses agree within FIDELITY_RTOL. Returns the verdict and the numpy path's
@@ -231,14 +233,14 @@ def fidelity(scenario: Scenario, seed: int, deadline: float | None = None) -> tu
     quiet = dataclasses.replace(scenario, spec=scenario.spec.model_copy(update={"shuffle": False}))
     on_numpy = SeedRun(seed=seed, epochs_planned=min(SENTINEL_EPOCHS, scenario.spec.epochs))
     try:
-        _train(quiet, on_numpy, deadline, "numpy", plain=True)
+        _train(quiet, on_numpy, deadline, "numpy", per_batch=per_batch, plain=True)
     except Exception as exc:
         why = f"fit on numpy arrays raised {type(exc).__name__}: {one_line(exc, 200)}"
         return Fidelity(agrees=False, epochs=0, largest_difference=None, at_epoch=None, reason=why), []
     compared = min(FIDELITY_EPOCHS, on_numpy.epochs_run)
     on_dataset = SeedRun(seed=seed, epochs_planned=compared)
     try:
-        _train(quiet, on_dataset, deadline, "dataset", plain=True)
+        _train(quiet, on_dataset, deadline, "dataset", per_batch=per_batch, plain=True)
     except Exception as exc:
         why = f"the dataset path raised {type(exc).__name__}: {one_line(exc, 200)}"
         return Fidelity(
@@ -249,16 +251,15 @@ def fidelity(scenario: Scenario, seed: int, deadline: float | None = None) -> tu
     worst = max(differences, default=0.0)
     at = differences.index(worst) + 1 if differences else None
     agrees = len(pairs) == compared > 0 and worst <= FIDELITY_RTOL
-    reason = (
-        ""
-        if agrees
-        else (
+    if agrees:
+        reason = ""
+    elif not pairs or len(pairs) < compared:
+        reason = "the time limit ran out during the sentinel: no full comparison"
+    else:
+        reason = (
             f"the dataset path's loss differs from fit on numpy arrays by {worst:.2g} (relative) at epoch {at} of "
             f"{compared}, more than float rounding ({FIDELITY_RTOL:g}): this Keras feeds arrays differently"
-            if pairs
-            else "no epoch to compare"
         )
-    )
     verdict = Fidelity(agrees=agrees, epochs=compared, largest_difference=worst, at_epoch=at, reason=reason)
     return verdict, on_numpy.epoch_seconds
 

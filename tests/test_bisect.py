@@ -145,11 +145,11 @@ def test_probes_exclude_the_siblings_of_what_they_install(tmp_path: Path) -> Non
     space = bisect.Workspace(tmp_path, ["s.yaml"], ["s.yaml"], ["tensorflow-cpu==2.21.0"])
     # one distribution per module: the release of Keras, and every TensorFlow but the pinned one
     assert space.excluded(build("3.16.0.dev2026070104")) == [
-        "keras", "tensorflow", "tensorflow-intel", "tf-nightly", "tf-nightly-cpu"
+        "keras", "tensorflow", "tf-nightly", "tf-nightly-cpu"
     ]  # fmt: skip
     nightly_tf = bisect.Workspace(tmp_path, ["s.yaml"], ["s.yaml"], ["keras==3.15.1"])
     assert nightly_tf.excluded(build("2.23.0.dev20261026", "tf-nightly")) == [
-        "keras-nightly", "tensorflow", "tensorflow-cpu", "tensorflow-intel", "tf-nightly-cpu"
+        "keras-nightly", "tensorflow", "tensorflow-cpu", "tf-nightly-cpu"
     ]  # fmt: skip
     install = space.install_commands(build("3.16.0.dev2026070104"))[1]
     assert "keras-nightly==3.16.0.dev2026070104" in install and "--excludes" in install
@@ -199,3 +199,32 @@ def test_the_command_from_results_files_names_bad_input(tmp_path: Path, capsys: 
     assert "give either --results GOOD.json BAD.json, or a target with --good and --bad" in capsys.readouterr().err
     assert main(["bisect", "s.yaml", "--good", "keras==3.15.1"]) == 2
     assert "bisect needs a target with --good and --bad, or --results" in capsys.readouterr().err
+    bad_pin = ["bisect", "s.yaml", "--good", "keras==3.15.1", "--bad", "keras==3.15.2", "--with", "tensorflow=="]
+    assert main(bad_pin) == 2
+    assert "--with 'tensorflow==': not a requirement such as tensorflow-cpu==2.21.0" in capsys.readouterr().err
+
+
+def test_a_probe_whose_fidelity_sentinel_chose_another_path_differs() -> None:
+    """Curves of two input paths are not compared (other batch orders); that the auto sentinel decided otherwise on
+    this build is itself the difference: it feeds `fit` arrays otherwise."""
+    good, probe = doc([0.7, 0.5, 0.3]), doc([0.7, 0.5, 0.3])
+    good["scenarios"][0]["runtime"] = {"fit_input": "dataset"}
+    probe["scenarios"][0]["runtime"] = {"fit_input": "numpy"}
+    (change,) = bisect.differences(good, probe, bisect.DEFAULT_KINDS)
+    assert (
+        change.kind == "drift" and "the fidelity sentinel chose numpy here, dataset at the good end" in change.message
+    )
+    assert bisect.differences(good, probe, ("outcome",)) == []
+
+
+def test_versions_come_from_file_names_where_the_index_lists_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import json
+
+    page = {"files": [{"filename": "keras_nightly-3.16.0.dev2026070104-py3-none-any.whl"},
+                      {"filename": "keras_nightly-3.16.0.dev2026070204.tar.gz"},
+                      {"filename": "keras_nightly-3.16.0.dev2026070304-py3-none-any.whl", "yanked": True}]}  # fmt: skip
+    monkeypatch.setattr(bisect.urllib.request, "urlopen", lambda *a, **k: io.BytesIO(json.dumps(page).encode()))
+    assert bisect.published_versions("keras-nightly") == ["3.16.0.dev2026070104", "3.16.0.dev2026070204"]
+    page["versions"] = ["3.16.0.dev2026070104", "3.16.0.dev2026070204", "3.16.0.dev2026070304"]  # PEP 700
+    assert bisect.published_versions("keras-nightly") == ["3.16.0.dev2026070104", "3.16.0.dev2026070204"]

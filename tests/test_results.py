@@ -73,3 +73,16 @@ def test_read_refuses_other_json(tmp_path: Path) -> None:
     path.write_text('{"a": 1}')
     with pytest.raises(ValueError, match="not a pytest-convergence results file"):
         results.read(path)
+
+
+def test_a_fidelity_difference_that_is_infinite_round_trips(tmp_path: Path) -> None:
+    """The auto sentinel's largest difference is inf when one path's loss went non-finite and the other's did not:
+    the file must still read back and pass the reader's check."""
+    doc = make_doc()
+    doc["scenarios"][0]["fidelity"] = {
+        "agrees": False, "epochs": 5, "largest_difference": math.inf, "at_epoch": 3, "reason": "…"
+    }  # fmt: skip
+    results.write(tmp_path / "r.json", doc)
+    back = results.read(tmp_path / "r.json")
+    results.check(back)
+    assert back["scenarios"][0]["fidelity"]["largest_difference"] == math.inf
