@@ -404,6 +404,8 @@ def bisect(
 ) -> Generator[str, None, int]:
     """Lines for a person as the search goes; returns the exit code: 0 the first differing build was found, 1 the
     bad end does not differ from the good end here (or could not be probed), 2 the good end could not be probed."""
+    if shutil.which(workspace.uv) is None:
+        raise BisectInputError(f"bisect makes its probes with uv, not found as {workspace.uv!r}: pip install uv")
     listed = (versions or (lambda name: published_versions(name, workspace.index_url or DEFAULT_INDEX)))(bad.package)
     candidates = builds_between(good, bad, listed)
     steps = max(1, math.ceil(math.log2(len(candidates) + 1)))

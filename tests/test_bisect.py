@@ -228,3 +228,10 @@ def test_versions_come_from_file_names_where_the_index_lists_none(monkeypatch: p
     assert bisect.published_versions("keras-nightly") == ["3.16.0.dev2026070104", "3.16.0.dev2026070204"]
     page["versions"] = ["3.16.0.dev2026070104", "3.16.0.dev2026070204", "3.16.0.dev2026070304"]  # PEP 700
     assert bisect.published_versions("keras-nightly") == ["3.16.0.dev2026070104", "3.16.0.dev2026070204"]
+
+
+def test_bisect_says_when_uv_is_missing(tmp_path: Path) -> None:
+    space = bisect.Workspace(tmp_path, ["s.yaml"], ["s.yaml"], [], uv="no-such-uv-here")
+    lines = bisect.bisect(space, build("3.15.1", "keras"), build(NIGHTLIES[-1]), versions=lambda name: NIGHTLIES)
+    with pytest.raises(bisect.BisectInputError, match="makes its probes with uv, not found as 'no-such-uv-here'"):
+        next(lines)
