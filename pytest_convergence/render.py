@@ -238,7 +238,8 @@ def _timing_lines(cmp: Comparison) -> list[str]:
     per = ", ".join(f"{c.key} {_span(cmp.detectable[c.label], 2)}" for c in cmp.columns if cmp.detectable.get(c.label))
     return [
         f"Timing: a slowdown counts above ×{cmp.rules.slowdown:g} or the product of the two runs' calibration "
-        f"spreads, whichever is larger; detectable here: {per}.",
+        f"spreads, whichever is larger (twice that where timed on the auto sentinel's 20 epochs); detectable here: "
+        f"{per}.",
         "",
     ]
 
