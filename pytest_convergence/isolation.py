@@ -132,14 +132,12 @@ class Trainer:
         self._pool: ProcessPoolExecutor | None = None
         self.pid = 0  # the child's process id (from warm)
         self.done = 0  # scenarios the current child ran
-        self.started = 0  # children started: what the memory benchmark and the tests read
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # replaced by this class after `every` scenarios rather than by max_tasks_per_child, so that every new
             # child imports TensorFlow (warm) before a scenario's time limit starts
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-            self.started += 1
             self.done = 0
             try:
                 self.pid = self._pool.submit(warm).result(timeout=WARM_TIMEOUT_S)  # not the scenario's time
