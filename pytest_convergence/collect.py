@@ -52,10 +52,11 @@ class ScenarioFile(pytest.File):
         except ScenarioError as exc:
             raise self.CollectError(str(exc)) from None
         versions = training.versions()
-        min_seeds = self.config.stash[SCENARIOS_KEY].min_seeds
+        settings = self.config.stash[SCENARIOS_KEY]
         for scenario in scenarios:
-            if min_seeds:
-                scenario = scenario.with_min_seeds(min_seeds)
+            if settings.min_seeds:
+                scenario = scenario.with_min_seeds(settings.min_seeds)
+            scenario = scenario.with_run_defaults(settings.dtype_policy, settings.jit_compile)
             item = ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
             item.apply_conditions(versions)
             yield item
@@ -81,7 +82,7 @@ class ScenarioItem(pytest.Item):
         )
         for kind, conditions in kinds:
             for condition in conditions:
-                if condition.applies(versions):
+                if condition.applies(versions, self.scenario.settings):
                     reason = f"{condition.reason} [{kind} where {condition.describe()}]".strip()
                     declared: Declared = {"kind": kind, "where": condition.describe(), "reason": condition.reason}
                     self.stash[DECLARED_KEY] = declared
@@ -160,6 +161,8 @@ class ScenarioItem(pytest.Item):
             timeout_s=self.timeout_s,
             per_batch=self.timeout_per_batch,
             noise_floor=settings.noise_floor,
+            dtype_policy=settings.dtype_policy,
+            jit_compile=settings.jit_compile,
         )
         trainer = self.config.stash[TRAINER_KEY]
         try:
@@ -208,6 +211,8 @@ class ScenarioItem(pytest.Item):
         if result.rss_mib is not None:
             runtime["child_rss_mib"] = result.rss_mib
         runtime["noise_floor"] = self.config.stash[SCENARIOS_KEY].noise_floor
+        runtime["dtype_policy"] = self.scenario.settings["dtype_policy"]
+        runtime["jit_compile"] = self.scenario.settings["jit_compile"]
         record["runtime"] = runtime
         record["timing"] = Timing(
             workload=timing.WORKLOAD,

@@ -326,6 +326,13 @@ def _drift(
             noise=True,
         )
         return
+    settings = [(k, _setting(base, k), _setting(new, k)) for k in SETTINGS]
+    moved = [f"{k} {_said(a)} → {_said(b)}" for k, a, b in settings if a != b]
+    if moved:  # another precision, or XLA's fused kernels: other rounding by construction; seed statistics still count
+        yield change(
+            "drift", f"trained under different settings ({', '.join(moved)}): curves not compared", False, noise=True
+        )
+        return
     worst: tuple[float, float, int, int, float, float] | None = None  # (excess, rel, seed, epoch, a, b)
     floors: list[float] = []
     new_seeds = {x["seed"]: x for x in new.get("seeds", [])}
@@ -433,6 +440,23 @@ def _epoch_p10(record: ScenarioRecord) -> float | None:
 def _calibration(record: ScenarioRecord) -> list[float]:
     samples = (record.get("timing") or {}).get("calibration_s") or []
     return [float(x) for x in samples if isinstance(x, float | int) and x > 0]
+
+
+# what a scenario trains under besides the versions (runtime in the record): a comparison axis of its own
+SETTINGS = ("dtype_policy", "jit_compile")
+
+
+def _setting(record: ScenarioRecord, key: str) -> object:
+    """The setting as it ran: jit_compile as Keras resolved it (the seeds'), else as asked; float32 by default."""
+    if key == "jit_compile":
+        ran = {seed.get("jit_compile") for seed in record.get("seeds", [])} - {None}
+        if len(ran) == 1:
+            return ran.pop()
+    return (record.get("runtime") or {}).get(key, "float32" if key == "dtype_policy" else None)
+
+
+def _said(value: object) -> str:
+    return "default" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _fit_input(record: ScenarioRecord) -> str:

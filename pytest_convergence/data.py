@@ -44,9 +44,15 @@ class DataError(Exception):
 
 
 def build(spec: DataSpec, base_dir: Path, root: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Arrays x (samples, features) and y (samples, outputs), float32, finite, of equal length. A data file is
-    read only where it resolves (symlinks followed) inside `root` (default: `base_dir`)."""
-    if spec.file is not None:
+    """Arrays x (samples, *x_shape) and y (samples, outputs), finite, of equal length; y float32, x float32 or
+    int32 (x_dtype; an .npz file's integer x by default). A data file is read only where it resolves (symlinks
+    followed) inside `root` (default: `base_dir`)."""
+    if spec.dataset is not None:
+        for key in ("x", "y", "file"):
+            if getattr(spec, key) is not None:
+                raise DataError((key,), f"give either data.dataset or data.{key}, not both")
+        x, y = _dataset(spec.dataset)
+    elif spec.file is not None:
         for key in ("x", "y"):
             if getattr(spec, key) is not None:
                 raise DataError((key,), "give either data.file or inline x/y, not both")
@@ -67,15 +73,54 @@ def build(spec: DataSpec, base_dir: Path, root: Path | None = None) -> tuple[np.
         rng = np.random.default_rng(spec.noise.seed)
         y = y + rng.normal(0.0, spec.noise.std, size=y.shape)
     for key, arr in (("x", x), ("y", y)):
-        bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+        bad = np.flatnonzero(~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1))
         if bad.size:
-            where = "" if spec.file is not None else f" (x = {x[bad[0]].tolist()})"  # a file's content is not echoed
+            shown = spec.file is not None or x.ndim > 2  # a file's content is not echoed
+            where = "" if shown else f" (x = {x[bad[0]].tolist()})"
             raise DataError(
                 ("file",) if spec.file is not None else (key,),
                 f"{key} has {bad.size} non-finite value(s) (NaN or inf), first at sample {bad[0]}{where}; "
                 "data must be finite",
             )
-    return x.astype(np.float32), y.astype(np.float32)
+    if spec.x_shape is not None:
+        features = math.prod(x.shape[1:])
+        if math.prod(spec.x_shape) != features:
+            raise DataError(
+                ("x_shape",),
+                f"{spec.x_shape} holds {math.prod(spec.x_shape)} values per sample, but x has {features} "
+                f"(shape {list(x.shape[1:])}); the product must match",
+            )
+        x = x.reshape((len(x), *spec.x_shape))
+    integer = spec.x_dtype == "int32" or (spec.x_dtype is None and x.dtype.kind in "iu")
+    if integer:
+        if not np.array_equal(x, np.round(x)) or np.abs(x).max(initial=0) >= 2**31:
+            raise DataError(("x_dtype",), "int32 needs whole numbers below 2**31 in x (tokens, class indices)")
+        x = x.astype(np.int32)
+    else:
+        x = x.astype(np.float32)
+    if spec.shuffle_seed is not None:
+        order = np.random.default_rng(spec.shuffle_seed).permutation(len(x))
+        x, y = x[order], y[order]
+    return x, y.astype(np.float32)
+
+
+# scikit-learn's small datasets, shipped inside its wheel (nothing is downloaded): name → loader function
+DATASETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
+
+
+def _dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """x (samples, features) and y (samples, 1) of a scikit-learn dataset, as its loader returns them
+    (digits: 64 pixel values 0..16 per 8×8 image; classes as 0, 1, …)."""
+    try:
+        from sklearn import datasets
+    except ImportError:
+        raise DataError(
+            ("dataset",),
+            f"data.dataset {name!r} needs scikit-learn, which is not installed here: "
+            "pip install 'pytest-convergence[datasets]' (or scikit-learn)",
+        ) from None
+    x, y = getattr(datasets, f"load_{name}")(return_X_y=True)
+    return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64).reshape(len(y), -1)
 
 
 def _x(value: Any) -> np.ndarray:
@@ -195,11 +240,15 @@ def _npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
                     shape, _, dtype = read_header(member)
                 _check_array(path, key, shape, dtype)
         with np.load(path, allow_pickle=False) as loaded:  # never unpickle: data must not run code
-            arrays = [np.asarray(loaded[k], dtype=np.float64) for k in ("x", "y")]
+            # integer x (tokens) stays integer: x_dtype decides in `build`
+            arrays = [
+                np.asarray(loaded[k], dtype=np.int64 if loaded[k].dtype.kind in "biu" and k == "x" else np.float64)
+                for k in ("x", "y")
+            ]
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(("file",), f"cannot read {path.name} as .npz: {type(exc).__name__}") from None
-    x, y = (a.reshape(len(a), -1) if a.ndim != 2 else a for a in arrays)
-    return x, y
+    x, y = arrays  # x keeps its shape (images, sequences); y is (samples, outputs)
+    return (x.reshape(len(x), 1) if x.ndim == 1 else x), y.reshape(len(y), -1)
 
 
 def _check_array(path: Path, key: str, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:

@@ -24,6 +24,7 @@ from .text import fmt
 
 MSE_NAMES = frozenset({"mse", "mean_squared_error", "MeanSquaredError"})
 FLOOR = 1e-7  # losses below this fraction of the first are float32 rounding, not the decay rate
+ZERO_CURVATURE = 1e-12  # |λmax| at or below this: the loss is flat at these weights
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Optimizer:
     learning_rate: float
     momentum: float = 0.0
     nesterov: bool = False
+    learning_rate_source: str = ""  # where a schedule gives the rate: "ExponentialDecay at step 0"
 
     @property
     def plain_sgd(self) -> bool:
@@ -59,6 +61,13 @@ class Diagnosis:
     standardised: tuple[float, float] | None = None  # (λmax, bound) if x were standardised (exact only)
     advisory: tuple[str, ...] = field(default=())  # why the bound is not exact here
     seed: int | None = None  # whose curve gave the measured factor (and, for estimates, the initial weights)
+    goal: str = "converges"  # what the scenario expects of the loss (converges | diverges): the advice serves it
+
+    @property
+    def flat(self) -> bool:
+        """No curvature at all: λmax is 0 (to float rounding), so the gradient is zero too: dead units or
+        saturated activations, and no learning rate moves the loss."""
+        return abs(self.lam_max) <= ZERO_CURVATURE
 
     @property
     def ratio(self) -> float:
@@ -86,6 +95,16 @@ class Diagnosis:
         else:
             head, source = "estimate", "sharpness at the initial weights by Hessian-vector products"
         whose = f", seed {self.seed}" if self.seed is not None else ""
+        if self.flat:
+            return [
+                f"why — stability ({head}: {source}{whose}):",
+                f"  λmax = {fmt(self.lam_max)}: zero gradient — the loss is flat at these weights (dead units: ReLUs "
+                "that output 0 for every sample; or saturated activations), so no learning rate moves it and there "
+                "is no stability bound to state",
+                "  look at the initialisation and the activations (LeakyReLU, a smaller learning rate before units "
+                "die, scaled inputs) rather than at the learning rate now",
+                *(f"  note: {reason}" for reason in self.advisory),
+            ]
         lam_min = f", λmin = {fmt(self.lam_min)}" if self.lam_min is not None else ""
         side = "above it: expect the loss to grow" if self.ratio >= 1 else "below it"
         out = [
@@ -102,14 +121,23 @@ class Diagnosis:
             )
         elif self.measured_factor is not None:
             out.append(f"  loss factor per epoch: measured ×{_factor(self.measured_factor)} ({steps})")
+        out.extend(self._advice())
+        out.extend(f"  note: {reason}" for reason in self.advisory)
+        return out
+
+    def _advice(self) -> list[str]:
+        """What to change, where it serves the expectation: a stable learning rate for a scenario that should
+        converge; for one that should diverge, only the fact that its learning rate is below the bound."""
+        if self.goal == "diverges":
+            if self.ratio >= 1:
+                return []
+            return [f"  to diverge as expected, the learning rate must exceed the bound {fmt(self.bound)}"]
         rate = " (2/(λmax+λmin): the fastest convergence)" if self.predicted_factor is not None else ""
         tries = [f"lr ≈ {fmt(self.suggested_lr)}{rate}"]
         if self.standardised is not None:
             lam, bound = self.standardised
             tries.append(f"standardise x (mean 0, std 1), giving λmax = {fmt(lam)} and bound {fmt(bound)}")
-        out.append(f"  try {' or '.join(tries)}")
-        out.extend(f"  note: {reason}" for reason in self.advisory)
-        return out
+        return [f"  try {' or '.join(tries)}"]
 
 
 def _factor(value: float | None) -> str:
@@ -221,7 +249,8 @@ def _caveats(steps: int, optimizer: Optimizer) -> tuple[str, ...]:
 
 def _describe(optimizer: Optimizer) -> str:
     extra = f", momentum {optimizer.momentum:g}" if optimizer.momentum else ""
-    return f"{optimizer.name}{extra}"
+    source = f"; {optimizer.learning_rate_source}" if optimizer.learning_rate_source else ""
+    return f"{optimizer.name}{extra}{source}"
 
 
 def measured_factor(losses: Sequence[float]) -> float | None:

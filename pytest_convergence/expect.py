@@ -324,16 +324,32 @@ def _raises(r: Raises, run: SeedRun) -> Check:
 
 def _metric(m: MetricCheck, run: SeedRun) -> Check:
     name = f"metric {m.name}"
-    values = run.metrics.get(m.name, [])
+    values = run.losses if m.name == "loss" else run.metrics.get(m.name, [])
     if not values:
         return Check(name, False, f"Keras reported no {m.name!r} values; it reported {sorted(run.metrics)}")
+    wanted = " and ".join(
+        t for t in (m.above is not None and f"> {fmt(m.above)}", m.below is not None and f"< {fmt(m.below)}") if t
+    )
+
+    def meets(value: float) -> bool:
+        return math.isfinite(value) and (m.above is None or value > m.above) and (m.below is None or value < m.below)
+
+    if m.within_epochs is not None:  # per epoch: the bound holds at some epoch up to within_epochs
+        window = values[: m.within_epochs]
+        hit = next((e for e, v in enumerate(window, start=1) if meets(v)), None)
+        if hit is not None:
+            return Check(
+                name, True, f"{m.name} {fmt(window[hit - 1])} {wanted} at epoch {hit} (within {m.within_epochs})"
+            )
+        finite = [v for v in window if math.isfinite(v)]
+        best = (max(finite) if m.above is not None else min(finite)) if finite else math.nan
+        return Check(
+            name,
+            False,
+            f"{m.name} was not {wanted} within {m.within_epochs} epochs (best {fmt(best)}, last {fmt(window[-1])} "
+            f"at epoch {len(window)}){_short_run(run, m.within_epochs)}",
+        )
     value, epoch = values[-1], len(values)
-    bounds = []
-    if m.above is not None:
-        bounds.append((value > m.above, f"> {fmt(m.above)}"))
-    if m.below is not None:
-        bounds.append((value < m.below, f"< {fmt(m.below)}"))
-    ok = math.isfinite(value) and all(hit for hit, _ in bounds)
-    wanted = " and ".join(text for _, text in bounds)
+    ok = meets(value)
     verb = "is" if ok else "is not"
     return Check(name, ok, f"final {m.name} {fmt(value)} (epoch {epoch}) {verb} {wanted}")

@@ -76,7 +76,13 @@ def explain(scenario: Scenario, seed: int | None, fit_input: str) -> Generator[s
     yield f"  {report.curve_summary(run)}"
     if run.losses:
         yield f"  curve (log scale, epochs 1..{run.epochs_run}): {report.sparkline(run.losses)}"
+    if report.units_summary(run):
+        yield f"  {report.units_summary(run)}"
     yield from diagnosis.lines()
+    if diagnosis.flat:
+        yield "no learning-rate sweep: with zero gradient no learning rate changes the run"
+        yield f"verdict: {'pass' if result.verdict.ok else 'FAIL'}"
+        return result.verdict.ok
 
     yield f"learning-rate sweep (seed {seed}, {scenario.spec.epochs} epochs, the scenario's expectations):"
     yield f"  {'lr':>10} {'× bound':>8}  {'verdict':<7} {'last loss':>10} {'epochs':>7}  curve"

@@ -66,6 +66,8 @@ class Job:
     timeout_s: float | None
     per_batch: bool
     noise_floor: bool
+    dtype_policy: str | None = None  # the run's defaults for scenarios without their own
+    jit_compile: bool | None = None
 
 
 def warm() -> int:
@@ -87,6 +89,7 @@ def run_job(job: Job) -> dict[str, Any]:
     (scenario,) = found
     if job.min_seeds:
         scenario = scenario.with_min_seeds(job.min_seeds)
+    scenario = scenario.with_run_defaults(job.dtype_policy, job.jit_compile)
     result = evaluate(
         scenario, job.fit_input, timeout_s=job.timeout_s, per_batch=job.per_batch, noise_floor=job.noise_floor
     )

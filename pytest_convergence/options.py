@@ -59,6 +59,16 @@ INPUT_HELP = (
     "does) or dataset (unchecked)."
 )
 
+DTYPE_POLICY_HELP = (
+    "For scenarios without dtype_policy: the Keras dtype policy to build and train under (float32, the default; "
+    "mixed_float16; float64). Recorded per scenario: run the suite twice and compare the results files to see the "
+    "same scenarios under two settings side by side."
+)
+JIT_HELP = (
+    "For scenarios without jit_compile: on or off, XLA for the train step (default: Keras's own, off on Keras 2 "
+    "and on where XLA can on Keras 3). Recorded per scenario and seed, for comparing the two settings."
+)
+
 ISOLATE_HELP = (
     "N (a whole number; 0: off, the default). Train in a child process that is replaced after N scenarios or above "
     "2 GiB resident: a native crash or hang fails one scenario instead of the run, the time limit is hard "
@@ -95,6 +105,8 @@ class Settings:
     min_seeds: int | None = None  # --convergence-seeds
     factories: bool = True  # --convergence-no-factories turns them off
     isolate: int = 0  # --convergence-isolate: scenarios per training child; 0: train in this process
+    dtype_policy: str | None = None  # --convergence-dtype-policy, for scenarios without one
+    jit_compile: bool | None = None  # --convergence-jit-compile on|off, for scenarios without one
 
     @property
     def gathers_records(self) -> bool:
@@ -120,6 +132,13 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--convergence-seeds", default=None, metavar="N", help=SEEDS_HELP)
     group.addoption("--convergence-no-factories", action="store_true", default=None, help=NO_FACTORIES_HELP)
     group.addoption("--convergence-isolate", default=None, metavar="N", help=ISOLATE_HELP)
+    group.addoption(
+        "--convergence-dtype-policy",
+        default=None,
+        choices=("float32", "mixed_float16", "float64"),
+        help=DTYPE_POLICY_HELP,
+    )
+    group.addoption("--convergence-jit-compile", default=None, choices=("on", "off"), help=JIT_HELP)
     parser.addini("convergence_scenarios", INI_SCENARIOS_HELP, type="paths", default=[])
     parser.addini("convergence_timeout", TIMEOUT_HELP, default=None)
     parser.addini("convergence_input", INPUT_HELP, default=None)
@@ -154,6 +173,8 @@ def resolve(config: pytest.Config) -> Settings:
         timeout_s=timeout_s,
         timeout_default=timeout_default,
         fit_input=_fit_input(config),
+        dtype_policy=config.getoption("convergence_dtype_policy"),
+        jit_compile={"on": True, "off": False, None: None}[config.getoption("convergence_jit_compile")],
         scenario_paths=cli + ini,
         cli_paths=cli,
         json_path=paths["convergence_json"],

@@ -27,7 +27,8 @@ class SeedRun:
     epoch_seconds: list[float] = field(default_factory=list)
     fit_seconds: float = 0.0
     epochs_planned: int = 0
-    stop_reason: str = "completed"  # completed | non-finite loss | expectations decided | time limit
+    # completed | non-finite loss | expectations decided | time limit | callback <Name> (e.g. EarlyStopping)
+    stop_reason: str = "completed"
     predictions: list[list[float]] = field(default_factory=list)  # one row per expect.predict point
     error: str | None = None  # "ValueError: ..." when the run raised and the scenario expected it
     error_types: list[str] = field(default_factory=list)  # the exception's class names, most derived first
@@ -35,6 +36,8 @@ class SeedRun:
     # (largest relative difference over the epochs, and where): the curve's rounding floor. None: not measured.
     rounding_floor: float | None = None
     rounding_floor_epoch: int | None = None
+    jit_compile: bool | None = None  # whether the train step used XLA, as Keras resolved it; None: not said
+    units: list[UnitState] = field(default_factory=list)  # stuck units at the end of training (layer lists only)
 
     @property
     def epochs_run(self) -> int:
@@ -83,6 +86,17 @@ Real = Annotated[float, _JsonReal()]
 Outcome = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
 
 
+class UnitState(TypedDict):
+    """One layer's units at the end of training: how many are stuck (ReLU: 0 for every training sample, dead;
+    sigmoid/tanh: within 0.01 of their asymptotes for 99 % of the samples, saturated). Their gradient is (almost)
+    zero."""
+
+    layer: str
+    activation: str  # relu | sigmoid | tanh
+    units: int
+    stuck: int
+
+
 class Check(TypedDict):
     expectation: str  # converges, diverges, predict, metric, raises, stable, pass_rate
     ok: bool
@@ -104,6 +118,8 @@ class SeedEntry(TypedDict, total=False):
     error_types: list[str]
     rounding_floor: Real | None
     rounding_floor_epoch: int | None
+    jit_compile: bool | None
+    units: list[UnitState]
     epochs_run: int
     first_nonfinite_epoch: int | None
     outcome: Literal["passed", "failed", "error"]
@@ -135,6 +151,8 @@ class Runtime(TypedDict, total=False):
     pid: int  # the process that trained (a child's with --convergence-isolate)
     child_rss_mib: float  # that child's resident size after the scenario (--convergence-isolate only)
     noise_floor: bool
+    dtype_policy: str  # float32 | mixed_float16 | float64: the Keras dtype policy the scenario trained under
+    jit_compile: bool | None  # XLA for the train step, as asked (None: Keras's default); each seed says what ran
 
 
 class EpochTimes(TypedDict):

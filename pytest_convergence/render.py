@@ -316,7 +316,14 @@ def render_html(cmp: Comparison) -> str:
             (color[c.label], c.label, [s.get("losses", []) for s in _seeds(c.scenarios.get(sid))]) for c in cmp.columns
         ]
         legend = " ".join(f'<span style="color:{color[c.label]}">■ {e(c.key)} {e(c.label)}</span>' for c in cmp.columns)
-        sections.append(f'<section id="{e(sid)}"><h3>{e(sid)}</h3><p>{legend}</p>{svg_bands(series)}</section>')
+        validation = [
+            (colour, f"{title} validation", curves)
+            for (colour, title, _), c in zip(series, cmp.columns, strict=True)
+            if (curves := [s.get("metrics", {}).get("val_loss", []) for s in _seeds(c.scenarios.get(sid))])
+            and any(curves)
+        ]
+        extra = f"<p>validation loss (val_loss)</p>{svg_bands(validation)}" if validation else ""
+        sections.append(f'<section id="{e(sid)}"><h3>{e(sid)}</h3><p>{legend}</p>{svg_bands(series)}{extra}</section>')
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>pytest-convergence comparison</title>
 <style>

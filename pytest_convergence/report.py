@@ -50,6 +50,21 @@ def curve_summary(run: SeedRun) -> str:
     return "; ".join(p for p in parts if p)
 
 
+STUCK_WORDS = {"relu": "dead (0 for every sample)", "sigmoid": "saturated", "tanh": "saturated"}
+
+
+def units_summary(run: SeedRun) -> str:
+    """'units at the end: dense 32 of 32 relu dead (0 for every sample), …' for layers with stuck units, else ''."""
+    parts = [
+        f"{u['layer']} {u['stuck']} of {u['units']} {u['activation']} {STUCK_WORDS.get(u['activation'], 'stuck')}"
+        for u in run.units
+        if u["stuck"]
+    ]
+    if not parts:
+        return ""
+    return "units at the end of training: " + "; ".join(parts) + " — their gradient is (almost) zero"
+
+
 def failure(
     name: str, where: str, verdict: Verdict, runs: Sequence[SeedRun], diagnosis: Diagnosis | str | None = None
 ) -> str:
@@ -71,6 +86,9 @@ def failure(
         lines.append(f"    {curve_summary(run)}")
         if run.losses:
             lines.append(f"    curve (log scale, epochs 1..{run.epochs_run}): {sparkline(run.losses)}")
+        stuck = units_summary(run)
+        if stuck:
+            lines.append(f"    {stuck}")
     if isinstance(diagnosis, str):
         lines.append(diagnosis)
     elif diagnosis is not None:

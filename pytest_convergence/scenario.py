@@ -42,11 +42,23 @@ FILE_KEYS = ("defaults", "scenarios")
 REPLACED_WHOLE: set[KeyPath] = {("data", "x"), ("data", "y"), ("optimizer",), ("model",)}
 EXCLUSIVE: dict[KeyPath, Sequence[Collection[str]]] = {
     (): (("seed",), ("seeds",)),
-    ("data",): (("x", "y"), ("file", "x_columns", "y_columns")),
+    ("data",): (("x", "y"), ("file", "x_columns", "y_columns"), ("dataset",)),
 }
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.+=@-]*$"
 MAX_SEEDS = 1000  # seeds of one scenario, as a count or a list
 FACTORY_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+# What YAML may build besides layers, by name, with scalar keywords only: learning-rate schedules
+# (`learning_rate: {ExponentialDecay: {...}}`) and callbacks. Each compute from numbers alone.
+SCHEDULES = (
+    "ExponentialDecay",
+    "InverseTimeDecay",
+    "PiecewiseConstantDecay",
+    "PolynomialDecay",
+    "CosineDecay",
+    "CosineDecayRestarts",
+)
+CALLBACKS = ("EarlyStopping", "ReduceLROnPlateau", "TerminateOnNaN")
+DTYPE_POLICIES = ("float32", "mixed_float16", "float64")
 
 # Keyword values for layers and optimizers: YAML scalars and lists of them. Mappings are
 # refused on purpose: Keras would deserialise them into objects, which a data file must not do.
@@ -113,6 +125,26 @@ class DataSpec(_Strict):
     file: str | None = None
     x_columns: list[str] | None = None
     y_columns: list[str] | None = None
+    dataset: Literal["digits", "iris", "wine", "breast_cancer", "diabetes"] | None = None  # scikit-learn's
+    x_shape: list[Annotated[int, Field(ge=1)]] | None = Field(default=None, min_length=1, max_length=4)
+    x_dtype: Literal["float32", "int32"] | None = None  # default: int32 for an .npz file's integer x, else float32
+    shuffle_seed: int | None = Field(default=None, ge=0)  # permute the rows once, before validation_split
+
+
+def _named(value: Any, what: str) -> dict[str, Any]:
+    """`{ClassName: {keyword: value}}` (one key) or `ClassName` → {"class_name": …, "kwargs": …}."""
+    if isinstance(value, str):
+        return {"class_name": value, "kwargs": {}}
+    if isinstance(value, dict) and len(value) == 1:
+        ((name, kwargs),) = value.items()
+        if kwargs is None:
+            kwargs = {}
+        if isinstance(name, str) and isinstance(kwargs, dict):
+            return {"class_name": name, "kwargs": _check_keywords(dict(kwargs))}
+    raise ValueError(
+        f"a {what} is written as {{ClassName: {{keyword: value, ...}}}} (one key) or just ClassName, "
+        f"got {_short(value)}"
+    )
 
 
 class LayerSpec(_Strict):
@@ -124,22 +156,92 @@ class LayerSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _from_yaml(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return {"class_name": value, "kwargs": {}}
-        if isinstance(value, dict) and len(value) == 1:
-            ((name, kwargs),) = value.items()
-            if kwargs is None:
-                kwargs = {}
-            if isinstance(name, str) and isinstance(kwargs, dict):
-                return {"class_name": name, "kwargs": _check_keywords(dict(kwargs))}
-        raise ValueError(
-            "a layer is written as {ClassName: {keyword: value, ...}} (one key) or just ClassName, "
-            f"got {_short(value)}"
-        )
+        return _named(value, "layer")
+
+
+class CallbackSpec(_Strict):
+    """One entry of `callbacks:`, one of CALLBACKS, written as a layer is; the plugin builds it."""
+
+    class_name: Literal["EarlyStopping", "ReduceLROnPlateau", "TerminateOnNaN"]
+    kwargs: dict[str, KeywordValue]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_yaml(cls, value: Any) -> Any:
+        named = _named(value, "callback")
+        if named["class_name"] not in CALLBACKS:
+            raise ValueError(
+                f"callback {named['class_name']!r} is not one a scenario file may build"
+                f"{did_you_mean(named['class_name'], CALLBACKS, n=1)} Allowed: {', '.join(CALLBACKS)}."
+            )
+        return named
+
+
+class ScheduleSpec(_Strict):
+    """`learning_rate: {ExponentialDecay: {initial_learning_rate: 0.1, ...}}`: one of SCHEDULES."""
+
+    class_name: str
+    kwargs: dict[str, KeywordValue]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_yaml(cls, value: Any) -> Any:
+        one_mapping = isinstance(value, dict) and len(value) == 1 and isinstance(next(iter(value.values())), dict)
+        if not one_mapping:
+            raise ValueError(
+                "learning_rate is a number, or a schedule written {ExponentialDecay: {initial_learning_rate: 0.1, "
+                f"...}} (schedules: {', '.join(SCHEDULES)}); got {_short(value)}"
+            )
+        named = _named(value, "learning-rate schedule")
+        if named["class_name"] not in SCHEDULES:
+            raise ValueError(
+                f"learning-rate schedule {named['class_name']!r} is not one a scenario file may build"
+                f"{did_you_mean(named['class_name'], SCHEDULES, n=1)} Allowed: {', '.join(SCHEDULES)}."
+            )
+        return named
 
 
 class OptimizerSpec(BaseModel):
     """`optimizer:` — a Keras optimizer name, or {name: ..., keyword: value, ...}."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+    name: str
+
+    # a number, or a schedule {ExponentialDecay: {...}} (a ScheduleSpec once validated); None: the optimizer's default
+    learning_rate: Any = None
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The keywords as given, learning_rate included (a schedule as its ScheduleSpec)."""
+        given = {"learning_rate": self.learning_rate} if self.learning_rate is not None else {}
+        return given | dict(self.model_extra or {})
+
+    @property
+    def schedule(self) -> ScheduleSpec | None:
+        return self.learning_rate if isinstance(self.learning_rate, ScheduleSpec) else None
+
+    @field_validator("learning_rate", mode="before")
+    @classmethod
+    def _number_or_schedule(cls, value: Any) -> Any:
+        if value is None or isinstance(value, ScheduleSpec):
+            return value
+        if isinstance(value, dict):
+            return ScheduleSpec.model_validate(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(
+                f"learning_rate is a number, or a schedule {{ExponentialDecay: {{...}}}}; got {_short(value)}"
+            )
+        return float(value)
+
+    @model_validator(mode="after")
+    def _plain_keywords(self) -> OptimizerSpec:
+        _check_keywords(dict(self.model_extra or {}))
+        return self
+
+
+class LossSpec(BaseModel):
+    """`loss:` — a Keras loss name (mean_squared_error), or a loss class with keywords:
+    {name: SparseCategoricalCrossentropy, from_logits: true}."""
 
     model_config = ConfigDict(extra="allow", frozen=True, strict=True)
     name: str
@@ -149,7 +251,7 @@ class OptimizerSpec(BaseModel):
         return dict(self.model_extra or {})
 
     @model_validator(mode="after")
-    def _plain_keywords(self) -> OptimizerSpec:
+    def _plain_keywords(self) -> LossSpec:
         _check_keywords(self.kwargs)
         return self
 
@@ -190,9 +292,10 @@ class Predict(_Strict):
 
 
 class MetricCheck(_Strict):
-    name: str
+    name: str  # a compiled metric, or val_loss / val_<metric> with validation_split
     above: float | None = None
     below: float | None = None
+    within_epochs: int | None = Field(default=None, ge=1)  # the bound holds at some epoch up to this one
 
     @model_validator(mode="after")
     def _one_bound(self) -> MetricCheck:
@@ -284,6 +387,8 @@ class VersionCondition(_Strict):
 
     tensorflow: str | None = None  # a PEP 440 specifier set, e.g. "<2.13" or ">=2.16,<2.18"
     keras: str | None = None
+    dtype_policy: Literal["float32", "mixed_float16", "float64"] | None = None  # the setting this run trains with
+    jit_compile: bool | None = None
     reason: str = ""
 
     @field_validator("tensorflow", "keras")
@@ -296,17 +401,27 @@ class VersionCondition(_Strict):
                 raise ValueError(f"{value!r} is not a version specifier such as '>=3' or '<2.13,>=2.12'") from None
         return value
 
-    def applies(self, versions: dict[str, str]) -> bool:
-        """True when the TensorFlow and Keras versions in `versions` meet every given specifier."""
+    def applies(self, versions: dict[str, str], settings: dict[str, Any] | None = None) -> bool:
+        """True when the TensorFlow and Keras versions in `versions` meet every given specifier, and the run's
+        `settings` (dtype_policy, jit_compile: as the scenario trains) equal every given one."""
         for key in ("tensorflow", "keras"):
             wanted = getattr(self, key)
             if wanted is not None and not SpecifierSet(wanted).contains(versions.get(key, ""), prereleases=True):
                 return False
+        for key in ("dtype_policy", "jit_compile"):
+            wanted = getattr(self, key)
+            if wanted is not None and (settings or {}).get(key) != wanted:
+                return False
         return True
 
     def describe(self) -> str:
-        given = [f"{k} {getattr(self, k)}" for k in ("tensorflow", "keras") if getattr(self, k) is not None]
+        keys = ("tensorflow", "keras", "dtype_policy", "jit_compile")
+        given = [f"{k} {_said(getattr(self, k))}" for k in keys if getattr(self, k) is not None]
         return ", ".join(given) or "always"
+
+
+def _said(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 class ScenarioSpec(_Strict):
@@ -318,11 +433,15 @@ class ScenarioSpec(_Strict):
     data: DataSpec
     model: ModelField
     optimizer: OptimizerSpec
-    loss: str
+    loss: LossSpec
     metrics: list[str] = []
     epochs: int = Field(ge=1, le=1_000_000)
     batch_size: int | None = Field(default=None, ge=1)
     shuffle: bool | None = None
+    validation_split: float | None = Field(default=None, gt=0, lt=1)
+    callbacks: list[CallbackSpec] = []
+    dtype_policy: Literal["float32", "mixed_float16", "float64"] | None = None  # None: the run's (float32)
+    jit_compile: bool | None = None  # None: Keras's default (Keras 2: off; Keras 3: on where XLA can)
     fit: FitSpec = FitSpec()
     seed: int | None = Field(default=None, ge=0)
     seeds: list[Annotated[int, Field(ge=0)]] | None = None  # also `seeds: K` (0..K-1)
@@ -336,9 +455,9 @@ class ScenarioSpec(_Strict):
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, dict) else value
 
-    @field_validator("optimizer", mode="before")
+    @field_validator("optimizer", "loss", mode="before")
     @classmethod
-    def _optimizer_name(cls, value: Any) -> Any:
+    def _name_alone(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
 
     @field_validator("seeds", mode="before")
@@ -358,12 +477,21 @@ class ScenarioSpec(_Strict):
             raise ValueError("give either seed or seeds, not both")
         if self.seeds is not None and not self.seeds:
             raise ValueError("seeds must name at least one seed")
+        known = ["loss", *self.metrics]
+        if self.validation_split is not None:
+            known += ["val_loss", *(f"val_{m}" for m in self.metrics)]
         for check in self.expect.metric:
-            if check.name not in self.metrics:
+            if check.name in known:
+                continue
+            if check.name.startswith("val_") and self.validation_split is None:
                 raise ValueError(
-                    f"expect.metric names {check.name!r}, which is not compiled: add it to metrics "
-                    f"(metrics: {self.metrics or '[]'})"
+                    f"expect.metric names {check.name!r}, a validation metric: give validation_split "
+                    "(e.g. validation_split: 0.2)"
                 )
+            raise ValueError(
+                f"expect.metric names {check.name!r}, which is not compiled: add it to metrics "
+                f"(metrics: {self.metrics or '[]'}){did_you_mean(check.name, known, n=1)}"
+            )
         return self
 
     @property
@@ -380,7 +508,7 @@ class Scenario:
     spec: ScenarioSpec
     file: Path
     line: int  # of the scenario's first key
-    x: np.ndarray  # (samples, features), float32
+    x: np.ndarray  # (samples, *x_shape): float32, or int32 (tokens)
     y: np.ndarray  # (samples, outputs), float32
     source: LocDict = field(repr=False)  # the merged YAML, for locating later problems
     start: tuple[KeyPath, int] = field(repr=False)
@@ -412,6 +540,22 @@ class Scenario:
         unused = (i for i in itertools.count() if i not in seeds)
         seeds += [next(unused) for _ in range(count - len(seeds))]
         return self.with_seeds(seeds)
+
+    def with_run_defaults(self, dtype_policy: str | None = None, jit_compile: bool | None = None) -> Scenario:
+        """The scenario with the run's settings (--convergence-dtype-policy, --convergence-jit-compile) where it
+        gives none of its own."""
+        update: dict[str, Any] = {}
+        if dtype_policy is not None and self.spec.dtype_policy is None:
+            update["dtype_policy"] = dtype_policy
+        if jit_compile is not None and self.spec.jit_compile is None:
+            update["jit_compile"] = jit_compile
+        return dataclasses.replace(self, spec=self.spec.model_copy(update=update)) if update else self
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What the scenario trains under besides the versions: dtype_policy (float32 unless set) and jit_compile
+        (None: Keras's default), as skip/xfail conditions see them."""
+        return {"dtype_policy": self.spec.dtype_policy or "float32", "jit_compile": self.spec.jit_compile}
 
     def with_seeds(self, seeds: Sequence[int]) -> Scenario:
         """The same scenario trained on `seeds` instead of its own."""
@@ -492,8 +636,39 @@ def _scenarios(doc: Any, file: Path, shown: str, root: Path) -> tuple[list[Scena
             path, line = locate(merged, ("data", *exc.loc), start)
             problems.append(Problem(shown, line, format_path(path), exc.message))
             continue
+        problem = _fits_data(spec, x)
+        if problem is not None:
+            path, line = locate(merged, problem[0], start)
+            problems.append(Problem(shown, line, format_path(path), problem[1]))
+            continue
         scenarios.append(Scenario(spec, file, name_line, x, y, merged, start, shown, root))
     return scenarios, problems
+
+
+def _fits_data(spec: ScenarioSpec, x: np.ndarray) -> tuple[tuple[Key, ...], str] | None:
+    """(where, what) when a key does not fit the data: a validation split leaving no sample on a side, predict
+    points of another width than a sample."""
+    if spec.validation_split is not None:
+        train = split_at(len(x), spec.validation_split)
+        if not 0 < train < len(x):
+            return ("validation_split",), (
+                f"{spec.validation_split:g} of {len(x)} samples leaves {train} to train on and {len(x) - train} to "
+                "validate on; both must be at least 1"
+            )
+    predict = spec.expect.predict
+    width = int(np.prod(x.shape[1:]))
+    if predict is not None and predict.points()[0].shape[1] != width:
+        return ("expect", "predict", "x"), (
+            f"each point has {predict.points()[0].shape[1]} value(s), but a sample of x has {width} "
+            f"(shape {list(x.shape[1:])}); give one row of {width} numbers per point"
+        )
+    return None
+
+
+def split_at(samples: int, validation_split: float) -> int:
+    """How many samples `fit(validation_split=…)` trains on: the first ones (Keras 2 and 3 alike); the last
+    ones validate."""
+    return int(samples * (1.0 - validation_split))
 
 
 def _validation_problems(

@@ -13,11 +13,25 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from .record import Document
-from .scenario import MAX_SEEDS, ScenarioSpec
+from .scenario import CALLBACKS, MAX_SEEDS, SCHEDULES, ScenarioSpec
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 BASE_URL = "https://pytest-convergence.invalid/schemas/"  # an identifier, not a download: nothing is fetched
 _SCALAR = {"type": ["number", "string", "boolean", "null"]}
+
+
+def _named_form(description: str, names: tuple[str, ...], alone: bool = True) -> dict[str, Any]:
+    """{Name: {keyword: value, ...}} with Name one of `names` (or just Name, where `alone`)."""
+    keywords = {"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties": {"$ref": "#/$defs/Keyword"}}]}
+    mapping = {
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": 1,
+        "propertyNames": {"enum": list(names)},
+        "additionalProperties": keywords,
+    }
+    return {"description": description, "anyOf": [{"enum": list(names)}, mapping] if alone else [mapping]}
+
 
 # Where YAML is shorter than the validated model, the model's before-validator reads the short form; the schema
 # must describe what is written, so these definitions replace the generated ones.
@@ -39,7 +53,23 @@ WRITTEN_FORMS: dict[str, dict[str, Any]] = {
         ],
     },
     "OptimizerSpec": {
-        "description": "A Keras optimizer name, or {name: ..., keyword: value, ...}.",
+        "description": "A Keras optimizer name, or {name: ..., keyword: value, ...}; learning_rate is a number or a "
+        "schedule {ExponentialDecay: {keyword: value, ...}}.",
+        "anyOf": [
+            {"type": "string"},
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "learning_rate": {"anyOf": [{"type": "number"}, {"$ref": "#/$defs/ScheduleSpec"}]},
+                },
+                "required": ["name"],
+                "additionalProperties": {"$ref": "#/$defs/Keyword"},
+            },
+        ],
+    },
+    "LossSpec": {
+        "description": "A Keras loss name, or {name: LossClass, keyword: value, ...} (e.g. from_logits: true).",
         "anyOf": [
             {"type": "string"},
             {
@@ -50,6 +80,10 @@ WRITTEN_FORMS: dict[str, dict[str, Any]] = {
             },
         ],
     },
+    "ScheduleSpec": _named_form("A learning-rate schedule, {Name: {keyword: value, ...}}.", SCHEDULES, alone=False),
+    "CallbackSpec": _named_form(
+        "A Keras callback the plugin builds: {Name: {keyword: value, ...}} or Name.", CALLBACKS
+    ),
 }
 
 

@@ -26,8 +26,8 @@ import numpy as np
 from . import diagnose as diagnose_mod
 from .errors import Problem
 from .expect import EXPECTATIONS_DECIDED, stop_reason
-from .record import TIME_LIMIT, Fidelity, Runtime, SeedRun, relative_difference
-from .scenario import Scenario
+from .record import TIME_LIMIT, Fidelity, Runtime, SeedRun, UnitState, relative_difference
+from .scenario import LossSpec, Scenario, ScheduleSpec, split_at
 from .text import did_you_mean, one_line, without_native_chatter
 
 LEGACY_ENV = "TF_USE_LEGACY_KERAS"
@@ -143,17 +143,40 @@ def check(scenario: Scenario, factories: bool = True) -> list[Problem]:
             message = _layer_problem(keras, layer.class_name, layer.kwargs)
             if message:
                 problems.append(scenario.problem(("model", i), message))
+    schedule = spec.optimizer.schedule
     try:
-        _optimizer(keras, spec.optimizer.name, spec.optimizer.kwargs)
+        if schedule is not None:
+            _schedule(keras, schedule)
+    except Exception as exc:
+        arguments = ", ".join(f"{k}={v!r}" for k, v in schedule.kwargs.items()) if schedule else ""
+        message = f"{schedule.class_name if schedule else ''}({arguments}) is refused by Keras: {one_line(exc)}"
+        problems.append(scenario.problem(("optimizer", "learning_rate"), message))
+        schedule = None  # the optimizer cannot be built to check it
+    try:
+        if spec.optimizer.schedule is None or schedule is not None:
+            _optimizer(keras, spec.optimizer.name, spec.optimizer.kwargs)
     except _UnknownName as exc:
         problems.append(scenario.problem(("optimizer", "name"), str(exc)))
     except Exception as exc:  # Keras raises TypeError or ValueError, varying by version
         message = _keyword_problem(keras, spec.optimizer.name, spec.optimizer.kwargs) or one_line(exc)
         problems.append(scenario.problem(("optimizer",), f"{spec.optimizer.name}: {message}"))
     try:
-        keras.losses.get(spec.loss)
+        keras.losses.get(spec.loss.name)
     except Exception:
-        problems.append(scenario.problem(("loss",), _unknown("loss", spec.loss, _loss_names(keras))))
+        problems.append(scenario.problem(("loss", "name"), _unknown("loss", spec.loss.name, _loss_names(keras))))
+    else:
+        try:
+            _loss(keras, spec.loss)
+        except Exception as exc:
+            arguments = ", ".join(f"{k}={v!r}" for k, v in spec.loss.kwargs.items())
+            problems.append(scenario.problem(("loss",), f"{spec.loss.name}({arguments}): {one_line(exc)}"))
+    for i, callback in enumerate(spec.callbacks):
+        try:
+            getattr(keras.callbacks, callback.class_name)(**callback.kwargs)
+        except Exception as exc:
+            arguments = ", ".join(f"{k}={v!r}" for k, v in callback.kwargs.items())
+            message = f"{callback.class_name}({arguments}) is refused by Keras: {one_line(exc)}"
+            problems.append(scenario.problem(("callbacks", i), message))
     for i, metric in enumerate(spec.metrics):
         try:
             # Keras 2 hands an unknown name back unchanged instead of raising
@@ -279,66 +302,164 @@ def _train(
     plain = plain or nudge
     tf, keras = frameworks()
     spec = scenario.spec
-    model = _fresh_model(keras, scenario, record.seed)
-    if nudge:
-        model.set_weights([np.nextafter(w, np.inf, dtype=w.dtype) for w in model.get_weights()])
-    inputs: tuple[Any, ...] = (scenario.x, scenario.y)
-    options: dict[str, Any] = {}
-    compiled: dict[str, Any] = {}
-    if fit_input == "dataset":
-        inputs, options["steps_per_epoch"] = _dataset(tf, scenario, record.seed)
-        options["shuffle"] = False  # the dataset shuffles; Keras 3 warns about shuffle=True with a dataset
-        # one call into the compiled step loop per epoch: the same steps and updates, far less Python per
-        # batch (batch-level callbacks, so the time limit, then see each epoch as one batch)
-        compiled["steps_per_execution"] = options["steps_per_epoch"]
-    else:
-        if spec.batch_size is not None:
-            options["batch_size"] = spec.batch_size
-        if spec.shuffle is not None:
-            options["shuffle"] = spec.shuffle
-    model.compile(
-        optimizer=_optimizer(keras, spec.optimizer.name, spec.optimizer.kwargs),
-        loss=spec.loss,
-        metrics=list(spec.metrics) or None,
-        **compiled,
-    )
-    start = time.perf_counter()
-    model.fit(
-        *inputs,
-        epochs=record.epochs_planned,
-        verbose=0,
-        callbacks=[
-            _recorder(keras, deadline is not None and per_batch)(record, None if plain else spec.expect, deadline)
-        ],
-        **options,
-    )
-    record.fit_seconds = time.perf_counter() - start
-    predict = spec.expect.predict
-    if predict is not None and record.stop_reason != TIME_LIMIT and not plain:
-        xs, _ = predict.points()
-        # "list" passes what user code typically writes: [25.0] for one feature, [[1.0, 2.0]] for several
-        given: Any = xs.astype(np.float32)
-        if predict.input == "list":
-            given = xs[:, 0].tolist() if xs.shape[1] == 1 else xs.tolist()
-        out = np.asarray(model.predict(given, verbose=0), dtype=np.float64)
-        record.predictions = out.reshape(len(xs), -1).tolist()
+    with dtype_policy(keras, spec.dtype_policy):
+        model = _fresh_model(keras, scenario, record.seed)
+        if nudge:
+            model.set_weights([np.nextafter(w, np.inf, dtype=w.dtype) for w in model.get_weights()])
+        inputs: tuple[Any, ...] = (scenario.x, scenario.y)
+        options: dict[str, Any] = {}
+        compiled: dict[str, Any] = {}
+        if spec.jit_compile is not None:
+            compiled["jit_compile"] = spec.jit_compile
+        if fit_input == "dataset":
+            inputs, options["steps_per_epoch"], validation = _dataset(tf, scenario, record.seed)
+            if validation is not None:
+                options["validation_data"] = validation
+            options["shuffle"] = False  # the dataset shuffles; Keras 3 warns about shuffle=True with a dataset
+            # one call into the compiled step loop per epoch: the same steps and updates, far less Python per
+            # batch (batch-level callbacks, so the time limit, then see each epoch as one batch)
+            compiled["steps_per_execution"] = options["steps_per_epoch"]
+        else:
+            if spec.batch_size is not None:
+                options["batch_size"] = spec.batch_size
+            if spec.shuffle is not None:
+                options["shuffle"] = spec.shuffle
+            if spec.validation_split is not None:
+                options["validation_split"] = spec.validation_split
+        model.compile(
+            optimizer=_optimizer(keras, spec.optimizer.name, spec.optimizer.kwargs),
+            loss=_loss(keras, spec.loss),
+            metrics=list(spec.metrics) or None,
+            **compiled,
+        )
+        record.jit_compile = _jit_compile(model)
+        callbacks = [getattr(keras.callbacks, c.class_name)(**c.kwargs) for c in spec.callbacks]
+        start = time.perf_counter()
+        model.fit(
+            *inputs,
+            epochs=record.epochs_planned,
+            verbose=0,
+            # the recorder last: it sees what the others add to the logs (ReduceLROnPlateau's learning rate)
+            callbacks=[
+                *callbacks,
+                _recorder(keras, deadline is not None and per_batch)(record, None if plain else spec.expect, deadline),
+            ],
+            **options,
+        )
+        record.fit_seconds = time.perf_counter() - start
+        if record.stop_reason == "completed" and record.epochs_run < record.epochs_planned:
+            stopped = [c.class_name for c, made in zip(spec.callbacks, callbacks, strict=True) if _stopped(made)]
+            record.stop_reason = f"callback {stopped[0] if stopped else 'a callback'}"
+        if not plain and record.stop_reason != TIME_LIMIT and not isinstance(spec.model, str):
+            record.units = unit_states(tf, model, train_part(scenario)[0])
+        predict = spec.expect.predict
+        if predict is not None and record.stop_reason != TIME_LIMIT and not plain:
+            xs, _ = predict.points()
+            # "list" passes what user code typically writes: [25.0] for one feature, [[1.0, 2.0]] for several
+            given: Any = xs.reshape((len(xs), *scenario.x.shape[1:])).astype(scenario.x.dtype)
+            if predict.input == "list":
+                given = xs[:, 0].tolist() if xs.shape[1] == 1 else xs.tolist()
+            out = np.asarray(model.predict(given, verbose=0), dtype=np.float64)
+            record.predictions = out.reshape(len(xs), -1).tolist()
 
 
-def _dataset(tf: Any, scenario: Scenario, seed: int) -> tuple[tuple[Any], int]:
+STUCK_ACTIVATIONS = ("relu", "sigmoid", "tanh")
+SATURATED = 0.01  # a sigmoid output within this of 0 or 1 (tanh: of ±1) passes almost no gradient back
+SATURATED_SHARE = 0.99  # of the samples, for a sigmoid/tanh unit to count as saturated (a dead ReLU: all of them)
+
+
+def unit_states(tf: Any, model: Any, x: np.ndarray, limit: int = 4096) -> list[UnitState]:
+    """For each layer of the trained model with a ReLU, sigmoid or tanh activation: how many of its units are stuck
+    over the training data (at most `limit` samples) — a ReLU unit that outputs 0 for every sample is dead (its
+    gradient is zero), a sigmoid/tanh unit within SATURATED of its asymptotes for SATURATED_SHARE of the samples is
+    saturated."""
+    states: list[UnitState] = []
+    h = tf.constant(x[:limit])
+    for layer in model.layers:
+        h = layer(h, training=False)
+        activation = _activation(layer)
+        if activation not in STUCK_ACTIVATIONS or len(h.shape) < 2:
+            continue
+        a = np.asarray(h, dtype=np.float64).reshape(-1, h.shape[-1])
+        if activation == "relu":
+            stuck = a.max(axis=0) <= 0.0
+        elif activation == "sigmoid":
+            stuck = ((a < SATURATED) | (a > 1.0 - SATURATED)).mean(axis=0) >= SATURATED_SHARE
+        else:
+            stuck = (np.abs(a) > 1.0 - SATURATED).mean(axis=0) >= SATURATED_SHARE
+        states.append(UnitState(layer=layer.name, activation=activation, units=int(a.shape[1]), stuck=int(stuck.sum())))
+    return states
+
+
+def _activation(layer: Any) -> str | None:
+    """The layer's activation by name (a Dense/Conv activation keyword, or a ReLU layer), else None."""
+    if type(layer).__name__ == "ReLU":
+        return "relu"
+    if type(layer).__name__ in ("LSTM", "GRU", "SimpleRNN"):
+        return None  # their activation acts inside the cell; the output is not its direct result
+    name = (layer.get_config() or {}).get("activation")
+    return name if isinstance(name, str) else None
+
+
+def _stopped(callback: Any) -> bool:
+    """Whether this Keras callback stopped training (EarlyStopping's stopped_epoch; TerminateOnNaN leaves a
+    non-finite loss, which the record already says)."""
+    return bool(getattr(callback, "stopped_epoch", 0))
+
+
+def _jit_compile(model: Any) -> bool | None:
+    """Whether the compiled model's train step uses XLA, as Keras resolved it (Keras 3: 'auto' → on where XLA
+    can, and off under op determinism; Keras 2: None, i.e. off, unless asked); None where this Keras has no such
+    attribute."""
+    if not hasattr(model, "jit_compile"):
+        return None
+    return bool(model.jit_compile)
+
+
+@contextlib.contextmanager
+def dtype_policy(keras: Any, name: str | None) -> Iterator[None]:
+    """Keras's global dtype policy set back to what it was after the block, which builds the model under `name`
+    (float32, mixed_float16, float64; `_fresh_model` sets it, after clearing the session) and trains it. None:
+    leave it (float32). Layers keep the policy they were built with."""
+    if name is None:
+        yield
+        return
+    before = keras.mixed_precision.global_policy().name
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
+def _dataset(tf: Any, scenario: Scenario, seed: int) -> tuple[tuple[Any], int, Any]:
     """The fast input path: one tf.data pipeline for the whole fit, and the steps in an epoch.
 
     Keras semantics are kept: the same batch size (32 unless given), a last partial batch, and a
     fresh order every epoch unless shuffle is false. Repeating the dataset and giving
     steps_per_epoch lets Keras keep one iterator for all epochs, instead of rebuilding its
     pipeline from the arrays every epoch — that rebuilding is most of Keras 3's cost per epoch
-    for tiny models.
+    for tiny models. With validation_split, the last samples validate, as `fit` splits arrays (before
+    shuffling), in batches of the same size. Returns (inputs, steps per epoch, validation data or None).
     """
     spec = scenario.spec
-    batch, steps = fit_batches(len(scenario.x), spec.batch_size)
-    data = tf.data.Dataset.from_tensor_slices((scenario.x, scenario.y))
+    x, y = train_part(scenario)
+    batch, steps = fit_batches(len(x), spec.batch_size)
+    data = tf.data.Dataset.from_tensor_slices((x, y))
     if spec.shuffle is not False:  # fit shuffles by default
-        data = data.shuffle(len(scenario.x), seed=seed, reshuffle_each_iteration=True)
-    return (data.batch(batch).repeat(),), steps
+        data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    validation = None
+    if spec.validation_split is not None:
+        held = split_at(len(scenario.x), spec.validation_split)
+        validation = tf.data.Dataset.from_tensor_slices((scenario.x[held:], scenario.y[held:])).batch(batch)
+    return (data.batch(batch).repeat(),), steps, validation
+
+
+def train_part(scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
+    """The samples `fit` trains on: all, or the first ones with validation_split."""
+    if scenario.spec.validation_split is None:
+        return scenario.x, scenario.y
+    held = split_at(len(scenario.x), scenario.spec.validation_split)
+    return scenario.x[:held], scenario.y[:held]
 
 
 @functools.cache
@@ -392,6 +513,8 @@ def _fresh_model(keras: Any, scenario: Scenario, seed: int) -> Any:
     """The scenario's model with `seed`'s initial weights, in a cleared Keras session."""
     # fresh graph and names; TensorFlow still keeps ~2-3 MiB per model (benchmarks/memory.py)
     keras.backend.clear_session()
+    if scenario.spec.dtype_policy is not None:  # Keras 3's clear_session resets the global policy: set it after
+        keras.mixed_precision.set_global_policy(scenario.spec.dtype_policy)
     keras.utils.set_random_seed(seed)
     with warnings.catch_warnings():
         # Keras 2 seeds its initialisers with random.randint(1, 1e9), which Python 3.10+ deprecates
@@ -412,7 +535,8 @@ def _model(keras: Any, scenario: Scenario) -> Any:
             )
         return model
     layers = [getattr(keras.layers, layer.class_name)(**layer.kwargs) for layer in spec.model]
-    return keras.Sequential([keras.Input(shape=(scenario.x.shape[1],)), *layers])
+    # shape and dtype from the data: (features,), (steps, features), (h, w, c) …; int32 tokens for Embedding
+    return keras.Sequential([keras.Input(shape=scenario.x.shape[1:], dtype=scenario.x.dtype.name), *layers])
 
 
 def diagnose(scenario: Scenario, runs: list[SeedRun], seed: int | None = None) -> diagnose_mod.Diagnosis:
@@ -423,21 +547,25 @@ def diagnose(scenario: Scenario, runs: list[SeedRun], seed: int | None = None) -
     seed = scenario.seeds[0] if seed is None else seed
     losses = next((r.losses for r in runs if r.seed == seed), [])
     optimizer = _optimizer_facts(keras, spec.optimizer.name, spec.optimizer.kwargs)
-    _, steps = fit_batches(len(scenario.x), spec.batch_size)
+    x, _ = train_part(scenario)
+    _, steps = fit_batches(len(x), spec.batch_size)
     linear = _linear_layer(scenario)
     if linear is not None:
         units, bias = linear
-        found = diagnose_mod.exact(scenario.x, bias, units, optimizer, steps, losses)
+        found = diagnose_mod.exact(x, bias, units, optimizer, steps, losses)
     else:
         lam = sharpness(scenario, seed)
         found = diagnose_mod.estimated(lam, optimizer, steps, losses)
-    return dataclasses.replace(found, seed=seed)
+    goal = "diverges" if spec.expect.diverges is not None else "converges"
+    return dataclasses.replace(found, seed=seed, goal=goal)
 
 
 def _linear_layer(scenario: Scenario) -> tuple[int, bool] | None:
     """(units, use_bias) when the model is one Dense layer without activation under MSE, else None."""
     spec = scenario.spec
-    if isinstance(spec.model, str) or len(spec.model) != 1 or spec.loss not in diagnose_mod.MSE_NAMES:
+    if isinstance(spec.model, str) or len(spec.model) != 1 or spec.loss.name not in diagnose_mod.MSE_NAMES:
+        return None
+    if scenario.x.ndim != 2 or spec.dtype_policy not in (None, "float32"):
         return None
     (layer,) = spec.model
     plain_keys = {"units", "activation", "use_bias", "kernel_initializer", "bias_initializer", "name", "dtype"}
@@ -451,11 +579,18 @@ def _linear_layer(scenario: Scenario) -> tuple[int, bool] | None:
 def _optimizer_facts(keras: Any, name: str, kwargs: dict[str, Any]) -> diagnose_mod.Optimizer:
     optimizer = _optimizer(keras, name, kwargs)
     config = optimizer.get_config()
+    schedule = kwargs.get("learning_rate")
+    if isinstance(schedule, ScheduleSpec):  # the rate in force at the first step, where the bound matters first
+        learning_rate = float(_schedule(keras, schedule)(0))
+        source = f"{schedule.class_name} at step 0"
+    else:
+        learning_rate, source = float(config["learning_rate"]), ""
     return diagnose_mod.Optimizer(
         name=type(optimizer).__name__.lower(),
-        learning_rate=float(config["learning_rate"]),
+        learning_rate=learning_rate,
         momentum=float(config.get("momentum", 0.0) or 0.0),
         nesterov=bool(config.get("nesterov", False)),
+        learning_rate_source=source,
     )
 
 
@@ -464,9 +599,10 @@ def sharpness(scenario: Scenario, seed: int, iterations: int = 100, rtol: float 
     on Hessian-vector products (nested gradient tapes). An estimate: the largest-magnitude eigenvalue,
     converged to `rtol` or after `iterations` products."""
     tf, keras = frameworks()
-    model = _fresh_model(keras, scenario, seed)
-    loss_fn = keras.losses.get(scenario.spec.loss)
-    x, y = tf.constant(scenario.x), tf.constant(scenario.y)
+    with dtype_policy(keras, scenario.spec.dtype_policy):
+        model = _fresh_model(keras, scenario, seed)
+    loss_fn = _loss(keras, scenario.spec.loss)
+    x, y = (tf.constant(a) for a in train_part(scenario))
     weights = model.trainable_variables
 
     def hessian_times(vector: list[Any]) -> list[Any]:
@@ -504,7 +640,26 @@ def _optimizer(keras: Any, name: str, kwargs: dict[str, Any]) -> Any:
         default = keras.optimizers.get(name)
     except Exception:
         raise _UnknownName(_unknown("optimizer", name, _optimizer_names(keras))) from None
-    return type(default)(**kwargs) if kwargs else default
+    built = {k: _schedule(keras, v) if isinstance(v, ScheduleSpec) else v for k, v in kwargs.items()}
+    return type(default)(**built) if kwargs else default
+
+
+def _loss(keras: Any, loss: LossSpec) -> Any:
+    """The loss by name; with keywords, an instance of the Keras loss class of that name (from_logits, …)."""
+    if not loss.kwargs:
+        return keras.losses.get(loss.name)
+    cls = getattr(keras.losses, loss.name, None)
+    if not (isinstance(cls, type) and issubclass(cls, keras.losses.Loss)):
+        raise ValueError(
+            f"keywords need a loss class such as SparseCategoricalCrossentropy or BinaryCrossentropy; "
+            f"{loss.name!r} is not one"
+        )
+    return cls(**loss.kwargs)
+
+
+def _schedule(keras: Any, schedule: ScheduleSpec) -> Any:
+    """A learning-rate schedule of scenario.SCHEDULES, built from its scalar keywords."""
+    return getattr(keras.optimizers.schedules, schedule.class_name)(**schedule.kwargs)
 
 
 # The layers a scenario file may build: they compute from their inputs and their scalar keywords only. Left out on

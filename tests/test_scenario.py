@@ -218,8 +218,8 @@ def test_data_forms(tmp_path: Path) -> None:
             "  - name: a\n    optimizer: {name: sgd, learning_rate: {class_name: X}}\n"
             "    expect: {diverges: {within_epochs: 3}}\n",
             9,
-            "scenarios[0].optimizer",
-            "values must be numbers, strings",
+            "scenarios[0].optimizer.learning_rate",
+            "learning_rate is a number, or a schedule written {ExponentialDecay:",  # not Keras's {class_name: …}
             id="mapping-keyword-value",
         ),
         pytest.param(
