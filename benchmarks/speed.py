@@ -180,9 +180,17 @@ def main() -> int:
         help="only section 6: the shipped suite as the tox version envs run it, in two environments' pytest "
         "(e.g. .tox/tf215 .tox/tf221), alternating, and their ratio",
     )
+    parser.add_argument(
+        "--earlier-suite",
+        type=Path,
+        metavar="CHECKOUT",
+        help="with --versions: also time ENV_B on the scenarios/ of CHECKOUT (e.g. a git worktree of an earlier "
+        "commit) against today's, in the same run",
+    )
     args = parser.parse_args()
     if args.versions:
-        versions(*args.versions, runs=args.suite_runs)
+        env_a, env_b = args.versions
+        versions(env_a, env_b, runs=args.suite_runs, earlier=args.earlier_suite)
         return 0
 
     load = plugin_load_seconds(max(args.runs, 5))
@@ -344,17 +352,17 @@ def suite(runs: int) -> None:
     concurrency()
 
 
-def versions(env_a: Path, env_b: Path, runs: int) -> None:
+def versions(env_a: Path, env_b: Path, runs: int, earlier: Path | None = None) -> None:
     """Section 6: the shipped suite as each tox version env runs it (-n auto, rounding floors, default input), wall
     time in each environment, alternating; the ratio is the Keras 3 cost of the gate as a whole."""
     command = ["-m", "pytest", "--scenarios", "scenarios/", "-n", "auto", "--convergence-noise-floor"]
     command += ["-q", "-p", "no:cacheprovider"]
 
-    def timed(env: Path, only: list[str]) -> Timing:
+    def timed(env: Path, only: list[str], cwd: Path = ROOT) -> Timing:
         started = time.perf_counter()
         done = subprocess.run(
-            [str(env / "bin" / "python"), *command, *only],
-            cwd=ROOT,
+            [str(env.resolve() / "bin" / "python"), *command, *only],
+            cwd=cwd,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"},
             capture_output=True,
             text=True,
@@ -364,11 +372,22 @@ def versions(env_a: Path, env_b: Path, runs: int) -> None:
         print(f"    {env.name:<12} {' '.join(only) or 'whole suite':<28} {seconds:7.1f} s  {tail}")
         return seconds, seconds
 
-    for label, only in (("as shipped", []), ("without the scenario that fits on arrays", ["-k", "not logistic"])):
+    # the suite before the real models and classic failures joined it: what those cost on each version
+    without_new = ["-k", "not real_models and not classic_failures"]
+    totals: dict[str, dict[str, float]] = {}
+    for label, only in (("as shipped", []), ("without real_models.yaml and classic_failures.yaml", without_new)):
         section(f"6. shipped suite by version, {label}: wall time, median of {runs}", env_a.name, env_b.name)
         got = medians(runs, a=lambda o=only: timed(env_a, o), b=lambda o=only: timed(env_b, o))
+        totals[label] = {"a": got["a"][0], "b": got["b"][0]}
         print(row(f"{env_a.name} vs {env_b.name}", got["a"][0], got["b"][0]))
         print(f"  {env_b.name} takes {got['b'][0] / got['a'][0]:.2f}× {env_a.name} (target ≤ 1.5×)")
+    whole, before = totals["as shipped"]["b"], totals["without real_models.yaml and classic_failures.yaml"]["b"]
+    print(f"  on {env_b.name} the whole suite takes {whole / before:.2f}× the suite without the two new files")
+    if earlier is not None:  # a checkout of an earlier commit: its scenarios/ as they were, with this plugin
+        section(f"6. shipped suite on {env_b.name}: now vs {earlier}, median of {runs}", "now", "earlier")
+        got = medians(runs, a=lambda: timed(env_b, []), b=lambda: timed(env_b, [], cwd=earlier))
+        print(row("now vs earlier", got["a"][0], got["b"][0]))
+        print(f"  the suite now takes {got['a'][0] / got['b'][0]:.2f}× the earlier one on {env_b.name} (target ≤ 1.5×)")
 
 
 # One process's median seconds per epoch for the tiny linear fit, on the numpy or the dataset path.

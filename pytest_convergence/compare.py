@@ -327,7 +327,8 @@ def _drift(
         )
         return
     settings = [(k, _setting(base, k), _setting(new, k)) for k in SETTINGS]
-    moved = [f"{k} {_said(a)} → {_said(b)}" for k, a, b in settings if a != b]
+    # a setting a record does not state (written before the plugin recorded it) is not taken to differ
+    moved = [f"{k} {_said(a)} → {_said(b)}" for k, a, b in settings if a != b and a is not None and b is not None]
     if moved:  # another precision, or XLA's fused kernels: other rounding by construction; seed statistics still count
         yield change(
             "drift", f"trained under different settings ({', '.join(moved)}): curves not compared", False, noise=True
@@ -447,16 +448,16 @@ SETTINGS = ("dtype_policy", "jit_compile")
 
 
 def _setting(record: ScenarioRecord, key: str) -> object:
-    """The setting as it ran: jit_compile as Keras resolved it (the seeds'), else as asked; float32 by default."""
+    """The setting as it ran: jit_compile as Keras resolved it (the seeds'; None where no seed says), dtype_policy
+    as the record states it (float32 in records written before it was recorded)."""
     if key == "jit_compile":
         ran = {seed.get("jit_compile") for seed in record.get("seeds", [])} - {None}
-        if len(ran) == 1:
-            return ran.pop()
-    return (record.get("runtime") or {}).get(key, "float32" if key == "dtype_policy" else None)
+        return ran.pop() if len(ran) == 1 else None
+    return (record.get("runtime") or {}).get(key, "float32")
 
 
 def _said(value: object) -> str:
-    return "default" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _fit_input(record: ScenarioRecord) -> str:

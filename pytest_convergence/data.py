@@ -104,12 +104,9 @@ def build(spec: DataSpec, base_dir: Path, root: Path | None = None) -> tuple[np.
     return x, y.astype(np.float32)
 
 
-# scikit-learn's small datasets, shipped inside its wheel (nothing is downloaded): name → loader function
-DATASETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
-
-
 def _dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """x (samples, features) and y (samples, 1) of a scikit-learn dataset, as its loader returns them
+    """x (samples, features) and y (samples, 1) of one of scikit-learn's small datasets (DataSpec.dataset names
+    them), read from its installed package — nothing is downloaded — as its loader returns them
     (digits: 64 pixel values 0..16 per 8×8 image; classes as 0, 1, …)."""
     try:
         from sklearn import datasets
@@ -240,11 +237,9 @@ def _npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
                     shape, _, dtype = read_header(member)
                 _check_array(path, key, shape, dtype)
         with np.load(path, allow_pickle=False) as loaded:  # never unpickle: data must not run code
+            x, y = loaded["x"], loaded["y"]  # each read once
             # integer x (tokens) stays integer: x_dtype decides in `build`
-            arrays = [
-                np.asarray(loaded[k], dtype=np.int64 if loaded[k].dtype.kind in "biu" and k == "x" else np.float64)
-                for k in ("x", "y")
-            ]
+            arrays = [np.asarray(x, dtype=np.int64 if x.dtype.kind in "biu" else np.float64), y.astype(np.float64)]
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(("file",), f"cannot read {path.name} as .npz: {type(exc).__name__}") from None
     x, y = arrays  # x keeps its shape (images, sequences); y is (samples, outputs)

@@ -61,7 +61,7 @@ class Diagnosis:
     standardised: tuple[float, float] | None = None  # (λmax, bound) if x were standardised (exact only)
     advisory: tuple[str, ...] = field(default=())  # why the bound is not exact here
     seed: int | None = None  # whose curve gave the measured factor (and, for estimates, the initial weights)
-    goal: str = "converges"  # what the scenario expects of the loss (converges | diverges): the advice serves it
+    goal: str = "converges"  # what the scenario expects of the loss (see goal_of): the advice serves it
 
     @property
     def flat(self) -> bool:
@@ -107,6 +107,8 @@ class Diagnosis:
             ]
         lam_min = f", λmin = {fmt(self.lam_min)}" if self.lam_min is not None else ""
         side = "above it: expect the loss to grow" if self.ratio >= 1 else "below it"
+        if self.ratio >= 1 and self.measured_factor is not None and self.measured_factor <= 1:
+            side = "above it, yet the loss did not grow (measured factor below): the curvature it saw changed"
         out = [
             f"why — stability ({head}: {source}{whose}):",
             f"  λmax = {fmt(self.lam_max)}{lam_min} → bound lr < {self.bound_formula} = {fmt(self.bound)}",
@@ -132,12 +134,24 @@ class Diagnosis:
             if self.ratio >= 1:
                 return []
             return [f"  to diverge as expected, the learning rate must exceed the bound {fmt(self.bound)}"]
+        if self.goal != "converges":  # metric or raises alone: a lower loss may not be what the scenario wants
+            return []
         rate = " (2/(λmax+λmin): the fastest convergence)" if self.predicted_factor is not None else ""
         tries = [f"lr ≈ {fmt(self.suggested_lr)}{rate}"]
         if self.standardised is not None:
             lam, bound = self.standardised
             tries.append(f"standardise x (mean 0, std 1), giving λmax = {fmt(lam)} and bound {fmt(bound)}")
         return [f"  try {' or '.join(tries)}"]
+
+
+def goal_of(expect: Any) -> str:
+    """What a scenario's expectations ask of the loss: "diverges", "converges" (converges or predict), or "other"
+    (metrics or raises alone, which may pin down a failure: no advice to converge)."""
+    if expect.diverges is not None:
+        return "diverges"
+    if expect.converges is not None or expect.predict is not None:
+        return "converges"
+    return "other"
 
 
 def _factor(value: float | None) -> str:

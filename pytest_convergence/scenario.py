@@ -131,20 +131,29 @@ class DataSpec(_Strict):
     shuffle_seed: int | None = Field(default=None, ge=0)  # permute the rows once, before validation_split
 
 
-def _named(value: Any, what: str) -> dict[str, Any]:
-    """`{ClassName: {keyword: value}}` (one key) or `ClassName` → {"class_name": …, "kwargs": …}."""
+def _named(value: Any, what: str, allowed: Sequence[str] | None = None) -> dict[str, Any]:
+    """`{ClassName: {keyword: value}}` (one key) or `ClassName` → {"class_name": …, "kwargs": …}; ClassName one of
+    `allowed` where given (what a scenario file may build)."""
+    named: dict[str, Any] | None = None
     if isinstance(value, str):
-        return {"class_name": value, "kwargs": {}}
-    if isinstance(value, dict) and len(value) == 1:
+        named = {"class_name": value, "kwargs": {}}
+    elif isinstance(value, dict) and len(value) == 1:
         ((name, kwargs),) = value.items()
         if kwargs is None:
             kwargs = {}
         if isinstance(name, str) and isinstance(kwargs, dict):
-            return {"class_name": name, "kwargs": _check_keywords(dict(kwargs))}
-    raise ValueError(
-        f"a {what} is written as {{ClassName: {{keyword: value, ...}}}} (one key) or just ClassName, "
-        f"got {_short(value)}"
-    )
+            named = {"class_name": name, "kwargs": _check_keywords(dict(kwargs))}
+    if named is None:
+        raise ValueError(
+            f"a {what} is written as {{ClassName: {{keyword: value, ...}}}} (one key) or just ClassName, "
+            f"got {_short(value)}"
+        )
+    if allowed is not None and named["class_name"] not in allowed:
+        raise ValueError(
+            f"{what} {named['class_name']!r} is not one a scenario file may build"
+            f"{did_you_mean(named['class_name'], allowed, n=1)} Allowed: {', '.join(allowed)}."
+        )
+    return named
 
 
 class LayerSpec(_Strict):
@@ -162,19 +171,13 @@ class LayerSpec(_Strict):
 class CallbackSpec(_Strict):
     """One entry of `callbacks:`, one of CALLBACKS, written as a layer is; the plugin builds it."""
 
-    class_name: Literal["EarlyStopping", "ReduceLROnPlateau", "TerminateOnNaN"]
+    class_name: str
     kwargs: dict[str, KeywordValue]
 
     @model_validator(mode="before")
     @classmethod
     def _from_yaml(cls, value: Any) -> Any:
-        named = _named(value, "callback")
-        if named["class_name"] not in CALLBACKS:
-            raise ValueError(
-                f"callback {named['class_name']!r} is not one a scenario file may build"
-                f"{did_you_mean(named['class_name'], CALLBACKS, n=1)} Allowed: {', '.join(CALLBACKS)}."
-            )
-        return named
+        return _named(value, "callback", CALLBACKS)
 
 
 class ScheduleSpec(_Strict):
@@ -192,13 +195,7 @@ class ScheduleSpec(_Strict):
                 "learning_rate is a number, or a schedule written {ExponentialDecay: {initial_learning_rate: 0.1, "
                 f"...}} (schedules: {', '.join(SCHEDULES)}); got {_short(value)}"
             )
-        named = _named(value, "learning-rate schedule")
-        if named["class_name"] not in SCHEDULES:
-            raise ValueError(
-                f"learning-rate schedule {named['class_name']!r} is not one a scenario file may build"
-                f"{did_you_mean(named['class_name'], SCHEDULES, n=1)} Allowed: {', '.join(SCHEDULES)}."
-            )
-        return named
+        return _named(value, "learning-rate schedule", SCHEDULES)
 
 
 class OptimizerSpec(BaseModel):

@@ -163,7 +163,8 @@ def check(scenario: Scenario, factories: bool = True) -> list[Problem]:
     try:
         keras.losses.get(spec.loss.name)
     except Exception:
-        problems.append(scenario.problem(("loss", "name"), _unknown("loss", spec.loss.name, _loss_names(keras))))
+        where = ("loss", "name") if spec.loss.kwargs else ("loss",)  # written {name: …, …} or as the name alone
+        problems.append(scenario.problem(where, _unknown("loss", spec.loss.name, _loss_names(keras))))
     else:
         try:
             _loss(keras, spec.loss)
@@ -373,8 +374,15 @@ def unit_states(tf: Any, model: Any, x: np.ndarray, limit: int = 4096) -> list[U
     over the training data (at most `limit` samples) — a ReLU unit that outputs 0 for every sample is dead (its
     gradient is zero), a sigmoid/tanh unit within SATURATED of its asymptotes for SATURATED_SHARE of the samples is
     saturated."""
+    try:
+        return _unit_states(tf, model, x[:limit])
+    except Exception:  # an account of the trained model: it never changes the run's outcome
+        return []
+
+
+def _unit_states(tf: Any, model: Any, x: np.ndarray) -> list[UnitState]:
     states: list[UnitState] = []
-    h = tf.constant(x[:limit])
+    h = tf.constant(x)
     for layer in model.layers:
         h = layer(h, training=False)
         activation = _activation(layer)
@@ -556,7 +564,7 @@ def diagnose(scenario: Scenario, runs: list[SeedRun], seed: int | None = None) -
     else:
         lam = sharpness(scenario, seed)
         found = diagnose_mod.estimated(lam, optimizer, steps, losses)
-    goal = "diverges" if spec.expect.diverges is not None else "converges"
+    goal = diagnose_mod.goal_of(spec.expect)
     return dataclasses.replace(found, seed=seed, goal=goal)
 
 
@@ -658,8 +666,11 @@ def _loss(keras: Any, loss: LossSpec) -> Any:
 
 
 def _schedule(keras: Any, schedule: ScheduleSpec) -> Any:
-    """A learning-rate schedule of scenario.SCHEDULES, built from its scalar keywords."""
-    return getattr(keras.optimizers.schedules, schedule.class_name)(**schedule.kwargs)
+    """A learning-rate schedule of scenario.SCHEDULES, built from its scalar keywords. Keras 2.12's
+    `keras.optimizers.schedules` holds them in its learning_rate_schedule module only."""
+    schedules = keras.optimizers.schedules
+    where = schedules if hasattr(schedules, schedule.class_name) else schedules.learning_rate_schedule
+    return getattr(where, schedule.class_name)(**schedule.kwargs)
 
 
 # The layers a scenario file may build: they compute from their inputs and their scalar keywords only. Left out on
