@@ -39,7 +39,7 @@ from .text import did_you_mean
 FILE_KEYS = ("defaults", "scenarios")
 # How `defaults:` merge under a scenario: mappings merge, except these values, which a scenario
 # replaces whole, and these groups of keys, where giving one drops the default's others.
-REPLACED_WHOLE: set[KeyPath] = {("data", "x"), ("data", "y"), ("optimizer",), ("model",)}
+REPLACED_WHOLE: set[KeyPath] = {("data", "x"), ("data", "y"), ("optimizer",), ("loss",), ("model",)}
 EXCLUSIVE: dict[KeyPath, Sequence[Collection[str]]] = {
     (): (("seed",), ("seeds",)),
     ("data",): (("x", "y"), ("file", "x_columns", "y_columns"), ("dataset",)),

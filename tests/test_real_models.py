@@ -471,6 +471,7 @@ def test_dead_units_are_counted_at_the_end_of_training(real: dict[str, Scenario]
 
 
 @pytest.mark.keras
+@pytest.mark.usefixtures("tensorflow_imported_once")  # in-process pytester runs would import it twice otherwise
 def test_the_same_suite_under_two_settings_side_by_side(
     pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -509,7 +510,10 @@ def test_the_same_suite_under_two_settings_side_by_side(
     (record,) = [r for r in document["scenarios"] if r["name"] == "held-out"]
     assert record["runtime"]["dtype_policy"] == "mixed_float16" and record["runtime"]["jit_compile"] is True
     assert len(record["seeds"][0]["metrics"]["val_loss"]) == 20
-    code = main(["compare", str(pytester.path / "plain.json"), str(pytester.path / "mixed.json"), "--width", "0"])
+    page = pytester.path / "compare.html"
+    files = [str(pytester.path / "plain.json"), str(pytester.path / "mixed.json")]
+    code = main(["compare", *files, "--width", "0", "--html", str(page)])
     out = capsys.readouterr().out
     assert "trained under different settings (dtype_policy float32 → mixed_float16" in out
     assert code == 0, out
+    assert page.read_text().count("validation loss (val_loss)") == 1  # held-out has a validation curve, the other not

@@ -92,15 +92,19 @@ def test_yaml_1_2_floats_such_as_1e_4_are_numbers(tmp_path: Path) -> None:
 def test_optimizer_and_data_forms_are_replaced_not_merged(tmp_path: Path) -> None:
     (a,) = load(
         tmp_path,
-        BASE.replace("optimizer: sgd", "optimizer: {name: sgd, momentum: 0.9}")
+        BASE.replace("optimizer: sgd", "optimizer: {name: sgd, momentum: 0.9}").replace(
+            "loss: mean_squared_error", "loss: {name: SparseCategoricalCrossentropy, from_logits: true}"
+        )
         + """\
   - name: a
     optimizer: {name: adam}
+    loss: {name: MeanSquaredError}
     data: {x: {linspace: [0, 1, 3]}}
     expect: {converges: {loss_below: 0.1}}
 """,
     )
     assert a.spec.optimizer.kwargs == {}
+    assert a.spec.loss.name == "MeanSquaredError" and a.spec.loss.kwargs == {}  # no from_logits carried over
     assert a.x[:, 0].tolist() == [0, 0.5, 1]
 
 
