@@ -48,7 +48,7 @@ def build(spec: DataSpec, base_dir: Path, root: Path | None = None) -> tuple[np.
     int32 (x_dtype; an .npz file's integer x by default). A data file is read only where it resolves (symlinks
     followed) inside `root` (default: `base_dir`)."""
     if spec.dataset is not None:
-        for key in ("x", "y", "file"):
+        for key in ("x", "y", "file", "x_columns", "y_columns"):
             if getattr(spec, key) is not None:
                 raise DataError((key,), f"give either data.dataset or data.{key}, not both")
         x, y = _dataset(spec.dataset)

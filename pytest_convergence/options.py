@@ -65,8 +65,9 @@ DTYPE_POLICY_HELP = (
     "same scenarios under two settings side by side."
 )
 JIT_HELP = (
-    "For scenarios without jit_compile: on or off, XLA for the train step (default: Keras's own, off on Keras 2 "
-    "and on where XLA can on Keras 3). Recorded per scenario and seed, for comparing the two settings."
+    "For scenarios without jit_compile: on or off, XLA for the train step (default: Keras's own: off on Keras 2; "
+    "'auto' on Keras 3, which is off under the op determinism this plugin turns on, and Keras 3 refuses on too). "
+    "Recorded per scenario and, as Keras resolved it, per seed."
 )
 
 ISOLATE_HELP = (

@@ -154,6 +154,15 @@ def test_datasets_are_read_by_scikit_learn_s_bundled_loaders(tmp_path: Path) -> 
 """,
     )
     assert bad.key == "scenarios[0].data.dataset" and "'digits'" in bad.message
+    both = only_problem(
+        tmp_path,
+        """\
+  - name: d
+    data: {dataset: iris, x_columns: [a]}
+    expect: {converges: {loss_below: 1}}
+""",
+    )
+    assert both.key == "scenarios[0].data.x_columns" and "either data.dataset or data.x_columns" in both.message
 
 
 @pytest.mark.parametrize(
