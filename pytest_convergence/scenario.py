@@ -654,10 +654,11 @@ def _fits_data(spec: ScenarioSpec, x: np.ndarray) -> tuple[tuple[Key, ...], str]
             )
     predict = spec.expect.predict
     width = int(np.prod(x.shape[1:]))
-    if predict is not None and predict.points()[0].shape[1] != width:
+    given = predict.points()[0].shape[1] if predict is not None else width
+    if given != width:
         return ("expect", "predict", "x"), (
-            f"each point has {predict.points()[0].shape[1]} value(s), but a sample of x has {width} "
-            f"(shape {list(x.shape[1:])}); give one row of {width} numbers per point"
+            f"each point has {given} value(s), but a sample of x has {width} (shape {list(x.shape[1:])}); give one "
+            f"row of {width} numbers per point"
         )
     return None
 

@@ -19,7 +19,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from . import diagnose as diagnose_mod
 from .errors import Problem
 from .expect import EXPECTATIONS_DECIDED, stop_reason
 from .record import TIME_LIMIT, Fidelity, Runtime, SeedRun, UnitState, relative_difference
-from .scenario import LossSpec, Scenario, ScheduleSpec, split_at
+from .scenario import CallbackSpec, LossSpec, Scenario, ScheduleSpec, split_at
 from .text import did_you_mean, one_line, without_native_chatter
 
 LEGACY_ENV = "TF_USE_LEGACY_KERAS"
@@ -144,16 +144,11 @@ def check(scenario: Scenario, factories: bool = True) -> list[Problem]:
             if message:
                 problems.append(scenario.problem(("model", i), message))
     schedule = spec.optimizer.schedule
+    refused = schedule is not None and _refused(lambda: _schedule(keras, schedule), schedule)
+    if refused:  # the optimizer cannot be built to check it
+        problems.append(scenario.problem(("optimizer", "learning_rate"), refused))
     try:
-        if schedule is not None:
-            _schedule(keras, schedule)
-    except Exception as exc:
-        arguments = ", ".join(f"{k}={v!r}" for k, v in schedule.kwargs.items()) if schedule else ""
-        message = f"{schedule.class_name if schedule else ''}({arguments}) is refused by Keras: {one_line(exc)}"
-        problems.append(scenario.problem(("optimizer", "learning_rate"), message))
-        schedule = None  # the optimizer cannot be built to check it
-    try:
-        if spec.optimizer.schedule is None or schedule is not None:
+        if not refused:
             _optimizer(keras, spec.optimizer.name, spec.optimizer.kwargs)
     except _UnknownName as exc:
         problems.append(scenario.problem(("optimizer", "name"), str(exc)))
@@ -166,18 +161,13 @@ def check(scenario: Scenario, factories: bool = True) -> list[Problem]:
         where = ("loss", "name") if spec.loss.kwargs else ("loss",)  # written {name: …, …} or as the name alone
         problems.append(scenario.problem(where, _unknown("loss", spec.loss.name, _loss_names(keras))))
     else:
-        try:
-            _loss(keras, spec.loss)
-        except Exception as exc:
-            arguments = ", ".join(f"{k}={v!r}" for k, v in spec.loss.kwargs.items())
-            problems.append(scenario.problem(("loss",), f"{spec.loss.name}({arguments}): {one_line(exc)}"))
+        loss = _refused(lambda: _loss(keras, spec.loss), spec.loss)
+        if loss:
+            problems.append(scenario.problem(("loss",), loss))
     for i, callback in enumerate(spec.callbacks):
-        try:
-            getattr(keras.callbacks, callback.class_name)(**callback.kwargs)
-        except Exception as exc:
-            arguments = ", ".join(f"{k}={v!r}" for k, v in callback.kwargs.items())
-            message = f"{callback.class_name}({arguments}) is refused by Keras: {one_line(exc)}"
-            problems.append(scenario.problem(("callbacks", i), message))
+        made = _refused(functools.partial(_callback, keras, callback), callback)
+        if made:
+            problems.append(scenario.problem(("callbacks", i), made))
     for i, metric in enumerate(spec.metrics):
         try:
             # Keras 2 hands an unknown name back unchanged instead of raising
@@ -334,7 +324,7 @@ def _train(
             **compiled,
         )
         record.jit_compile = _jit_compile(model)
-        callbacks = [getattr(keras.callbacks, c.class_name)(**c.kwargs) for c in spec.callbacks]
+        callbacks = [_callback(keras, c) for c in spec.callbacks]
         start = time.perf_counter()
         model.fit(
             *inputs,
@@ -652,6 +642,11 @@ def _optimizer(keras: Any, name: str, kwargs: dict[str, Any]) -> Any:
     return type(default)(**built) if kwargs else default
 
 
+def _callback(keras: Any, callback: CallbackSpec) -> Any:
+    """A callback of scenario.CALLBACKS, built from its scalar keywords."""
+    return getattr(keras.callbacks, callback.class_name)(**callback.kwargs)
+
+
 def _loss(keras: Any, loss: LossSpec) -> Any:
     """The loss by name; with keywords, an instance of the Keras loss class of that name (from_logits, …)."""
     if not loss.kwargs:
@@ -784,11 +779,24 @@ def _layer_problem(keras: Any, name: str, kwargs: dict[str, Any]) -> str | None:
             f"Keras layer {name!r} is not one a scenario file may build: scenario files build only layers that "
             "compute (see the README's list); for layers that read files or run code, write a model factory"
         )
+    return _refused(lambda: cls(**kwargs), _Called(name, kwargs)) or None
+
+
+class _Called(NamedTuple):
+    class_name: str
+    kwargs: dict[str, Any]
+
+
+def _refused(make: Callable[[], Any], named: Any) -> str:
+    """'Name(k=v, …) is refused by Keras: <why>' when `make()` (building what `named` — a layer, schedule, loss or
+    callback with .class_name or .name and .kwargs — describes) raises, else ''."""
     try:
-        cls(**kwargs)
+        make()
     except Exception as exc:
-        return f"{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) is refused by Keras: {one_line(exc)}"
-    return None
+        name = getattr(named, "class_name", None) or named.name
+        arguments = ", ".join(f"{k}={v!r}" for k, v in named.kwargs.items())
+        return f"{name}({arguments}) is refused by Keras: {one_line(exc)}"
+    return ""
 
 
 def _unknown(kind: str, name: str, known: list[str], show_all: bool = True) -> str:
