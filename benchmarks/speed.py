@@ -1,6 +1,8 @@
 """Where the time goes: the plugin against bare Keras, early verdicts, the fast input path, and -n 2.
 
-    python benchmarks/speed.py [--runs 5] [--suite-runs 1] [--skip-suite]
+    python benchmarks/speed.py [--runs 5] [--suite-runs 1] [--skip-suite | --suite-only] [--numpy-suite]
+    python benchmarks/speed.py --versions ENV_A ENV_B [--earlier-suite CHECKOUT]
+    python benchmarks/speed.py --matrix ENV [ENV ...]
 
 Prints, side by side and as ratios measured in this one run (medians of --runs repetitions, alternating
 the two sides so that a noisy neighbour hits both):
@@ -11,15 +13,18 @@ the two sides so that a noisy neighbour hits both):
 2. early      the diverging motivating case with its early verdict vs the same fit for all its epochs;
    evidence   what the comparison's evidence costs: the rounding floor (--convergence-noise-floor) and the
               machine calibration taken around each scenario;
-3. input      `fit: {input: dataset}` vs the default `fit` on numpy arrays, median seconds per epoch,
+3. input      `fit: {input: dataset}` vs `fit` on numpy arrays, median seconds per epoch,
               for each tiny scenario shape;
-4. suite      the shipped scenarios (scenarios/) with `-n 2` vs serial, wall time of whole pytest runs,
-              as shipped (fit input auto: the checked fast path) and with --convergence-input numpy (fit on the
-              arrays everywhere, the default before the sentinel), and how many times each process imported
-              TensorFlow;
+4. suite      the shipped scenarios (scenarios/) with `-n 2` vs serial, wall time of whole pytest runs, as
+              shipped (fit input auto: the checked fast path), and how many times each process imported
+              TensorFlow; 4b: `-n 2` training in the workers vs in a child process each (--convergence-isolate,
+              as the tox version envs run); 4c (--numpy-suite): with --convergence-input numpy (fit on the arrays
+              everywhere, the default before the sentinel);
 5. contention the per-epoch cost of one process alone vs two at once, per input path (what bounds -n 2);
 6. versions   (only with --versions ENV_A ENV_B) the shipped suite as the tox version envs run it, in two
-              environments, and the ratio: what Keras 3 costs the gate as a whole.
+              environments, and the ratio: what Keras 3 costs the gate as a whole;
+7. matrix     (only with --matrix ENV ...) the shipped suite in several version envs one after another vs all at
+              once (what `tox run-parallel` does), and how busy the CPUs were one after another (the bound).
 
 Asserts nothing: the targets are read off the printed ratios (machines are shared and noisy).
 """
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
 import platform
 import statistics
@@ -171,7 +177,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="repetitions of each in-process measurement")
     parser.add_argument("--suite-runs", type=int, default=1, help="repetitions of the whole-suite runs")
-    parser.add_argument("--skip-suite", action="store_true", help="leave out the -n 2 vs serial suite runs")
+    parser.add_argument("--skip-suite", action="store_true", help="leave out the whole-suite runs (sections 4, 5)")
+    parser.add_argument("--suite-only", action="store_true", help="only the whole-suite runs (sections 4, 5)")
+    parser.add_argument(
+        "--numpy-suite", action="store_true", help="also time the suite with --convergence-input numpy (section 4c)"
+    )
     parser.add_argument(
         "--versions",
         nargs=2,
@@ -181,6 +191,14 @@ def main() -> int:
         "(e.g. .tox/tf215 .tox/tf221), alternating, and their ratio",
     )
     parser.add_argument(
+        "--matrix",
+        nargs="+",
+        metavar="ENV",
+        type=Path,
+        help="only section 7: the shipped suite in each of these version envs (e.g. .tox/tf215 .tox/tf221 "
+        ".tox/tf221-legacy) one after another, then all at once, as tox run-parallel would",
+    )
+    parser.add_argument(
         "--earlier-suite",
         type=Path,
         metavar="CHECKOUT",
@@ -188,9 +206,16 @@ def main() -> int:
         "commit) against today's, in the same run",
     )
     args = parser.parse_args()
+    if args.matrix:
+        matrix(args.matrix)
+        return 0
     if args.versions:
         env_a, env_b = args.versions
         versions(env_a, env_b, runs=args.suite_runs, earlier=args.earlier_suite)
+        return 0
+    if args.suite_only:
+        print(f"pytest-convergence speed benchmark, whole-suite sections — {time.strftime('%Y-%m-%d')}")
+        suite(args.suite_runs, args.numpy_suite)
         return 0
 
     load = plugin_load_seconds(max(args.runs, 5))
@@ -296,27 +321,26 @@ def main() -> int:
         print("  target: dataset ≥ 10× faster per epoch than numpy on Keras 3")
 
     if not args.skip_suite:
-        suite(args.suite_runs)
+        suite(args.suite_runs, args.numpy_suite)
     return 0
 
 
-# Loaded into each pytest process of the suite runs (controller and workers): how many times did
-# that process import TensorFlow (cache misses of training.frameworks) and how often was it asked?
+# Loaded into each pytest process of the suite runs (controller and workers): how many times did that process
+# import TensorFlow (cache misses of training.frameworks; 0 where it never did)?
 COUNTER = """\
 import os
 
 def pytest_sessionfinish(session):
     from pytest_convergence import training
-    info = training.frameworks.cache_info()
-    if info.misses or info.hits:
-        with open(os.path.join(os.environ["BENCH_IMPORTS_DIR"], str(os.getpid())), "w") as fh:
-            fh.write(f"{info.misses} {info.hits}")
+    with open(os.path.join(os.environ["BENCH_IMPORTS_DIR"], str(os.getpid())), "w") as fh:
+        fh.write(str(training.frameworks.cache_info().misses))
 """
 
 
-def suite(runs: int) -> None:
-    """The shipped scenarios, serial vs -n 2, as subprocesses (each imports TensorFlow itself): as shipped (fit
-    input auto, the sentinel-checked dataset path), and with --convergence-input numpy (fit on the arrays)."""
+def suite(runs: int, numpy_too: bool) -> None:
+    """The shipped scenarios as whole pytest runs in subprocesses (each imports TensorFlow itself): serial vs -n 2
+    as shipped (fit input auto); -n 2 in-process vs -n 2 with training isolated in children; and with
+    `numpy_too`, serial vs -n 2 with --convergence-input numpy (fit on the arrays everywhere)."""
     base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "bench_imports"]
 
     def timed(extra: list[str]) -> Timing:
@@ -324,49 +348,72 @@ def suite(runs: int) -> None:
             Path(tmp, "bench_imports.py").write_text(COUNTER)
             counts = Path(tmp, "counts")
             counts.mkdir()
+            records = Path(tmp, "records.json")
             path = os.pathsep.join(p for p in (tmp, os.environ.get("PYTHONPATH")) if p)
             env = {**os.environ, "PYTHONPATH": path, "BENCH_IMPORTS_DIR": str(counts)}
             start = time.perf_counter()
             out = subprocess.run(
-                [*base, *extra, "--scenarios", "scenarios/"], cwd=ROOT, env=env, capture_output=True, text=True
+                [*base, *extra, "--scenarios", "scenarios/", "--convergence-json", str(records)],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
             )
             seconds = time.perf_counter() - start
-            imports = [tuple(map(int, f.read_text().split())) for f in counts.iterdir()]
+            imports = sorted(int(f.read_text()) for f in counts.iterdir())
+            document = json.loads(records.read_text()) if records.exists() else {"scenarios": []}
+        children = {r["runtime"]["pid"] for r in document["scenarios"] if r.get("runtime", {}).get("isolate")}
         tail = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-300:]
         print(f"    {' '.join(extra) or 'serial':<40} {seconds:7.1f} s  {tail}")
-        print(
-            f"    {'':<40} TensorFlow imports per process that trained: {[m for m, _ in imports]} "
-            f"(later frameworks() calls served from the cache: {[h for _, h in imports]})"
-        )
+        print(f"    {'':<40} TensorFlow imports per pytest process: {imports}", end="")
+        print(f"; training children, one import each: {len(children)}" if children else "")
         return seconds, seconds
 
-    for label, extra in (("as shipped (auto)", []), ("--convergence-input numpy", ["--convergence-input", "numpy"])):
-        section(
-            f"4. shipped suite (scenarios/) {label}: wall time of a whole pytest run, median of {runs}",
-            "serial",
-            "-n 2",
-        )
-        got = medians(runs, serial=lambda e=extra: timed(e), parallel=lambda e=extra: timed([*e, "-n", "2"]))
+    isolated = ["-n", "2", "--convergence-isolate", "50"]  # as the tox version envs run (-n auto on 2 CPUs)
+    title = f"4. shipped suite (scenarios/) as shipped: wall time of a whole pytest run, median of {runs}"
+    section(title, "serial", "-n 2")
+    got = medians(runs, serial=lambda: timed([]), parallel=lambda: timed(["-n", "2"]))
+    print(row("serial vs -n 2", got["serial"][0], got["parallel"][0]))
+    print(f"  -n 2 is {got['serial'][0] / got['parallel'][0]:.2f}× faster (target ≥ 1.6×)")
+    section(
+        f"4b. isolation: -n 2 training in the workers vs in a child each (--convergence-isolate 50), median of {runs}",
+        "in-process",
+        "isolated",
+    )
+    got = medians(runs, inproc=lambda: timed(["-n", "2"]), isolated=lambda: timed(isolated))
+    print(row("-n 2 vs -n 2 --convergence-isolate 50", got["inproc"][0], got["isolated"][0]))
+    print(f"  isolation costs {(got['isolated'][0] / got['inproc'][0] - 1) * 100:+.0f}% wall")
+    if numpy_too:
+        numpy = ["--convergence-input", "numpy"]
+        section(f"4c. shipped suite with {' '.join(numpy)}, median of {runs}", "serial", "-n 2")
+        got = medians(runs, serial=lambda: timed(numpy), parallel=lambda: timed([*numpy, "-n", "2"]))
         print(row("serial vs -n 2", got["serial"][0], got["parallel"][0]))
-        print(f"  -n 2 is {got['serial'][0] / got['parallel'][0]:.2f}× faster (target ≥ 1.6×)")
+        print(f"  -n 2 is {got['serial'][0] / got['parallel'][0]:.2f}× faster")
     concurrency()
 
 
+# The shipped suite as tox.ini's [matrix] commands run it in each version env (without the results file).
+MATRIX_RUN = ["-m", "pytest", "--scenarios", "scenarios/", "-n", "auto", "--convergence-noise-floor"]
+MATRIX_RUN += ["--convergence-isolate", "50", "-q", "-p", "no:cacheprovider"]
+
+
+def env_command(env: Path, extra: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment variables of a version env's run, as tox sets them (a -legacy env trains
+    tf_keras)."""
+    variables = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
+    if env.name.endswith("-legacy"):
+        variables["TF_USE_LEGACY_KERAS"] = "1"
+    return [str(env.resolve() / "bin" / "python"), *MATRIX_RUN, *extra], variables
+
+
 def versions(env_a: Path, env_b: Path, runs: int, earlier: Path | None = None) -> None:
-    """Section 6: the shipped suite as each tox version env runs it (-n auto, rounding floors, default input), wall
-    time in each environment, alternating; the ratio is the Keras 3 cost of the gate as a whole."""
-    command = ["-m", "pytest", "--scenarios", "scenarios/", "-n", "auto", "--convergence-noise-floor"]
-    command += ["-q", "-p", "no:cacheprovider"]
+    """Section 6: the shipped suite as each tox version env runs it (-n auto, rounding floors, isolation, default
+    input), wall time in each environment, alternating; the ratio is the Keras 3 cost of the gate as a whole."""
 
     def timed(env: Path, only: list[str], cwd: Path = ROOT) -> Timing:
         started = time.perf_counter()
-        done = subprocess.run(
-            [str(env.resolve() / "bin" / "python"), *command, *only],
-            cwd=cwd,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"},
-            capture_output=True,
-            text=True,
-        )
+        command, variables = env_command(env, only)
+        done = subprocess.run(command, cwd=cwd, env=variables, capture_output=True, text=True)
         seconds = time.perf_counter() - started
         tail = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-200:]
         print(f"    {env.name:<12} {' '.join(only) or 'whole suite':<28} {seconds:7.1f} s  {tail}")
@@ -388,6 +435,62 @@ def versions(env_a: Path, env_b: Path, runs: int, earlier: Path | None = None) -
         got = medians(runs, a=lambda: timed(env_b, []), b=lambda: timed(env_b, [], cwd=earlier))
         print(row("now vs earlier", got["a"][0], got["b"][0]))
         print(f"  the suite now takes {got['a'][0] / got['b'][0]:.2f}× the earlier one on {env_b.name} (target ≤ 1.5×)")
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine so far, in clock ticks (/proc/stat): what else runs counts too."""
+    with open("/proc/stat") as fh:
+        ticks = [int(v) for v in fh.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def matrix(envs: list[Path]) -> None:
+    """Section 7: the version envs' suite runs one after another vs all at once (what `tox run-parallel` does), and
+    how busy the machine's CPUs were while they ran one after another. Run at once, they share the same CPUs: on a
+    machine the sequential runs already keep busy, together they cannot take much less than that busy share."""
+    names = ", ".join(e.name for e in envs)
+    section(f"7. the suite in {names}: one after another vs all at once (tox run-parallel)", "in turn", "at once")
+
+    logs = tempfile.TemporaryDirectory()
+
+    def start(env: Path) -> subprocess.Popen[bytes]:
+        command, variables = env_command(env, [])
+        with open(Path(logs.name, env.name), "w") as log:  # a file, not a pipe: a full pipe would block the run
+            return subprocess.Popen(command, cwd=ROOT, env=variables, stdout=log, stderr=subprocess.STDOUT)
+
+    def tail(env: Path, proc: subprocess.Popen[bytes], seconds: float | None) -> None:
+        proc.wait()
+        out = Path(logs.name, env.name).read_text().strip().splitlines()
+        took = f"{seconds:7.1f} s" if seconds is not None else " " * 9
+        print(f"    {env.name:<16} {took}  {out[-1] if out else proc.returncode}")
+
+    busy0, total0 = cpu_ticks()
+    started = time.perf_counter()
+    for env in envs:
+        one = time.perf_counter()
+        proc = start(env)
+        proc.wait()
+        tail(env, proc, time.perf_counter() - one)
+    in_turn = time.perf_counter() - started
+    busy1, total1 = cpu_ticks()
+    busy = (busy1 - busy0) / max(1, total1 - total0)
+    started = time.perf_counter()
+    procs = [(env, start(env)) for env in envs]
+    for _, proc in procs:
+        proc.wait()
+    at_once = time.perf_counter() - started
+    print(f"    all at once      {at_once:7.1f} s")
+    for env, proc in procs:
+        tail(env, proc, None)
+    logs.cleanup()
+    print(row("one after another vs all at once", in_turn, at_once))
+    print(f"  at once takes {at_once / in_turn:.2f}× one after another (target ≤ 0.6×)")
+    cpus = len(os.sched_getaffinity(0))
+    print(
+        f"  one after another, the machine's {cpus} CPUs were {busy:.0%} busy: run at once, the same CPU work "
+        f"cannot take less than about {busy:.2f}× that time"
+    )
 
 
 # One process's median seconds per epoch for the tiny linear fit, on the numpy or the dataset path.

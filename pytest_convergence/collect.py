@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import pytest
 
-from .errors import ScenarioError
+from .errors import Problem, ScenarioError
 from .options import SCENARIOS_KEY
 from .text import one_line, without_native_chatter
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # the modules behind these load numpy, pydantic, yaml: only o
     from . import expect
     from .evaluate import Evaluation
     from .isolation import Trainer
-    from .record import Declared, ScenarioRecord, SeedRun
+    from .record import Declared, Runtime, ScenarioRecord, SeedRun
     from .scenario import Scenario, VersionCondition
 
 RECORD_KEY: pytest.StashKey[ScenarioRecord] = pytest.StashKey()
@@ -40,19 +40,16 @@ class ScenarioFile(pytest.File):
     """A YAML file of scenarios. Any problem in it is one collection error listing every problem."""
 
     def collect(self) -> Iterator[ScenarioItem]:
-        from . import training  # imports Keras: only once there are scenarios to check
         from .scenario import load_file
 
+        settings = self.config.stash[SCENARIOS_KEY]
         try:
             scenarios = load_file(self.path, display=self.nodeid, root=self.config.rootpath)
-            factories = self.config.stash[SCENARIOS_KEY].factories
-            problems = [p for s in scenarios for p in training.check(s, factories)]
+            problems, versions = self._checked(scenarios)
             if problems:
                 raise ScenarioError(problems)
         except ScenarioError as exc:
             raise self.CollectError(str(exc)) from None
-        versions = training.versions()
-        settings = self.config.stash[SCENARIOS_KEY]
         for scenario in scenarios:
             if settings.min_seeds:
                 scenario = scenario.with_min_seeds(settings.min_seeds)
@@ -60,6 +57,22 @@ class ScenarioFile(pytest.File):
             item = ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
             item.apply_conditions(versions)
             yield item
+
+    def _checked(self, scenarios: list[Scenario]) -> tuple[list[Problem], dict[str, str]]:
+        """The problems with the Keras names the scenarios use, and the versions that would train them."""
+        settings = self.config.stash[SCENARIOS_KEY]
+        if not settings.isolate:
+            from . import training  # imports Keras: only once there are scenarios to check
+
+            return [p for s in scenarios for p in training.check(s, settings.factories)], training.versions()
+        from . import isolation  # the training child checks them: this process never imports Keras
+
+        trainer = training_child(self.config)
+        job = isolation.CheckJob(str(self.path), self.nodeid, str(self.config.rootpath), settings.factories)
+        try:
+            return trainer.check(job), trainer.versions
+        except isolation.IsolatedFailure as exc:
+            raise self.CollectError(f"{self.nodeid}: {exc}") from None
 
 
 class ScenarioItem(pytest.Item):
@@ -147,10 +160,6 @@ class ScenarioItem(pytest.Item):
         from .evaluate import Evaluation
 
         settings = self.config.stash[SCENARIOS_KEY]
-        if TRAINER_KEY not in self.config.stash:
-            trainer = isolation.Trainer(settings.isolate)
-            self.config.stash[TRAINER_KEY] = trainer
-            self.config.add_cleanup(trainer.close)
         job = isolation.Job(
             file=str(self.path),
             display=self.file_id,
@@ -164,17 +173,27 @@ class ScenarioItem(pytest.Item):
             dtype_policy=settings.dtype_policy,
             jit_compile=settings.jit_compile,
         )
-        trainer = self.config.stash[TRAINER_KEY]
+        trainer = training_child(self.config)
         try:
             result: Evaluation = isolation.rebuild(trainer.run(job), self.scenario, self.timeout_s)
         except Exception as exc:  # died, killed, or could not be reached: this scenario fails, the run goes on
             return Evaluation(error=exc, pid=trainer.pid, fit_input=self.fit_input)
         return result
 
-    def _plot(self, folder: Path, runs: list[SeedRun], verdict: expect.Verdict) -> None:
-        from . import plots, training
+    def _environment(self) -> tuple[dict[str, str], Runtime]:
+        """The versions and thread settings of the process that trains: the training child's, with isolation
+        (reported when it started), else this one's."""
+        if self.config.stash[SCENARIOS_KEY].isolate:
+            trainer = training_child(self.config)
+            return dict(trainer.versions), cast("Runtime", dict(trainer.runtime))
+        from . import training
 
-        v = training.versions()
+        return training.versions(), training.runtime_settings()
+
+    def _plot(self, folder: Path, runs: list[SeedRun], verdict: expect.Verdict) -> None:
+        from . import plots
+
+        v, _ = self._environment()
         title = f"{self.scenario.name} — {'pass' if verdict.ok else 'FAIL'} · TF {v['tensorflow']} · Keras {v['keras']}"
         path = plots.path_for(folder, self.file_id, self.scenario.name)
         try:
@@ -183,26 +202,19 @@ class ScenarioItem(pytest.Item):
             self.warn(pytest.PytestWarning(f"--convergence-plots: could not write {path}: {type(exc).__name__}: {exc}"))
 
     def _record(self, result: Evaluation) -> ScenarioRecord:
-        from . import results, timing, training
+        from . import results, timing
         from .record import Timing
 
         kind = getattr(result.error, "type_name", type(result.error).__name__)  # a child's exception keeps its name
         error = None if result.error is None else f"{kind}: {result.error}"
         runs = [] if result.error is not None else result.runs
+        versions, runtime = self._environment()
         record = results.scenario_record(
-            self.nodeid,
-            self.file_id,
-            self.scenario.line,
-            self.scenario.name,
-            runs,
-            result.verdict,
-            training.versions(),
-            error,
+            self.nodeid, self.file_id, self.scenario.line, self.scenario.name, runs, result.verdict, versions, error
         )
         if result.explanation is not None:
             explanation = result.explanation
             record["diagnosis"] = explanation if isinstance(explanation, str) else explanation.to_dict()
-        runtime = training.runtime_settings()
         runtime["timeout_s"] = self.timeout_s
         runtime["fit_input"] = result.fit_input
         runtime["fit_input_asked"] = self.fit_input
@@ -242,6 +254,17 @@ class ScenarioItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.scenario.line - 1, f"{self.scenario.name} ({self.where})"
+
+
+def training_child(config: pytest.Config) -> Trainer:
+    """This pytest process's training child (--convergence-isolate), made on first use (collection)."""
+    if TRAINER_KEY not in config.stash:
+        from . import isolation
+
+        trainer = isolation.Trainer(config.stash[SCENARIOS_KEY].isolate)
+        config.stash[TRAINER_KEY] = trainer
+        config.add_cleanup(trainer.close)
+    return config.stash[TRAINER_KEY]
 
 
 def attach_record(item: pytest.Item, call: pytest.CallInfo[None], test_report: pytest.TestReport) -> None:

@@ -9,6 +9,11 @@ error as text); the parent judges the runs again with the same pure functions, s
 child that dies (BrokenProcessPool) or overruns its limit (killed through `multiprocessing.active_children`, the
 public way to reach a pool's processes) fails that scenario with a message saying so, and the next scenario gets a
 new child.
+
+The pytest process itself never imports TensorFlow: the child checks each file's Keras names at collection
+(`CheckJob`, the same `training.check` an in-process run calls) and reports the versions and thread settings it
+trains under when it starts (`warm`), which is what the records and the `skip:`/`xfail:` conditions use. So each
+process pays one TensorFlow import, not two, and its memory stays that of pytest.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import Problem
 from .record import SeedRun
 
 HARD_LIMIT_GRACE_S = 1.0  # past a limit checked after every batch, the child is killed
@@ -70,12 +76,35 @@ class Job:
     jit_compile: bool | None = None
 
 
-def warm() -> int:
-    """Run first in a new child: import TensorFlow there before any time limit starts."""
+@dataclass(frozen=True)
+class CheckJob:
+    """A scenario file whose Keras names (and model factories) the child checks at collection: plain data."""
+
+    file: str
+    display: str
+    root: str
+    factories: bool
+
+
+def warm() -> dict[str, Any]:
+    """Run first in a new child: import TensorFlow there before any time limit starts; what trains here."""
     from . import training
 
     training.frameworks()
-    return os.getpid()
+    return {"pid": os.getpid(), "versions": training.versions(), "runtime": dict(training.runtime_settings())}
+
+
+def check_file(job: CheckJob) -> list[dict[str, Any]]:
+    """In the child: the problems `training.check` finds in a file's scenarios, as plain dicts."""
+    from . import training
+    from .errors import ScenarioError
+    from .scenario import load_file
+
+    try:
+        scenarios = load_file(Path(job.file), display=job.display, root=Path(job.root))
+    except ScenarioError as exc:  # changed since the parent read it
+        return [dataclasses.asdict(p) for p in exc.problems]
+    return [dataclasses.asdict(p) for s in scenarios for p in training.check(s, job.factories)]
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -135,6 +164,8 @@ class Trainer:
         self._pool: ProcessPoolExecutor | None = None
         self.pid = 0  # the child's process id (from warm)
         self.done = 0  # scenarios the current child ran
+        self.versions: dict[str, str] = {}  # what trains in the child (training.versions there, from warm)
+        self.runtime: dict[str, Any] = {}  # its thread settings (training.runtime_settings there)
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -143,13 +174,25 @@ class Trainer:
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
             self.done = 0
             try:
-                self.pid = self._pool.submit(warm).result(timeout=WARM_TIMEOUT_S)  # not the scenario's time
+                started = self._pool.submit(warm).result(timeout=WARM_TIMEOUT_S)  # not the scenario's time
+                self.pid, self.versions, self.runtime = started["pid"], started["versions"], started["runtime"]
             except Exception as exc:
                 self._kill(None)
                 raise IsolatedFailure(
                     "TrainingProcessDied", f"the training process could not start: {type(exc).__name__}: {exc}"
                 ) from None
         return self._pool
+
+    def check(self, job: CheckJob) -> list[Problem]:
+        """The problems the child finds in a scenario file (collection); IsolatedFailure when the child died."""
+        try:
+            found = self._executor().submit(check_file, job).result(timeout=WARM_TIMEOUT_S)
+        except (BrokenProcessPool, FutureTimeout):
+            self._kill(None)
+            raise IsolatedFailure(
+                "TrainingProcessDied", "the training process died while checking the file's Keras names"
+            ) from None
+        return [Problem(**p) for p in found]
 
     def run(self, job: Job) -> dict[str, Any]:
         """The child's outcome for `job`; IsolatedFailure when the child died or overran the hard limit."""

@@ -253,6 +253,15 @@ def hangs():
 """
 
 
+TENSORFLOW_IN_PYTEST = """\
+import sys
+
+def pytest_sessionfinish(session):
+    with open("tensorflow-in-pytest", "w") as fh:
+        fh.write(str("tensorflow" in sys.modules))
+"""
+
+
 def isolated_file(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(factories=NATIVE_FAILURES)
     pytester.makefile(
@@ -270,13 +279,18 @@ def test_isolated_training_survives_a_native_crash_and_kills_a_hang(pytester: py
     """--convergence-isolate 1: every scenario in a new child process. The crash fails alone, the hang is killed
     within a second of its limit, and the scenarios around them train as usual, each in its own process."""
     isolated_file(pytester)
+    pytester.makeconftest(TENSORFLOW_IN_PYTEST)
+    # the child checks the Keras names at collection: the same located error as in-process
+    pytester.makefile(".yaml", bad=HEADER.replace("{Dense: {units: 1}}", "{Dense: {units: 1, unitz: 1}}") + DIVERGES)
     # in a subprocess: the pytest process that owns the children is a fresh one, as a user's is
     result = pytester.runpytest_subprocess(
-        "--scenarios", "s.yaml", "--convergence-isolate", "1", "--convergence-json", "r.json"
-    )
-    result.assert_outcomes(passed=2, failed=2)
+        "--scenarios", ".", "--convergence-isolate", "1", "--convergence-json", "r.json",
+        "--continue-on-collection-errors",
+    )  # fmt: skip
+    result.assert_outcomes(passed=2, failed=2, errors=1)
     result.stdout.fnmatch_lines(
         [
+            "bad.yaml:*: *model[[]0[]]: Dense(units=1, unitz=1) is refused by Keras: *unitz*",
             "s.yaml:*: scenario 'crash': the training process died (a native crash*; the other scenarios go on*",
             "s.yaml:*: scenario 'hang': the time limit of 2 s was reached and training did not stop*: its process "
             "was killed after * s",
@@ -291,10 +305,16 @@ def test_isolated_training_survives_a_native_crash_and_kills_a_hang(pytester: py
     assert len(set(pids)) == 2  # each in a child of its own (isolate 1)
     result.stderr.no_fnmatch_line("*Traceback*")  # nothing left behind by the killed and the crashed child
     assert records["ok-after"]["seeds"][0]["losses"] == records["ok-before"]["seeds"][0]["losses"]
+    # the children checked the file and reported what trains: the pytest process never imported TensorFlow
+    assert (pytester.path / "tensorflow-in-pytest").read_text() == "False"
+    assert records["ok-before"]["versions"]["tensorflow"] and records["ok-before"]["versions"]["keras"]
+    assert records["ok-before"]["runtime"]["intra_op_threads"] >= 1
 
 
 def test_isolated_training_under_xdist(pytester: pytest.Pytester) -> None:
     isolated_file(pytester)
+    pytester.makeconftest(TENSORFLOW_IN_PYTEST)  # written by the controller, last
     result = pytester.runpytest_subprocess("--scenarios", "s.yaml", "--convergence-isolate", "5", "-n", "2")
     result.assert_outcomes(passed=2, failed=2)
+    assert (pytester.path / "tensorflow-in-pytest").read_text() == "False"
     result.stdout.fnmatch_lines_random(["*scenario 'crash': the training process died*", "*scenario 'hang': the time*"])
