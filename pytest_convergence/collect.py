@@ -73,6 +73,9 @@ class ScenarioFile(pytest.File):
             return trainer.check(job), trainer.versions
         except isolation.IsolatedFailure as exc:
             raise self.CollectError(f"{self.nodeid}: {exc}") from None
+        except isolation.ChildError as exc:  # what in-process collection would raise, as text
+            detail = f"\n\n{exc.trace}" if self.config.get_verbosity() > 0 else " (run with -v for the traceback)"
+            raise self.CollectError(f"{self.nodeid}: checking the file raised {exc.type_name}: {exc}{detail}") from None
 
 
 class ScenarioItem(pytest.Item):

@@ -38,6 +38,7 @@ HARD_LIMIT_GRACE_S = 1.0  # past a limit checked after every batch, the child is
 EPOCH_GRACE = 0.05  # past the default limit, checked after every epoch: 5 % of it (an epoch may be long)
 WARM_TIMEOUT_S = 600.0  # starting a child and importing TensorFlow there
 DEFAULT_MEMORY_LIMIT_MIB = 2048.0  # a child above this resident size after a scenario is replaced
+DIED = "(a native crash — abort, segmentation fault — or the out-of-memory killer)"
 
 
 class IsolatedFailure(Exception):
@@ -94,17 +95,28 @@ def warm() -> dict[str, Any]:
     return {"pid": os.getpid(), "versions": training.versions(), "runtime": dict(training.runtime_settings())}
 
 
-def check_file(job: CheckJob) -> list[dict[str, Any]]:
-    """In the child: the problems `training.check` finds in a file's scenarios, as plain dicts."""
+def check_file(job: CheckJob) -> dict[str, Any]:
+    """In the child: the problems `training.check` finds in a file's scenarios, or the error it raised, as plain
+    data (an exception object could need TensorFlow to be rebuilt in the parent)."""
     from . import training
     from .errors import ScenarioError
     from .scenario import load_file
 
     try:
         scenarios = load_file(Path(job.file), display=job.display, root=Path(job.root))
+        return {"problems": [dataclasses.asdict(p) for s in scenarios for p in training.check(s, job.factories)]}
     except ScenarioError as exc:  # changed since the parent read it
-        return [dataclasses.asdict(p) for p in exc.problems]
-    return [dataclasses.asdict(p) for s in scenarios for p in training.check(s, job.factories)]
+        return {"problems": [dataclasses.asdict(p) for p in exc.problems]}
+    except Exception as exc:
+        return {"error": _error(exc)}
+
+
+def _error(exc: BaseException) -> dict[str, str]:
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "trace": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -122,14 +134,7 @@ def run_job(job: Job) -> dict[str, Any]:
     result = evaluate(
         scenario, job.fit_input, timeout_s=job.timeout_s, per_batch=job.per_batch, noise_floor=job.noise_floor
     )
-    error = None
-    if result.error is not None:
-        exc = result.error
-        error = {
-            "type": type(exc).__name__,
-            "message": str(exc),
-            "trace": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-        }
+    error = None if result.error is None else _error(result.error)
     explanation = result.explanation
     return {
         "runs": [dataclasses.asdict(r) for r in result.runs],
@@ -162,6 +167,7 @@ class Trainer:
     def __init__(self, every: int, memory_mib: float = DEFAULT_MEMORY_LIMIT_MIB) -> None:
         self.every, self.memory_mib = every, memory_mib
         self._pool: ProcessPoolExecutor | None = None
+        self._others: set[int | None] = set()  # this process's other children when the pool started: never killed
         self.pid = 0  # the child's process id (from warm)
         self.done = 0  # scenarios the current child ran
         self.versions: dict[str, str] = {}  # what trains in the child (training.versions there, from warm)
@@ -171,11 +177,15 @@ class Trainer:
         if self._pool is None:
             # replaced by this class after `every` scenarios rather than by max_tasks_per_child, so that every new
             # child imports TensorFlow (warm) before a scenario's time limit starts
+            self._others = {child.pid for child in multiprocessing.active_children()}
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-            self.done = 0
+            self.done, self.pid = 0, 0
             try:
                 started = self._pool.submit(warm).result(timeout=WARM_TIMEOUT_S)  # not the scenario's time
                 self.pid, self.versions, self.runtime = started["pid"], started["versions"], started["runtime"]
+            except KeyboardInterrupt:
+                self._kill(None)
+                raise
             except Exception as exc:
                 self._kill(None)
                 raise IsolatedFailure(
@@ -184,15 +194,31 @@ class Trainer:
         return self._pool
 
     def check(self, job: CheckJob) -> list[Problem]:
-        """The problems the child finds in a scenario file (collection); IsolatedFailure when the child died."""
+        """The problems the child finds in a scenario file (collection); ChildError when checking raised there,
+        IsolatedFailure when the child died or hung."""
+        pool = self._executor()
         try:
-            found = self._executor().submit(check_file, job).result(timeout=WARM_TIMEOUT_S)
-        except (BrokenProcessPool, FutureTimeout):
+            found = pool.submit(check_file, job).result(timeout=WARM_TIMEOUT_S)
+        except FutureTimeout:
             self._kill(None)
             raise IsolatedFailure(
-                "TrainingProcessDied", "the training process died while checking the file's Keras names"
+                "TrainingProcessKilled",
+                f"checking the file's Keras names did not end within {WARM_TIMEOUT_S:g} s (a native hang?): the "
+                "training process was killed; the other files go on in a new process",
             ) from None
-        return [Problem(**p) for p in found]
+        except KeyboardInterrupt:
+            self._kill(None)
+            raise
+        except BrokenProcessPool:
+            self._pool = None
+            raise IsolatedFailure(
+                "TrainingProcessDied",
+                f"the training process died while checking the file's Keras names {DIED}; the other files go on in a "
+                "new process",
+            ) from None
+        if "error" in found:
+            raise ChildError(**found["error"])
+        return [Problem(**p) for p in found["problems"]]
 
     def run(self, job: Job) -> dict[str, Any]:
         """The child's outcome for `job`; IsolatedFailure when the child died or overran the hard limit."""
@@ -218,8 +244,7 @@ class Trainer:
             self._pool = None
             raise IsolatedFailure(
                 "TrainingProcessDied",
-                "the training process died (a native crash — abort, segmentation fault — or the out-of-memory "
-                "killer); the other scenarios go on in a new process",
+                f"the training process died {DIED}; the other scenarios go on in a new process",
             ) from None
         self.done += 1
         if self.done >= self.every or out["rss_mib"] > self.memory_mib:
@@ -227,11 +252,12 @@ class Trainer:
         return out
 
     def _kill(self, future: Any) -> None:
-        """Kill the pool's process (hung inside native code, it would never return) and forget the pool, once the
-        pool has seen its process die (so that it cleans up its queues itself)."""
+        """Kill the pool's process (hung inside native code, it would never return; or hung starting, before it
+        told its pid) and forget the pool, once the pool has seen its process die (so that it cleans up its queues
+        itself)."""
         pool, self._pool = self._pool, None
         for child in multiprocessing.active_children():
-            if child.pid == self.pid:
+            if child.pid == self.pid or child.pid not in self._others:
                 child.kill()
         if future is not None:
             with contextlib.suppress(BaseException):

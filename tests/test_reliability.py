@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from pathlib import Path
 
 import pytest
 from texts import DIVERGES, HEADER, PREDICTS
 
-from pytest_convergence import results
+from pytest_convergence import isolation, results
 
 # every test here trains with real Keras, in pytester runs inside this process
 pytestmark = [pytest.mark.keras, pytest.mark.usefixtures("tensorflow_imported_once")]
@@ -254,10 +256,10 @@ def hangs():
 
 
 TENSORFLOW_IN_PYTEST = """\
-import sys
+import os, sys
 
-def pytest_sessionfinish(session):
-    with open("tensorflow-in-pytest", "w") as fh:
+def pytest_sessionfinish(session):  # one file per pytest process: the controller and each xdist worker
+    with open("tensorflow-in-" + os.environ.get("PYTEST_XDIST_WORKER", "pytest"), "w") as fh:
         fh.write(str("tensorflow" in sys.modules))
 """
 
@@ -271,7 +273,10 @@ def isolated_file(pytester: pytest.Pytester) -> None:
         + factory_scenario("crash", "aborts")
         + factory_scenario("hang", "hangs")
         + "    timeout_s: 2\n"
-        + DIVERGES.replace("sgd-default-lr-diverges", "ok-after"),
+        + DIVERGES.replace("sgd-default-lr-diverges", "ok-after")
+        # judged by the versions the training child reported at collection
+        + DIVERGES.replace("sgd-default-lr-diverges", "skipped")
+        + "    skip: {keras: '>=2', reason: any Keras}\n",
     )
 
 
@@ -287,7 +292,7 @@ def test_isolated_training_survives_a_native_crash_and_kills_a_hang(pytester: py
         "--scenarios", ".", "--convergence-isolate", "1", "--convergence-json", "r.json",
         "--continue-on-collection-errors",
     )  # fmt: skip
-    result.assert_outcomes(passed=2, failed=2, errors=1)
+    result.assert_outcomes(passed=2, failed=2, skipped=1, errors=1)
     result.stdout.fnmatch_lines(
         [
             "bad.yaml:*: *model[[]0[]]: Dense(units=1, unitz=1) is refused by Keras: *unitz*",
@@ -307,14 +312,39 @@ def test_isolated_training_survives_a_native_crash_and_kills_a_hang(pytester: py
     assert records["ok-after"]["seeds"][0]["losses"] == records["ok-before"]["seeds"][0]["losses"]
     # the children checked the file and reported what trains: the pytest process never imported TensorFlow
     assert (pytester.path / "tensorflow-in-pytest").read_text() == "False"
+    assert records["skipped"]["outcome"] == "skipped"
     assert records["ok-before"]["versions"]["tensorflow"] and records["ok-before"]["versions"]["keras"]
     assert records["ok-before"]["runtime"]["intra_op_threads"] >= 1
 
 
 def test_isolated_training_under_xdist(pytester: pytest.Pytester) -> None:
     isolated_file(pytester)
-    pytester.makeconftest(TENSORFLOW_IN_PYTEST)  # written by the controller, last
+    pytester.makeconftest(TENSORFLOW_IN_PYTEST)
     result = pytester.runpytest_subprocess("--scenarios", "s.yaml", "--convergence-isolate", "5", "-n", "2")
-    result.assert_outcomes(passed=2, failed=2)
-    assert (pytester.path / "tensorflow-in-pytest").read_text() == "False"
+    result.assert_outcomes(passed=2, failed=2, skipped=1)
+    # the workers collected and trained through their children, never importing TensorFlow themselves
+    assert {f.name: f.read_text() for f in pytester.path.glob("tensorflow-in-*")} == {
+        "tensorflow-in-pytest": "False",
+        "tensorflow-in-gw0": "False",
+        "tensorflow-in-gw1": "False",
+    }
     result.stdout.fnmatch_lines_random(["*scenario 'crash': the training process died*", "*scenario 'hang': the time*"])
+
+
+def test_a_child_that_dies_while_checking_fails_that_file_and_the_next_gets_a_new_one(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text(HEADER + DIVERGES)
+    (tmp_path / "bad.yaml").write_text(HEADER.replace("units: 1}", "units: 1, unitz: 1}") + DIVERGES)
+    trainer = isolation.Trainer(every=50)
+    try:
+        good = isolation.CheckJob(str(tmp_path / "s.yaml"), "s.yaml", str(tmp_path), factories=True)
+        bad = isolation.CheckJob(str(tmp_path / "bad.yaml"), "bad.yaml", str(tmp_path), factories=True)
+        assert trainer.check(good) == []
+        (problem,) = trainer.check(bad)
+        assert problem.path == "bad.yaml" and "unitz" in problem.message
+        first = trainer.pid
+        os.kill(first, signal.SIGKILL)  # what a native crash does to it
+        with pytest.raises(isolation.IsolatedFailure, match=r"died while checking .* new process"):
+            trainer.check(good)
+        assert trainer.check(good) == [] and trainer.pid not in (0, first)
+    finally:
+        trainer.close()
