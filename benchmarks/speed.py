@@ -23,8 +23,9 @@ the two sides so that a noisy neighbour hits both):
 5. contention the per-epoch cost of one process alone vs two at once, per input path (what bounds -n 2);
 6. versions   (only with --versions ENV_A ENV_B) the shipped suite as the tox version envs run it, in two
               environments, and the ratio: what Keras 3 costs the gate as a whole;
-7. matrix     (only with --matrix ENV ...) the shipped suite in several version envs one after another vs all at
-              once (what `tox run-parallel` does), and how busy the CPUs were one after another (the bound).
+7. matrix     (only with --matrix ENV ...) the shipped suite in several version envs one after another vs as
+              `tox run-parallel` runs them (as many at a time as CPUs), and how busy the CPUs were one after another
+              (the bound on what running them together can gain).
 
 Asserts nothing: the targets are read off the printed ratios (machines are shared and noisy).
 """
@@ -32,6 +33,7 @@ Asserts nothing: the targets are read off the printed ratios (machines are share
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import io
 import json
@@ -196,7 +198,7 @@ def main() -> int:
         metavar="ENV",
         type=Path,
         help="only section 7: the shipped suite in each of these version envs (e.g. .tox/tf215 .tox/tf221 "
-        ".tox/tf221-legacy) one after another, then all at once, as tox run-parallel would",
+        ".tox/tf221-legacy) one after another, then as tox run-parallel runs them",
     )
     parser.add_argument(
         "--earlier-suite",
@@ -446,11 +448,12 @@ def cpu_ticks() -> tuple[int, int]:
 
 
 def matrix(envs: list[Path]) -> None:
-    """Section 7: the version envs' suite runs one after another vs all at once (what `tox run-parallel` does), and
-    how busy the machine's CPUs were while they ran one after another. Run at once, they share the same CPUs: on a
-    machine the sequential runs already keep busy, together they cannot take much less than that busy share."""
+    """Section 7: the version envs' suite runs one after another vs as `tox run-parallel` runs them (as many at a
+    time as there are CPUs, its default `-p auto`), and how busy the machine's CPUs were while they ran one after
+    another. In parallel they share the same CPUs: on a machine the sequential runs already keep busy, together they
+    cannot take much less than that busy share."""
     names = ", ".join(e.name for e in envs)
-    section(f"7. the suite in {names}: one after another vs all at once (tox run-parallel)", "in turn", "at once")
+    section(f"7. the suite in {names}: one after another vs tox run-parallel's way", "in turn", "parallel")
 
     logs = tempfile.TemporaryDirectory()
 
@@ -459,36 +462,34 @@ def matrix(envs: list[Path]) -> None:
         with open(Path(logs.name, env.name), "w") as log:  # a file, not a pipe: a full pipe would block the run
             return subprocess.Popen(command, cwd=ROOT, env=variables, stdout=log, stderr=subprocess.STDOUT)
 
-    def tail(env: Path, proc: subprocess.Popen[bytes], seconds: float | None) -> None:
-        proc.wait()
+    def tail(env: Path, code: int, seconds: float | None) -> None:
         out = Path(logs.name, env.name).read_text().strip().splitlines()
         took = f"{seconds:7.1f} s" if seconds is not None else " " * 9
-        print(f"    {env.name:<16} {took}  {out[-1] if out else proc.returncode}")
+        print(f"    {env.name:<16} {took}  {out[-1] if out else f'exit {code}'}")
 
     busy0, total0 = cpu_ticks()
     started = time.perf_counter()
     for env in envs:
         one = time.perf_counter()
-        proc = start(env)
-        proc.wait()
-        tail(env, proc, time.perf_counter() - one)
+        code = start(env).wait()
+        tail(env, code, time.perf_counter() - one)
     in_turn = time.perf_counter() - started
     busy1, total1 = cpu_ticks()
     busy = (busy1 - busy0) / max(1, total1 - total0)
-    started = time.perf_counter()
-    procs = [(env, start(env)) for env in envs]
-    for _, proc in procs:
-        proc.wait()
-    at_once = time.perf_counter() - started
-    print(f"    all at once      {at_once:7.1f} s")
-    for env, proc in procs:
-        tail(env, proc, None)
-    logs.cleanup()
-    print(row("one after another vs all at once", in_turn, at_once))
-    print(f"  at once takes {at_once / in_turn:.2f}× one after another (target ≤ 0.6×)")
     cpus = len(os.sched_getaffinity(0))
+    jobs = min(len(envs), cpus)  # tox run-parallel's default, -p auto: as many envs at once as CPUs
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        procs = list(pool.map(lambda env: (env, start(env).wait()), envs))
+    at_once = time.perf_counter() - started
+    print(f"    {jobs} at a time      {at_once:7.1f} s")
+    for env, code in procs:
+        tail(env, code, None)
+    logs.cleanup()
+    print(row("one after another vs in parallel", in_turn, at_once))
+    print(f"  {jobs} at a time take {at_once / in_turn:.2f}× one after another (target ≤ 0.6×)")
     print(
-        f"  one after another, the machine's {cpus} CPUs were {busy:.0%} busy: run at once, the same CPU work "
+        f"  one after another, the machine's {cpus} CPUs were {busy:.0%} busy: in parallel, the same CPU work "
         f"cannot take less than about {busy:.2f}× that time"
     )
 
