@@ -348,3 +348,18 @@ def test_a_child_that_dies_while_checking_fails_that_file_and_the_next_gets_a_ne
         assert trainer.check(good) == [] and trainer.pid not in (0, first)
     finally:
         trainer.close()
+
+
+def test_an_error_while_checking_comes_back_as_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the child sends back when checking raises: the error as plain text (an exception object could need
+    TensorFlow to be rebuilt in the parent). Run here in-process, as the child would run it."""
+    from pytest_convergence import training
+
+    def broken(scenario: object, factories: bool) -> list[object]:
+        raise PermissionError("cannot read factories.py")
+
+    monkeypatch.setattr(training, "check", broken)
+    (tmp_path / "s.yaml").write_text(HEADER + DIVERGES)
+    out = isolation.check_file(isolation.CheckJob(str(tmp_path / "s.yaml"), "s.yaml", str(tmp_path), factories=True))
+    assert out["error"]["type"] == "PermissionError" and out["error"]["message"] == "cannot read factories.py"
+    assert "Traceback" in out["error"]["trace"] and set(out) == {"error"}
