@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -196,60 +197,59 @@ class Trainer:
     def check(self, job: CheckJob) -> list[Problem]:
         """The problems the child finds in a scenario file (collection); ChildError when checking raised there,
         IsolatedFailure when the child died or hung."""
-        pool = self._executor()
-        try:
-            found = pool.submit(check_file, job).result(timeout=WARM_TIMEOUT_S)
-        except FutureTimeout:
-            self._kill(None)
-            raise IsolatedFailure(
-                "TrainingProcessKilled",
-                f"checking the file's Keras names did not end within {WARM_TIMEOUT_S:g} s (a native hang?): the "
-                "training process was killed; the other files go on in a new process",
-            ) from None
-        except KeyboardInterrupt:
-            self._kill(None)
-            raise
-        except BrokenProcessPool:
-            self._pool = None
-            raise IsolatedFailure(
-                "TrainingProcessDied",
-                f"the training process died while checking the file's Keras names {DIED}; the other files go on in a "
-                "new process",
-            ) from None
+        found = self._call(
+            check_file,
+            job,
+            WARM_TIMEOUT_S,
+            lambda s: (
+                f"checking the file's Keras names did not end within {WARM_TIMEOUT_S:g} s (a native hang?): its "
+                f"process was killed after {s:.1f} s; the other files go on in a new process"
+            ),
+            f"died while checking the file's Keras names {DIED}; the other files go on in a new process",
+        )
         if "error" in found:
             raise ChildError(**found["error"])
         return [Problem(**p) for p in found["problems"]]
 
     def run(self, job: Job) -> dict[str, Any]:
         """The child's outcome for `job`; IsolatedFailure when the child died or overran the hard limit."""
-        pool = self._executor()
         limit = None
         if job.timeout_s is not None:
             limit = job.timeout_s + (HARD_LIMIT_GRACE_S if job.per_batch else max(1.0, EPOCH_GRACE * job.timeout_s))
+        out: dict[str, Any] = self._call(
+            run_job,
+            job,
+            limit,
+            lambda s: (
+                f"the time limit of {job.timeout_s:g} s was reached and training did not stop (a native "
+                f"hang?): its process was killed after {s:.1f} s"
+            ),
+            f"died {DIED}; the other scenarios go on in a new process",
+        )
+        self.done += 1
+        if self.done >= self.every or out["rss_mib"] > self.memory_mib:
+            self.close()  # the next scenario gets a fresh child
+        return out
+
+    def _call(
+        self, function: Callable[[Any], Any], job: Any, limit: float | None, hung: Callable[[float], str], died: str
+    ) -> Any:
+        """`function(job)` in the child within `limit` seconds. IsolatedFailure when it overran (the child is killed;
+        `hung(seconds)` says so) or the child died ("the training process " + `died`)."""
+        pool = self._executor()
         started = time.perf_counter()
         try:
-            future = pool.submit(run_job, job)
-            out: dict[str, Any] = future.result(timeout=limit)
+            future = pool.submit(function, job)
+            return future.result(timeout=limit)
         except FutureTimeout:
             self._kill(future)
-            raise IsolatedFailure(
-                "TrainingProcessKilled",
-                f"the time limit of {job.timeout_s:g} s was reached and training did not stop (a native hang?): "
-                f"its process was killed after {time.perf_counter() - started:.1f} s",
-            ) from None
+            raise IsolatedFailure("TrainingProcessKilled", hung(time.perf_counter() - started)) from None
         except KeyboardInterrupt:  # Ctrl-C: a child stuck in native code would keep the run from ending
             self._kill(None)
             raise
         except BrokenProcessPool:
             self._pool = None
-            raise IsolatedFailure(
-                "TrainingProcessDied",
-                f"the training process died {DIED}; the other scenarios go on in a new process",
-            ) from None
-        self.done += 1
-        if self.done >= self.every or out["rss_mib"] > self.memory_mib:
-            self.close()  # the next scenario gets a fresh child
-        return out
+            raise IsolatedFailure("TrainingProcessDied", f"the training process {died}") from None
 
     def _kill(self, future: Any) -> None:
         """Kill the pool's process (hung inside native code, it would never return; or hung starting, before it
