@@ -253,11 +253,11 @@ class Trainer:
 
     def _kill(self, future: Any) -> None:
         """Kill the pool's process (hung inside native code, it would never return; or hung starting, before it
-        told its pid) and forget the pool, once the pool has seen its process die (so that it cleans up its queues
-        itself)."""
+        told its pid: so it is found as the child this process did not have before the pool) and forget the pool,
+        once the pool has seen its process die (so that it cleans up its queues itself)."""
         pool, self._pool = self._pool, None
         for child in multiprocessing.active_children():
-            if child.pid == self.pid or child.pid not in self._others:
+            if child.pid not in self._others:
                 child.kill()
         if future is not None:
             with contextlib.suppress(BaseException):
