@@ -37,7 +37,7 @@ from .record import SeedRun
 
 HARD_LIMIT_GRACE_S = 1.0  # past a limit checked after every batch, the child is killed
 EPOCH_GRACE = 0.05  # past the default limit, checked after every epoch: 5 % of it (an epoch may be long)
-WARM_TIMEOUT_S = 600.0  # starting a child and importing TensorFlow there
+WARM_TIMEOUT_S = 600.0  # starting a child and importing TensorFlow there; also the limit for checking one file
 DEFAULT_MEMORY_LIMIT_MIB = 2048.0  # a child above this resident size after a scenario is replaced
 DIED = "(a native crash — abort, segmentation fault — or the out-of-memory killer)"
 
