@@ -202,13 +202,12 @@ def differences(
     new = compare.column(probe, Path("probe"))
     found = []
     for sid in sorted(set(base.scenarios) | set(new.scenarios)):
-        paths = [_fit_path(col.scenarios.get(sid)) for col in (base, new)]
-        if None not in paths and paths[0] != paths[1] and "drift" in kinds:
-            # the auto sentinel chose another path: this build feeds `fit` arrays differently (curves of the two
-            # paths are not compared, so this is the difference to report)
-            why = (
-                f"the fidelity sentinel chose {paths[1]} here, {paths[0]} at the good end: fit feeds arrays differently"
-            )
+        proven = [_fast_path_proven(col.scenarios.get(sid)) for col in (base, new)]
+        if None not in proven and proven[0] != proven[1] and "drift" in kinds:
+            # the auto sentinel found the fast path equal to fit on the arrays at one end only: this build feeds
+            # `fit` arrays differently (in another order, or other batches)
+            said = ["equal to fit on the arrays" if p else "not equal to fit on the arrays" for p in proven]
+            why = f"the fidelity sentinel found the fast path {said[1]} here, {said[0]} at the good end"
             found.append(compare.Change(sid, new.label, "drift", why, True, base.label))
         for change in compare.judge(sid, base, new, rules or compare.Rules()):
             if change.kind in kinds and not change.within_noise:
@@ -216,9 +215,11 @@ def differences(
     return found
 
 
-def _fit_path(record: ScenarioRecord | None) -> str | None:
-    runtime = record.get("runtime") if record else None
-    return runtime.get("fit_input") if runtime else None
+def _fast_path_proven(record: ScenarioRecord | None) -> bool | None:
+    """The auto sentinel's verdict on the fast path; None where no sentinel ran (Keras 2, short scenarios, or an
+    input path the run set)."""
+    fidelity = record.get("fidelity") if record else None
+    return bool(fidelity["agrees"]) if fidelity else None
 
 
 class ProbeFailed(Exception):

@@ -148,6 +148,8 @@ class ScenarioItem(pytest.Item):
                 noise_floor=settings.noise_floor,
             )
         self.stash[RECORD_KEY] = self._record(result)
+        for note in self.stash[RECORD_KEY].get("unmet_settings", []):
+            self.warn(pytest.PytestWarning(f"{self.file_id}::{self.scenario.name}: {note}"))
         if result.error is not None:
             raise result.error
         assert result.verdict is not None
@@ -221,6 +223,7 @@ class ScenarioItem(pytest.Item):
         runtime["timeout_s"] = self.timeout_s
         runtime["fit_input"] = result.fit_input
         runtime["fit_input_asked"] = self.fit_input
+        runtime["fit_batches"] = result.fit_input == "numpy" or bool(result.fidelity and result.fidelity["agrees"])
         runtime["isolate"] = self.config.stash[SCENARIOS_KEY].isolate
         runtime["pid"] = result.pid
         if result.rss_mib is not None:
@@ -237,6 +240,11 @@ class ScenarioItem(pytest.Item):
         )
         if result.fidelity is not None:
             record["fidelity"] = result.fidelity
+        from .evaluate import unmet_settings
+
+        unmet = unmet_settings(self.scenario, runs)
+        if unmet:
+            record["unmet_settings"] = unmet
         return record
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:

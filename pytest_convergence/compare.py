@@ -318,10 +318,10 @@ def _drift(
     base: ScenarioRecord, new: ScenarioRecord, s: Rules, shifts: list[stats.Shift], change: Any
 ) -> Iterable[Change]:
     """Curve drift over the seeds both ran, judged against each seed's rounding floor."""
-    if _fit_input(base) != _fit_input(new):  # other batch orders: the curves cannot be compared
+    if not _fed_alike(base, new):  # other batch orders: the curves cannot be compared
         yield change(
             "drift",
-            f"trained through different input paths ({_fit_input(base)} → {_fit_input(new)}): curves not compared",
+            f"trained other batches ({_feed(base)} → {_feed(new)}): curves not compared",
             False,
             noise=True,
         )
@@ -402,9 +402,9 @@ def _slowdown(base: ScenarioRecord, new: ScenarioRecord, s: Rules) -> tuple[floa
     and the fastest calibration run. The ratio of those is the version's cost in units of this machine. How
     far each run's calibration runs spread (max/min) says how disturbed the machine was; the product of the
     two spreads, if larger than `s.slowdown`, is the smallest ratio that counts."""
-    before, after = _sentinel_p10(base), _sentinel_p10(new)
-    margin, source = SENTINEL_MARGIN, "sentinel's fit on arrays, "
-    if before is None or after is None:  # a run without the auto sentinel: its training epochs, if fed alike
+    (before, short_b), (after, short_n) = _numpy_p10(base), _numpy_p10(new)
+    margin, source = (SENTINEL_MARGIN, "sentinel's fit on arrays, ") if short_b or short_n else (1.0, "")
+    if before is None or after is None:  # neither timed fit on the arrays: their training epochs, if fed alike
         if _fit_input(base) != _fit_input(new):
             return None
         before, after = _epoch_p10(base), _epoch_p10(new)
@@ -426,11 +426,13 @@ def _slowdown(base: ScenarioRecord, new: ScenarioRecord, s: Rules) -> tuple[floa
     return ratio, limit, text
 
 
-def _sentinel_p10(record: ScenarioRecord) -> float | None:
-    """The fast decile of the auto sentinel's epochs of fit on numpy arrays: what a user's fit costs, whatever path
-    trained the scenario."""
+def _numpy_p10(record: ScenarioRecord) -> tuple[float | None, bool]:
+    """(the fast decile of the run's epochs of `fit` on numpy arrays — what a user's fit costs —, whether they are
+    the auto sentinel's short window): the sentinel's where it ran, else the training's where it fit on the arrays."""
     summary = (record.get("timing") or {}).get("numpy_epochs")
-    return summary["p10_s"] if summary and summary["n"] >= MIN_EPOCHS_TIMED else None
+    if summary and summary["n"] >= MIN_EPOCHS_TIMED:
+        return summary["p10_s"], True
+    return (_epoch_p10(record) if _fit_input(record) == "numpy" else None), False
 
 
 def _epoch_p10(record: ScenarioRecord) -> float | None:
@@ -462,6 +464,24 @@ def _said(value: object) -> str:
 
 def _fit_input(record: ScenarioRecord) -> str:
     return str((record.get("runtime") or {}).get("fit_input", "numpy"))
+
+
+def _fit_batches(record: ScenarioRecord) -> bool:
+    """Whether the run trained the batches `fit` makes of the numpy arrays, in its order (on the arrays, or on the
+    fast path the sentinel proved equal); records written before the key say it only for numpy."""
+    runtime = record.get("runtime") or {}
+    return bool(runtime.get("fit_batches", _fit_input(record) == "numpy"))
+
+
+def _fed_alike(base: ScenarioRecord, new: ScenarioRecord) -> bool:
+    """Whether two runs' curves can be compared: both trained fit's own batches, or both the same unchecked path."""
+    if _fit_batches(base) and _fit_batches(new):
+        return True
+    return not _fit_batches(base) and not _fit_batches(new) and _fit_input(base) == _fit_input(new)
+
+
+def _feed(record: ScenarioRecord) -> str:
+    return "fit's batches" if _fit_batches(record) else f"fit input {_fit_input(record)}, unchecked"
 
 
 def environment_changes(before: Column, after: Column) -> list[str]:

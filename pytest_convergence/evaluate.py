@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from . import expect, timing, training
 from .record import Fidelity, SeedRun
+from .text import one_line
 
 if TYPE_CHECKING:
     from .diagnose import Diagnosis
@@ -48,25 +49,21 @@ def evaluate(
     diagnose: bool = False,
     calibrate: bool = True,
 ) -> Evaluation:
-    """Train and judge `scenario`. Where its input is `auto`, the fidelity sentinel decides the path first (within
-    the same time limit). The first seed is diagnosed when `expect.stable` needs it or `diagnose` asks; a
-    failing seed is diagnosed to explain the failure. With `calibrate`, the machine's speed is timed just before and
-    after training (what makes epoch times comparable across runs). An exception from training is returned in
-    `error`, with what was measured before it."""
+    """Train and judge `scenario`. Where its input is `auto`, every seed trains `fit`'s own batches (`_train_auto`:
+    the fast path only where its sentinel proves it, within the same time limit). The first seed is diagnosed when
+    `expect.stable` needs it or `diagnose` asks; a failing seed is diagnosed to explain the failure. With `calibrate`,
+    the machine's speed is timed just before and after training (what makes epoch times comparable across runs). An
+    exception from training is returned in `error`, with what was measured before it."""
     result = Evaluation()
     if calibrate:
         result.calibration += timing.calibrate()
     deadline = time.perf_counter() + timeout_s if timeout_s else None
     result.fit_input = scenario.fit_input(fit_input)
     try:
-        if result.fit_input == "auto" and _short(scenario, noise_floor):
-            result.fit_input = "numpy"  # training on the arrays costs less than the sentinel would
-        elif result.fit_input == "auto":
-            result.fidelity, result.numpy_epoch_seconds = training.fidelity(
-                scenario, scenario.seeds[0], deadline, per_batch
-            )
-            result.fit_input = "dataset" if result.fidelity["agrees"] else "numpy"
-        result.runs = training.run(scenario, None, result.fit_input, noise_floor, per_batch, deadline)
+        if result.fit_input == "auto":
+            result.runs = _train_auto(scenario, result, deadline, noise_floor, per_batch)
+        else:
+            result.runs = training.run(scenario, None, result.fit_input, noise_floor, per_batch, deadline)
         if calibrate:
             result.calibration += timing.calibrate()
         # past the time limit nothing more is computed (the sharpness estimate can take seconds)
@@ -89,8 +86,59 @@ def evaluate(
     return result
 
 
+# Up to this many epochs in all, training on the arrays costs about what the sentinel would (its 21 epochs of fit on the
+# arrays, and one more model to build and trace).
+SHORT_EPOCHS = training.SENTINEL_EPOCHS + 5
+
+
+def _train_auto(
+    scenario: Scenario, result: Evaluation, deadline: float | None, noise_floor: bool, per_batch: bool
+) -> list[SeedRun]:
+    """`fit.input: auto`: every seed trains what `fit` on the numpy arrays trains. On the arrays themselves where
+    the fast path does not pay (Keras 2, short scenarios); else the sentinel (`fit` on the arrays, up to
+    SENTINEL_EPOCHS epochs) runs beside the first seed's real run on the fast path, and the fast path keeps that run
+    and trains the other seeds only where the two agree bit for bit, epoch by epoch. Sets the path, the verdict
+    and the sentinel's epoch times on `result`."""
+    result.fit_input = "numpy"
+    if _short(scenario, noise_floor) or not training.fast_path_pays():
+        return training.run(scenario, None, "numpy", noise_floor, per_batch, deadline)
+    first, *others = scenario.seeds
+    try:
+        reference = training.sentinel(scenario, first, deadline, per_batch)
+    except Exception as exc:  # the real run on the arrays raises it again, where expect.raises can judge it
+        result.fidelity = _refused(f"fit on numpy arrays raised {type(exc).__name__}: {one_line(exc, 200)}")
+        return training.run(scenario, None, "numpy", noise_floor, per_batch, deadline)
+    result.numpy_epoch_seconds = reference.epoch_seconds
+    try:
+        fast = training.run_seed(scenario, first, deadline, "dataset", noise_floor, per_batch)
+    except Exception as exc:
+        result.fidelity = _refused(f"the fast path raised {type(exc).__name__}: {one_line(exc, 200)}")
+    else:
+        result.fidelity = training.agreement(reference, fast)
+    if not result.fidelity["agrees"]:
+        return training.run(scenario, None, "numpy", noise_floor, per_batch, deadline)
+    result.fit_input = "dataset"
+    return [fast, *(training.run_seed(scenario, s, deadline, "dataset", noise_floor, per_batch) for s in others)]
+
+
+def unmet_settings(scenario: Scenario, runs: list[SeedRun]) -> list[str]:
+    """The scenario's settings that could not take effect on this Keras, each said once (the item warns and records
+    them; explain prints them): `jit_compile: true` where Keras trained without XLA — Keras 3 turns XLA off while
+    TensorFlow's op determinism is on, and every scenario trains under it so that a seed's run repeats exactly."""
+    if scenario.spec.jit_compile and any(run.jit_compile is False for run in runs):
+        return [
+            "jit_compile: true could not take effect: this Keras turned XLA off, as Keras 3 does under op "
+            "determinism (on for every scenario, so that runs repeat exactly); it trained without XLA"
+        ]
+    return []
+
+
+def _refused(reason: str) -> Fidelity:
+    return Fidelity(agrees=False, epochs=0, largest_difference=None, at_epoch=None, reason=reason)
+
+
 def _short(scenario: Scenario, noise_floor: bool) -> bool:
     """A scenario whose whole training is no more epochs than the auto sentinel's: it trains on numpy arrays
     directly (what the sentinel would check against), and its own epochs are its timing."""
     epochs = scenario.spec.epochs * len(scenario.seeds) * (2 if noise_floor else 1)
-    return epochs <= training.SENTINEL_EPOCHS + training.FIDELITY_EPOCHS
+    return epochs <= SHORT_EPOCHS

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import report
 from .errors import InputError, ScenarioError
-from .evaluate import evaluate
+from .evaluate import evaluate, unmet_settings
 from .record import Fidelity
 from .scenario import Scenario, load_file
 from .text import fmt
@@ -70,6 +70,8 @@ def explain(scenario: Scenario, seed: int | None, fit_input: str) -> Generator[s
     run, diagnosis = result.runs[0], result.diagnosis
     if result.fidelity is not None:
         yield f"  {describe_fidelity(result.fit_input, result.fidelity)}"
+    for note in unmet_settings(scenario, result.runs):
+        yield f"  note: {note}"
     fit_input = result.fit_input  # the sweep trains as the scenario did
     for check in result.verdict.seeds[0].checks:
         yield f"  {'ok  ' if check.ok else 'FAIL'} {check.expectation}: {check.message}"
@@ -106,7 +108,7 @@ def describe_fidelity(path: str, fidelity: Fidelity) -> str:
     """One line: which input path trained and why (the auto sentinel's verdict)."""
     if fidelity["agrees"]:
         return (
-            f"fit input {path}: the dataset path matched fit on numpy arrays within "
-            f"{fidelity['largest_difference'] or 0:.2g} over {fidelity['epochs']} epochs (checked)"
+            f"fit input {path}: the fast path trained what fit on the numpy arrays trains, every one of "
+            f"{fidelity['epochs']} epochs equal (checked)"
         )
     return f"fit input {path}: {fidelity['reason']}"

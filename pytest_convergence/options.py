@@ -53,11 +53,12 @@ TIMEOUT_HELP = (
 )
 
 INPUT_HELP = (
-    "How scenarios without fit.input feed model.fit: auto (default: the dataset path — a tf.data pipeline built "
-    "once with the same batches and shuffling, many times faster per epoch on Keras 3 — where a short sentinel "
-    "shows, per scenario, that it trains as fit on numpy arrays does; else numpy), numpy (the arrays, as user code "
-    "does) or dataset (unchecked)."
+    "How scenarios without fit.input feed model.fit: auto (default: fit's own batches, in fit's order, always — "
+    "on Keras 3 through the fast path, the same batches made once by Keras's own array adapter and many times faster "
+    "per epoch, where a sentinel shows for the scenario that every epoch equals fit on the numpy arrays; else, and on "
+    "Keras 2, fit on the arrays), numpy (the arrays, as user code does) or dataset (the fast path, unchecked)."
 )
+
 
 DTYPE_POLICY_HELP = (
     "For scenarios without dtype_policy: the Keras dtype policy to build and train under (float32, the default; "

@@ -147,6 +147,9 @@ class Runtime(TypedDict, total=False):
     timeout_s: float | None
     fit_input: str  # the path that trained: numpy | dataset
     fit_input_asked: str  # auto | numpy | dataset
+    # the batches `fit` makes of the numpy arrays, in its order: fit on the arrays, or the fast path that the auto
+    # sentinel proved equal to it (records written before this key: numpy only)
+    fit_batches: bool
     isolate: int  # scenarios per training child (--convergence-isolate); 0: trained in the pytest process
     pid: int  # the process that trained (a child's with --convergence-isolate)
     child_rss_mib: float  # that child's resident size after the scenario (--convergence-isolate only)
@@ -172,13 +175,15 @@ class Timing(TypedDict, total=False):
 
 
 class Fidelity(TypedDict):
-    """`fit.input: auto`: the sentinel that decided the input path. The first seed trained a few epochs from the
-    same initial weights, unshuffled, through both paths; the dataset path trains only if the losses agree."""
+    """`fit.input: auto` on a Keras where the fast path pays: the sentinel that decided the input path. The first
+    seed trained up to 21 epochs with `fit` on the numpy arrays (the scenario's shuffling, batch size and validation)
+    beside its real run on the fast path; the fast path keeps that run and trains the other seeds only if every epoch
+    both ran has the same loss and metrics, bit for bit."""
 
     agrees: bool
     epochs: int  # compared
     largest_difference: Real | None  # relative, over those epochs (inf: one path's loss was not finite)
-    at_epoch: int | None
+    at_epoch: int | None  # the first epoch that differs
     reason: str  # why the scenario trains on numpy, or ""
 
 
@@ -202,6 +207,8 @@ class ScenarioRecord(TypedDict, total=False):
     timing: Timing
     declared: Declared
     fidelity: Fidelity  # only where fit.input was auto
+    # settings the scenario asked for that could not take effect on this Keras (evaluate.unmet_settings), said once
+    unmet_settings: list[str]
 
 
 class CollectionError(TypedDict):

@@ -359,11 +359,11 @@ class Expect(_Strict):
 class FitSpec(_Strict):
     """`fit:` — how the data reaches `model.fit`.
 
-    auto (the run's default): the dataset path where a short sentinel shows, for this scenario on this version,
-    that it trains as `fit` on numpy arrays does (evaluate.py), else numpy.
+    auto (the run's default): fit's own batches, always: on Keras 3 the dataset path where a sentinel shows, for
+    this scenario on this version, that every epoch equals `fit` on the numpy arrays (evaluate.py), else numpy.
     numpy: the arrays, as user code passes them: for scenarios about how `fit` itself treats arrays.
-    dataset: a tf.data pipeline built once — same epochs, batch size and per-epoch shuffling —
-    many times faster per epoch on Keras 3 for tiny models; unchecked.
+    dataset: the batches `fit` makes of the arrays, made once by Keras's own array adapter and kept for the whole
+    fit — many times faster per epoch on Keras 3 for tiny models; unchecked.
     """
 
     input: FitInput | None = None  # None: the run's --convergence-input

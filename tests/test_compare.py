@@ -363,7 +363,8 @@ def test_uncalibrated_records_fall_back_to_raw_times(tmp_path: Path, capsys: pyt
 
 
 def test_no_slowdown_between_different_fit_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A run on the dataset path and one on numpy arrays time different things, not different versions."""
+    """A run's epochs on the dataset path and another's on numpy arrays time different things, not different
+    versions (here neither run has the sentinel's epochs of fit on the arrays)."""
     numpy_base = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("t", epoch_ms=1.2))
     dataset_base = write(tmp_path, "b", "2.15.1", "2.15.0", scenario("t", epoch_ms=1.2, runtime=DATASET))
     slow_dataset = write(tmp_path, "c", "2.21.0", "3.15.1", scenario("t", epoch_ms=28.0, runtime=DATASET))
@@ -374,6 +375,31 @@ def test_no_slowdown_between_different_fit_inputs(tmp_path: Path, capsys: pytest
 
 
 DATASET = {"fit_input": "dataset"}
+PROVEN = {"fit_input": "dataset", "fit_batches": True}  # the auto sentinel found it equal to fit on the arrays
+
+
+def test_a_keras_2_run_on_the_arrays_times_fit_against_a_keras_3_sentinel(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On Keras 2 auto fits the arrays (no sentinel): its training epochs are what a user's fit costs, compared with
+    the Keras 3 sentinel's epochs of fit on the arrays (under the sentinel's margin); the curves of both are fit's
+    own batches, so they are compared."""
+    keras2 = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("t", epoch_ms=1.2, runtime={"fit_input": "numpy"}))
+    keras3 = write(tmp_path, "b", "2.21.0", "3.15.1", scenario("t", epoch_ms=1.0, runtime=PROVEN, timing=sentinel(28)))
+    code, out = run(capsys, keras2, keras3)
+    assert code == 1 and "[slowdown, REGRESSION]" in out and "sentinel's fit on arrays" in out
+    assert "curves not compared" not in out
+
+
+def test_curves_of_an_unchecked_fast_path_are_not_compared_with_fit_s_batches(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proven = write(tmp_path, "a", "2.21.0", "3.15.1", scenario("t", runtime=PROVEN))
+    unchecked = write(tmp_path, "b", "2.21.0", "3.15.1", scenario("t", runtime=DATASET))
+    code, out = run(capsys, proven, unchecked)
+    assert code == 0 and "trained other batches (fit's batches → fit input dataset, unchecked)" in out
+    code, out = run(capsys, proven, write(tmp_path, "c", "2.21.0", "3.15.1", scenario("t")))
+    assert code == 0 and "curves not compared" not in out
 
 
 def sentinel(ms: float) -> dict[str, Any]:
@@ -396,8 +422,8 @@ def test_the_auto_sentinel_times_fit_on_numpy_whatever_path_trained(
     fell_back = write(tmp_path, "c", "2.21.0", "3.15.1", scenario("t", epoch_ms=28.0, timing=sentinel(2.1)))
     code, out = run(capsys, base, fell_back)
     assert code == 0 and "[slowdown" not in out
-    # the curves of runs fed through different paths are not compared (other batch orders), and never counted
-    assert "trained through different input paths (dataset → numpy): curves not compared" in out
+    # a fast path from before the sentinel checked shuffled epochs is not taken for fit's batches: not compared
+    assert "trained other batches (fit input dataset, unchecked → fit's batches): curves not compared" in out
 
 
 def test_a_sentinel_timed_slowdown_needs_twice_the_margin(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
