@@ -95,12 +95,12 @@ def _train_auto(
     scenario: Scenario, result: Evaluation, deadline: float | None, noise_floor: bool, per_batch: bool
 ) -> list[SeedRun]:
     """`fit.input: auto`: every seed trains what `fit` on the numpy arrays trains. On the arrays themselves where
-    the fast path does not pay (Keras 2, short scenarios); else the sentinel (`fit` on the arrays, up to
-    SENTINEL_EPOCHS epochs) runs beside the first seed's real run on the fast path, and the fast path keeps that run
-    and trains the other seeds only where the two agree bit for bit, epoch by epoch. Sets the path, the verdict
-    and the sentinel's epoch times on `result`."""
+    the fast path does not pay (one batch an epoch on Keras 2, short scenarios); else the sentinel (`fit` on the
+    arrays, up to SENTINEL_EPOCHS epochs) runs beside the first seed's real run on the fast path, and the fast path
+    keeps that run and trains the other seeds only where the two agree bit for bit, epoch by epoch. Sets the path,
+    the verdict and the sentinel's epoch times on `result`."""
     result.fit_input = "numpy"
-    if _short(scenario, noise_floor) or not training.fast_path_pays():
+    if _short(scenario, noise_floor) or not training.fast_path_pays(scenario):
         return training.run(scenario, None, "numpy", noise_floor, per_batch, deadline)
     first, *others = scenario.seeds
     try:

@@ -54,9 +54,10 @@ TIMEOUT_HELP = (
 
 INPUT_HELP = (
     "How scenarios without fit.input feed model.fit: auto (default: fit's own batches, in fit's order, always — "
-    "on Keras 3 through the fast path, the same batches made once by Keras's own array adapter and many times faster "
-    "per epoch, where a sentinel shows for the scenario that every epoch equals fit on the numpy arrays; else, and on "
-    "Keras 2, fit on the arrays), numpy (the arrays, as user code does) or dataset (the fast path, unchecked)."
+    "through the fast path, the same batches made once by Keras's own array adapter and many times faster per epoch "
+    "on Keras 3, where a sentinel shows for the scenario that every epoch equals fit on the numpy arrays; else, and "
+    "where it would save nothing, fit on the arrays), numpy (the arrays, as user code does) or dataset (the fast "
+    "path, unchecked)."
 )
 
 

@@ -37,8 +37,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [f"convergence: scenarios from {shown}"]
     if settings.fit_input == "auto":
         lines.append(
-            "convergence: fit input auto: fit's own batches — on Keras 3 through the fast path where a sentinel "
-            "shows it trains what fit on the numpy arrays trains (checked per scenario), else fit on the arrays"
+            "convergence: fit input auto: fit's own batches — through the fast path where a sentinel shows it "
+            "trains what fit on the numpy arrays trains (checked per scenario), else fit on the arrays"
         )
     else:
         lines.append(f"convergence: fit input {settings.fit_input} where a scenario does not set fit.input")

@@ -359,8 +359,8 @@ class Expect(_Strict):
 class FitSpec(_Strict):
     """`fit:` — how the data reaches `model.fit`.
 
-    auto (the run's default): fit's own batches, always: on Keras 3 the dataset path where a sentinel shows, for
-    this scenario on this version, that every epoch equals `fit` on the numpy arrays (evaluate.py), else numpy.
+    auto (the run's default): fit's own batches, always: the dataset path where a sentinel shows, for this scenario
+    on this version, that every epoch equals `fit` on the numpy arrays (evaluate.py), else numpy.
     numpy: the arrays, as user code passes them: for scenarios about how `fit` itself treats arrays.
     dataset: the batches `fit` makes of the arrays, made once by Keras's own array adapter and kept for the whole
     fit — many times faster per epoch on Keras 3 for tiny models; unchecked.

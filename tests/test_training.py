@@ -158,7 +158,7 @@ def test_the_fidelity_sentinel_falls_back_to_numpy_when_the_paths_train_differen
     the sentinel is made to run there too."""
     from pytest_convergence.evaluate import evaluate
 
-    monkeypatch.setattr(training, "fast_path_pays", lambda: True)
+    monkeypatch.setattr(training, "fast_path_pays", lambda scenario: True)
     scenario = scenarios(tmp_path, MINI_BATCHES)["shuffled"]
     taken = evaluate(scenario, "auto", calibrate=False)
     assert taken.fit_input == "dataset" and taken.ok and taken.fidelity is not None
@@ -190,7 +190,7 @@ def test_the_fast_path_s_own_failure_is_never_the_scenario_s_expected_error(
     def no_adapter(*args: object) -> None:
         raise training.FastPathError("ValueError: no array adapter")
 
-    monkeypatch.setattr(training, "fast_path_pays", lambda: True)
+    monkeypatch.setattr(training, "fast_path_pays", lambda scenario: True)
     monkeypatch.setattr(training, "_fit_dataset", no_adapter)
     entry = MINI_BATCHES.split("  - name: diverges")[0].split("  - name: shuffled")[1]
     scenario = scenarios(
