@@ -44,7 +44,7 @@ from . import compare, results
 from .choices import BISECT_KINDS, BISECT_PROBE_TIMEOUT_S
 from .envcheck import SIBLINGS
 from .errors import InputError
-from .record import Document, ScenarioRecord
+from .record import Document
 from .text import one_line
 
 BISECTABLE = frozenset().union(*SIBLINGS)
@@ -202,24 +202,10 @@ def differences(
     new = compare.column(probe, Path("probe"))
     found = []
     for sid in sorted(set(base.scenarios) | set(new.scenarios)):
-        proven = [_fast_path_proven(col.scenarios.get(sid)) for col in (base, new)]
-        if None not in proven and proven[0] != proven[1] and "drift" in kinds:
-            # the auto sentinel found the fast path equal to fit on the arrays at one end only: this build feeds
-            # `fit` arrays differently (in another order, or other batches)
-            said = ["equal to fit on the arrays" if p else "not equal to fit on the arrays" for p in proven]
-            why = f"the fidelity sentinel found the fast path {said[1]} here, {said[0]} at the good end"
-            found.append(compare.Change(sid, new.label, "drift", why, True, base.label))
         for change in compare.judge(sid, base, new, rules or compare.Rules()):
             if change.kind in kinds and not change.within_noise:
                 found.append(change)
     return found
-
-
-def _fast_path_proven(record: ScenarioRecord | None) -> bool | None:
-    """The auto sentinel's verdict on the fast path; None where no sentinel ran (Keras 2, short scenarios, or an
-    input path the run set)."""
-    fidelity = record.get("fidelity") if record else None
-    return bool(fidelity["agrees"]) if fidelity else None
 
 
 class ProbeFailed(Exception):

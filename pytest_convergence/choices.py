@@ -8,8 +8,8 @@ from __future__ import annotations
 import typing
 from typing import Literal
 
-# auto: the dataset path where a short sentinel shows that it trains as fit on numpy arrays does, else numpy;
-# numpy: fit on the arrays, as user code does; dataset: one tf.data pipeline, unchecked
+# auto: fit's own batches always — the dataset path where a sentinel shows every epoch equals fit on numpy arrays,
+# else numpy; numpy: fit on the arrays, as user code does; dataset: fit's batches via Keras's adapter, unchecked
 FitInput = Literal["auto", "numpy", "dataset"]
 FIT_INPUTS: tuple[str, ...] = typing.get_args(FitInput)
 

@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=choices.FIT_INPUTS,
         default="auto",
         help="how data reaches fit where the scenario does not say (default: auto — the fast dataset path where a "
-        "sentinel shows it trains as fit on numpy arrays does, else numpy)",
+        "sentinel shows every epoch equals fit on the numpy arrays, else numpy)",
     )
     x.set_defaults(run=_explain)
 

@@ -474,10 +474,13 @@ def _fit_batches(record: ScenarioRecord) -> bool:
 
 
 def _fed_alike(base: ScenarioRecord, new: ScenarioRecord) -> bool:
-    """Whether two runs' curves can be compared: both trained fit's own batches, or both the same unchecked path."""
+    """Whether two runs' curves can be compared: both trained fit's own batches, or both the same unchecked path as
+    built since the fast path is Keras's own adapter (records that say `fit_batches`; an older fast path shuffled
+    with an order of its own)."""
     if _fit_batches(base) and _fit_batches(new):
         return True
-    return not _fit_batches(base) and not _fit_batches(new) and _fit_input(base) == _fit_input(new)
+    current = all("fit_batches" in (r.get("runtime") or {}) for r in (base, new))
+    return current and not _fit_batches(base) and not _fit_batches(new) and _fit_input(base) == _fit_input(new)
 
 
 def _feed(record: ScenarioRecord) -> str:

@@ -95,28 +95,32 @@ def _train_auto(
     scenario: Scenario, result: Evaluation, deadline: float | None, noise_floor: bool, per_batch: bool
 ) -> list[SeedRun]:
     """`fit.input: auto`: every seed trains what `fit` on the numpy arrays trains. On the arrays themselves where
-    the fast path does not pay (one batch an epoch on Keras 2, short scenarios); else the sentinel (`fit` on the
+    the fast path does not pay (Keras 2, short scenarios); else the sentinel (`fit` on the
     arrays, up to SENTINEL_EPOCHS epochs) runs beside the first seed's real run on the fast path, and the fast path
     keeps that run and trains the other seeds only where the two agree bit for bit, epoch by epoch. Sets the path,
     the verdict and the sentinel's epoch times on `result`."""
     result.fit_input = "numpy"
-    if _short(scenario, noise_floor) or not training.fast_path_pays(scenario):
+
+    def on_the_arrays() -> list[SeedRun]:
         return training.run(scenario, None, "numpy", noise_floor, per_batch, deadline)
+
+    if _short(scenario, noise_floor) or not training.fast_path_pays():
+        return on_the_arrays()
     first, *others = scenario.seeds
     try:
         reference = training.sentinel(scenario, first, deadline, per_batch)
     except Exception as exc:  # the real run on the arrays raises it again, where expect.raises can judge it
-        result.fidelity = _refused(f"fit on numpy arrays raised {type(exc).__name__}: {one_line(exc, 200)}")
-        return training.run(scenario, None, "numpy", noise_floor, per_batch, deadline)
+        result.fidelity = _unproven(f"fit on numpy arrays raised {type(exc).__name__}: {one_line(exc, 200)}")
+        return on_the_arrays()
     result.numpy_epoch_seconds = reference.epoch_seconds
-    try:
-        fast = training.run_seed(scenario, first, deadline, "dataset", noise_floor, per_batch)
+    try:  # stops at the first epoch that differs from the sentinel's, before its rounding-floor twin
+        fast = training.run_seed(scenario, first, deadline, "dataset", noise_floor, per_batch, reference)
     except Exception as exc:
-        result.fidelity = _refused(f"the fast path raised {type(exc).__name__}: {one_line(exc, 200)}")
+        result.fidelity = _unproven(f"the fast path raised {type(exc).__name__}: {one_line(exc, 200)}")
     else:
         result.fidelity = training.agreement(reference, fast)
     if not result.fidelity["agrees"]:
-        return training.run(scenario, None, "numpy", noise_floor, per_batch, deadline)
+        return on_the_arrays()
     result.fit_input = "dataset"
     return [fast, *(training.run_seed(scenario, s, deadline, "dataset", noise_floor, per_batch) for s in others)]
 
@@ -133,7 +137,7 @@ def unmet_settings(scenario: Scenario, runs: list[SeedRun]) -> list[str]:
     return []
 
 
-def _refused(reason: str) -> Fidelity:
+def _unproven(reason: str) -> Fidelity:
     return Fidelity(agrees=False, epochs=0, largest_difference=None, at_epoch=None, reason=reason)
 
 

@@ -189,13 +189,13 @@ def run(
 ) -> list[SeedRun]:
     """Train the scenario once per seed, with the Keras of this environment, within `timeout_s` in all (checked
     after every batch, or with `per_batch=False` after every epoch), or until `deadline` (a time.perf_counter()
-    value). `fit_input` (numpy or dataset; `auto` is decided by `fidelity` first, see evaluate.py) is used where the
+    value). `fit_input` (numpy or dataset; `auto` is decided first, see evaluate.py) is used where the
     scenario has no fit.input; `noise_floor` measures each seed's rounding floor."""
     if deadline is None and timeout_s:
         deadline = time.perf_counter() + timeout_s
     chosen = scenario.fit_input(fit_input)
     if chosen not in ("numpy", "dataset"):
-        raise ValueError(f"fit input {chosen!r}: decide auto with training.fidelity first")
+        raise ValueError(f"fit input {chosen!r}: decide auto first (evaluate.py)")
     return [run_seed(scenario, seed, deadline, chosen, noise_floor, per_batch) for seed in scenario.seeds]
 
 
@@ -206,24 +206,26 @@ def run_seed(
     fit_input: str = "numpy",
     noise_floor: bool = False,
     per_batch: bool = True,
+    reference: SeedRun | None = None,
 ) -> SeedRun:
     """One seed's run. An exception propagates, unless the scenario expects one (`expect.raises`):
     then it is recorded on the SeedRun, with whatever epochs ran before it. Past `deadline`
     (a time.perf_counter() value) training stops after the current batch (or epoch). With `noise_floor`, the
     seed trains a second time from its initial weights moved by one ulp, as many epochs as the
-    first run, and the SeedRun keeps how far the curve moved (its rounding floor)."""
+    first run, and the SeedRun keeps how far the curve moved (its rounding floor). With `reference` (auto's
+    sentinel), training stops at the first epoch that differs from it (stop_reason UNEQUAL), without the twin."""
     record = SeedRun(seed=seed, epochs_planned=scenario.spec.epochs)
     if deadline is not None and time.perf_counter() >= deadline:
         record.stop_reason = TIME_LIMIT
         return record
     try:
-        _train(scenario, record, deadline, fit_input, per_batch=per_batch)
+        _train(scenario, record, deadline, fit_input, per_batch=per_batch, reference=reference)
     except Exception as exc:
         if scenario.spec.expect.raises is None or isinstance(exc, FastPathError):
             raise
         record.error = f"{type(exc).__name__}: {one_line(exc)}"
         record.error_types = [c.__name__ for c in type(exc).__mro__]
-    if noise_floor and record.losses and record.error is None and record.stop_reason != TIME_LIMIT:
+    if noise_floor and record.losses and record.error is None and record.stop_reason not in (TIME_LIMIT, UNEQUAL):
         nudged = SeedRun(seed=seed, epochs_planned=record.epochs_run)
         _train(scenario, nudged, deadline, fit_input, nudge=True, per_batch=per_batch)
         if nudged.stop_reason != TIME_LIMIT:
@@ -239,16 +241,14 @@ class FastPathError(Exception):
     scenario's own error, so never what `expect.raises` matches."""
 
 
-def fast_path_pays(scenario: Scenario) -> bool:
-    """Whether the fast path saves time here. Keras 3's `fit` builds a new iterator over the arrays every epoch
+def fast_path_pays() -> bool:
+    """Whether `auto` should try the fast path here. Keras 3's `fit` builds a new iterator over the arrays every epoch
     (~25-50 ms for a tiny model on 2 CPUs, against ~3 ms on the fast path). Keras 2 and tf_keras keep one iterator
-    for the whole fit (~2 ms an epoch): there only the steps run in one call save time, so only where an epoch has
-    more than one batch (measured on TF 2.15: 64 samples in batches of 8, 9.9 → 4.8 ms an epoch; one batch,
-    1.9 → 2.0 ms)."""
-    if keras_major() >= 3:
-        return True
-    x, _ = train_part(scenario)
-    return fit_batches(len(x), scenario.spec.batch_size)[1] > 1
+    for the whole fit (~2 ms an epoch): there only running an epoch's steps in one call saves time, where an epoch
+    has several batches (TF 2.15, 64 samples in batches of 8: 9.9 → 4.8 ms an epoch), and the sentinel's extra model
+    costs more than that saves in short scenarios (the shipped suite on TF 2.15: 131.6 s fitting the arrays, 151.9 s
+    with the sentinel where an epoch has several batches, 2026-12-06). So on Keras 2 `auto` fits the arrays."""
+    return keras_major() >= 3
 
 
 def keras_major() -> int:
@@ -272,27 +272,39 @@ def sentinel(scenario: Scenario, seed: int, deadline: float | None = None, per_b
     return reference
 
 
+UNEQUAL = "differs from fit on the arrays"  # a stop_reason: the fast path's run left fit's curve (auto's sentinel)
+
+
+def epoch_difference(reference: SeedRun, run: SeedRun, epoch: int) -> float:
+    """The largest relative difference between `run` and `reference` at `epoch` (from 1) over the loss and every
+    metric the reference logged (val_loss, accuracy, …); inf where `run` lacks one of them."""
+    i = epoch - 1
+    curves = [(reference.losses, run.losses), *((v, run.metrics.get(k, [])) for k, v in reference.metrics.items())]
+    return max(relative_difference(a[i], b[i]) if i < len(b) else math.inf for a, b in curves)
+
+
 def agreement(reference: SeedRun, fast: SeedRun) -> Fidelity:
     """Whether the fast path's run of a seed trained what `fit` on the arrays trained: every epoch both ran has the
-    same loss and the same metrics (val_loss, accuracy, …), bit for bit. Shuffling, batch size and validation are
-    the scenario's own, so a batch out of fit's order shows (a different order moves the loss far above rounding)."""
+    same loss and the same metrics, bit for bit, over at least two epochs where the reference has them (the order of
+    a second epoch is what shows a batch order that is not fit's). Shuffling, batch size and validation are the
+    scenario's own, so a batch out of fit's order shows (a different order moves the loss far above rounding)."""
     compared = min(reference.epochs_run, fast.epochs_run)
-    curves = [(reference.losses, fast.losses)]
-    curves += [(values, fast.metrics.get(name, [])) for name, values in reference.metrics.items()]
-    by_epoch = [
-        max(relative_difference(a[i], b[i]) if i < len(b) else math.inf for a, b in curves) for i in range(compared)
-    ]
+    by_epoch = [epoch_difference(reference, fast, epoch) for epoch in range(1, compared + 1)]
     worst = max(by_epoch, default=0.0)
     at = next((i + 1 for i, d in enumerate(by_epoch) if d > 0), None)  # the first epoch that differs
-    agrees = compared > 0 and worst == 0.0
+    enough = compared >= min(2, reference.epochs_run) and compared > 0
+    agrees = enough and worst == 0.0
     if agrees:
         reason = ""
-    elif compared == 0:
-        reason = "the fast path trained no whole epoch (an error or the time limit): nothing to compare"
-    else:
+    elif worst > 0.0:
         reason = (
             f"the fast path differs from fit on the numpy arrays from epoch {at} of {compared} (by up to {worst:.2g}, "
             "relative; they must be equal): this Keras feeds arrays to fit differently"
+        )
+    else:
+        reason = (
+            f"the fast path's run stopped after {fast.epochs_run} epoch(s) ({fast.stop_reason}; error: "
+            f"{fast.error or 'none'}): too few to show it keeps fit's order"
         )
     return Fidelity(agrees=agrees, epochs=compared, largest_difference=worst, at_epoch=at, reason=reason)
 
@@ -305,10 +317,11 @@ def _train(
     nudge: bool = False,
     per_batch: bool = True,
     plain: bool = False,
+    reference: SeedRun | None = None,
 ) -> None:
     """Fit the scenario for `record.seed`, filling `record`. `plain`: `record.epochs_planned` epochs, no early
     stop on decided expectations, no predict (the fidelity sentinel). `nudge`: the rounding-floor run — plain, and
-    every initial weight moved one ulp up."""
+    every initial weight moved one ulp up. `reference`: stop at the first epoch that differs from it."""
     plain = plain or nudge
     tf, keras = frameworks()
     spec = scenario.spec
@@ -355,7 +368,9 @@ def _train(
             # the recorder last: it sees what the others add to the logs (ReduceLROnPlateau's learning rate)
             callbacks=[
                 *callbacks,
-                _recorder(keras, deadline is not None and per_batch)(record, None if plain else spec.expect, deadline),
+                _recorder(keras, deadline is not None and per_batch)(
+                    record, None if plain else spec.expect, deadline, reference
+                ),
             ],
             **options,
         )
@@ -366,7 +381,7 @@ def _train(
         if not plain and record.stop_reason != TIME_LIMIT and not isinstance(spec.model, str):
             record.units = unit_states(tf, model, train_part(scenario)[0])
         predict = spec.expect.predict
-        if predict is not None and record.stop_reason != TIME_LIMIT and not plain:
+        if predict is not None and record.stop_reason not in (TIME_LIMIT, UNEQUAL) and not plain:
             xs, _ = predict.points()
             # "list" passes what user code typically writes: [25.0] for one feature, [[1.0, 2.0]] for several
             given: Any = xs.reshape((len(xs), *scenario.x.shape[1:])).astype(scenario.x.dtype)
@@ -467,27 +482,36 @@ def _fit_dataset(tf: Any, keras: Any, scenario: Scenario, epochs: int) -> tuple[
     x, y = train_part(scenario)
     batch, steps = fit_batches(len(x), spec.batch_size)
     shuffle = spec.shuffle is not False  # fit shuffles by default
-    root = keras.__name__.split(".")[0]
-    try:
-        if _keras_major(keras) >= 3:
-            adapters = importlib.import_module(f"{root}.src.trainers.data_adapters.array_data_adapter")
-            data = adapters.ArrayDataAdapter(x, y, batch_size=batch, shuffle=shuffle).get_tf_dataset().cache().repeat()
-        else:
-            try:
-                adapters = importlib.import_module(f"{root}.src.engine.data_adapter")
-            except ImportError:  # Keras 2.12 keeps it outside src
-                adapters = importlib.import_module(f"{root}.engine.data_adapter")
-            data = adapters.TensorLikeDataAdapter(x, y, batch_size=batch, epochs=epochs, shuffle=shuffle).get_dataset()
-    except Exception as exc:
-        raise FastPathError(
-            f"{root} {keras.__version__} offers no array adapter this plugin knows ({type(exc).__name__}: "
-            f"{one_line(exc, 200)})"
-        ) from exc
+    adapter = _array_adapter(keras)
+    if _keras_major(keras) >= 3:
+        data = adapter(x, y, batch_size=batch, shuffle=shuffle).get_tf_dataset().cache().repeat()
+    else:
+        data = adapter(x, y, batch_size=batch, epochs=epochs, shuffle=shuffle).get_dataset()
     validation = None
     if spec.validation_split is not None:
         held = split_at(len(scenario.x), spec.validation_split)
         validation = tf.data.Dataset.from_tensor_slices((scenario.x[held:], scenario.y[held:])).batch(batch)
     return (data,), steps, validation
+
+
+def _array_adapter(keras: Any) -> Any:
+    """The class this Keras's `fit` hands numpy arrays to (Keras 3: ArrayDataAdapter; Keras 2 and tf_keras:
+    TensorLikeDataAdapter, outside `src` on Keras 2.12). Private to Keras: where it moved, FastPathError — never
+    the scenario's own error — and `auto` trains on the arrays."""
+    root = keras.__name__.split(".")[0]
+    if _keras_major(keras) >= 3:
+        places = [(f"{root}.src.trainers.data_adapters.array_data_adapter", "ArrayDataAdapter")]
+    else:
+        places = [(f"{root}.src.engine.data_adapter", "TensorLikeDataAdapter")]
+        places.append((f"{root}.engine.data_adapter", "TensorLikeDataAdapter"))
+    for module, name in places:
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+    raise FastPathError(
+        f"{root} {keras.__version__} has no array adapter where this plugin looks ({', '.join(m for m, _ in places)})"
+    )
 
 
 def train_part(scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
@@ -506,9 +530,12 @@ def _recorder(keras: Any, timed: bool) -> type:
     callback work (measurable on Keras 3 for tiny models)."""
 
     class Recorder(keras.callbacks.Callback):  # type: ignore[misc]
-        def __init__(self, record: SeedRun, expect: Any, deadline: float | None) -> None:
+        def __init__(
+            self, record: SeedRun, expect: Any, deadline: float | None, reference: SeedRun | None = None
+        ) -> None:
             super().__init__()
             self.record, self.expect, self.deadline, self.started = record, expect, deadline, 0.0
+            self.reference = reference
 
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
             self.started = time.perf_counter()
@@ -524,6 +551,13 @@ def _recorder(keras: Any, timed: bool) -> type:
                 else:
                     record.metrics.setdefault(key, []).append(float(value))
             reason = stop_reason(self.expect, record.losses) if self.expect else None
+            reference = self.reference
+            if (
+                reference is not None
+                and epoch < reference.epochs_run
+                and epoch_difference(reference, record, epoch + 1)
+            ):
+                reason = UNEQUAL  # the rest of this run would be thrown away: auto trains the arrays instead
             if reason and (reason != EXPECTATIONS_DECIDED or epoch + 1 < record.epochs_planned):
                 record.stop_reason = reason
                 self.model.stop_training = True

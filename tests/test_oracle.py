@@ -4,7 +4,7 @@ For every scenario of every shipped file, and for a hand-written shuffled mini-b
 its default settings (`fit.input: auto`: the fast path wherever its sentinel lets it), and the bare Keras script a
 user would write — seed, build, compile, `fit` on the arrays — trains each seed again, written here without any of
 the plugin's training code. Every epoch's loss and metric of every seed must be the same. Runs on the newest
-TensorFlow (`tox -e tests`) and on the oldest that CI runs (`tox -e oracle-tf215`).
+TensorFlow (`tox -e oracle-tf221`) and on the oldest that CI runs (`tox -e oracle-tf215`).
 """
 
 from __future__ import annotations
@@ -112,11 +112,12 @@ def check_against_bare_fit(scenario: Scenario) -> list[str]:
                 continue
             theirs = bare[name]
             ours = ours[: len(theirs)]
-            if not np.allclose(ours, theirs, rtol=RTOL, atol=0.0, equal_nan=True):
-                worst = int(np.nanargmax(np.abs(np.subtract(ours, theirs))))
+            close = np.isclose(ours, theirs, rtol=RTOL, atol=0.0, equal_nan=True)
+            if not close.all():
+                first = int(np.argmin(close))
                 found.append(
-                    f"seed {run.seed} {name} (fit input {result.fit_input}): epoch {worst + 1} {ours[worst]!r} "
-                    f"against bare fit's {theirs[worst]!r}"
+                    f"seed {run.seed} {name} (fit input {result.fit_input}): from epoch {first + 1}, {ours[first]!r} "
+                    f"against bare fit's {theirs[first]!r}"
                 )
     return found
 
@@ -146,8 +147,12 @@ def test_shuffled_mini_batches_train_what_bare_fit_trains(tmp_path: Path) -> Non
     path = tmp_path / "shuffled.yaml"
     path.write_text(SHUFFLED_MINI_BATCHES, encoding="utf-8")
     (scenario,) = load_file(path, root=tmp_path)
+    from pytest_convergence import training
+
     result = evaluate(scenario, "auto", calibrate=False)
     assert result.ok and [r.epochs_run for r in result.runs] == [30, 30, 30]
+    # on Keras 3 the fast path trained (the subject of the check); Keras 2 fits the arrays under auto
+    assert result.fit_input == ("dataset" if training.keras_major() >= 3 else "numpy")
     for run in result.runs:
         bare = bare_fit(scenario, run.seed, 30)["loss"]
         np.testing.assert_allclose(run.losses, bare, rtol=1e-4)

@@ -600,8 +600,7 @@ def test_auto_input_trains_fit_s_batches_and_says_how_it_knows(pytester: pytest.
     """The default: a sentinel per scenario (fit on the numpy arrays beside the first seed's run on the
     fast path, the scenario's own shuffling) decides the path, and the record says which path trained, that it
     trained fit's batches, and keeps the sentinel's epoch times of fit on the arrays for the gate's slowdown
-    judgement. On Keras 2, where an epoch is one batch (as here), the fast path saves nothing: auto trains on the
-    arrays, without a sentinel."""
+    judgement. On Keras 2 the fast path saves little: auto trains on the arrays, without a sentinel."""
     from pytest_convergence import training
 
     scenario_file(DIVERGES, PREDICTS)

@@ -74,8 +74,9 @@ def test_shuffled_and_early_stopped_runs_reach_the_same_verdicts(tmp_path: Path,
     assert [r.epochs_run for r in numpy_runs] == [r.epochs_run for r in dataset_runs]
 
 
-def test_shuffling_differs_per_epoch_and_per_seed(both_paths) -> None:
-    """A dataset that were shuffled once (or not at all) would give the unshuffled curve."""
+def test_shuffling_differs_per_seed_and_from_the_unshuffled_curve(both_paths) -> None:
+    """A fast path that ignored `shuffle` or the seed would give the unshuffled curve, or one curve for every seed
+    (whether fit draws a new order every epoch is Keras's own business: Keras 3 draws one per seed and keeps it)."""
     (unshuffled,), _ = both_paths["unshuffled"]
     _, (seed0, seed1) = both_paths["shuffled"]
     assert seed0.losses != unshuffled.losses
@@ -158,7 +159,7 @@ def test_the_fidelity_sentinel_falls_back_to_numpy_when_the_paths_train_differen
     the sentinel is made to run there too."""
     from pytest_convergence.evaluate import evaluate
 
-    monkeypatch.setattr(training, "fast_path_pays", lambda scenario: True)
+    monkeypatch.setattr(training, "fast_path_pays", lambda: True)
     scenario = scenarios(tmp_path, MINI_BATCHES)["shuffled"]
     taken = evaluate(scenario, "auto", calibrate=False)
     assert taken.fit_input == "dataset" and taken.ok and taken.fidelity is not None
@@ -175,8 +176,9 @@ def test_the_fidelity_sentinel_falls_back_to_numpy_when_the_paths_train_differen
     monkeypatch.setattr(training, "_fit_dataset", reversed_dataset)
     result = evaluate(scenario, "auto", calibrate=False)
     assert result.fidelity is not None and not result.fidelity["agrees"]
-    assert result.fidelity["largest_difference"] > 1e-3 and result.fidelity["at_epoch"] == 1
-    assert "differs from fit on the numpy arrays from epoch 1 of 21" in result.fidelity["reason"]
+    # the fast run stopped at its first unequal epoch: nothing more of it was trained, to be thrown away
+    assert result.fidelity["largest_difference"] > 0 and result.fidelity["at_epoch"] == result.fidelity["epochs"] == 1
+    assert "differs from fit on the numpy arrays from epoch 1 of 1" in result.fidelity["reason"]
     assert result.fit_input == "numpy" and result.ok  # trained as fit on arrays does, and judged on that
     assert [r.losses for r in result.runs] == [r.losses for r in training.run(scenario, fit_input="numpy")]
 
@@ -190,7 +192,7 @@ def test_the_fast_path_s_own_failure_is_never_the_scenario_s_expected_error(
     def no_adapter(*args: object) -> None:
         raise training.FastPathError("ValueError: no array adapter")
 
-    monkeypatch.setattr(training, "fast_path_pays", lambda scenario: True)
+    monkeypatch.setattr(training, "fast_path_pays", lambda: True)
     monkeypatch.setattr(training, "_fit_dataset", no_adapter)
     entry = MINI_BATCHES.split("  - name: diverges")[0].split("  - name: shuffled")[1]
     scenario = scenarios(
