@@ -142,8 +142,8 @@ scenarios:
 
 
 def test_shuffled_mini_batches_train_what_bare_fit_trains(tmp_path: Path) -> None:
-    """96 samples in batches of 8, reshuffled every epoch by fit, two Dense layers, SGD, 3 seeds, 30 epochs: each
-    seed's every epoch within 1e-4 (relative) of the bare script — the fast path where it is taken included."""
+    """96 samples in batches of 8, shuffled by fit, two Dense layers, SGD, 3 seeds, 30 epochs: each seed's every epoch
+    within 1e-4 (relative) of the bare script, with the defaults and on the fast path forced."""
     path = tmp_path / "shuffled.yaml"
     path.write_text(SHUFFLED_MINI_BATCHES, encoding="utf-8")
     (scenario,) = load_file(path, root=tmp_path)
@@ -153,8 +153,11 @@ def test_shuffled_mini_batches_train_what_bare_fit_trains(tmp_path: Path) -> Non
     assert result.ok and [r.epochs_run for r in result.runs] == [30, 30, 30]
     # on Keras 3 the fast path trained (the subject of the check); Keras 2 fits the arrays under auto
     assert result.fit_input == ("dataset" if training.keras_major() >= 3 else "numpy")
-    for run in result.runs:
+    # and the fast path itself, unchecked (fit.input: dataset): Keras 2's adapter as well as Keras 3's
+    forced = evaluate(scenario, "dataset", calibrate=False)
+    for run, fast in zip(result.runs, forced.runs, strict=True):
         bare = bare_fit(scenario, run.seed, 30)["loss"]
         np.testing.assert_allclose(run.losses, bare, rtol=1e-4)
+        np.testing.assert_allclose(fast.losses, bare, rtol=1e-4)
     # the seeds draw other orders and weights: three different curves, not one curve three times
     assert len({tuple(r.losses) for r in result.runs}) == 3
