@@ -237,7 +237,7 @@ SENTINEL_EPOCHS = 21  # fit on numpy arrays, timed: the first epoch traces; comp
 
 
 class FastPathError(Exception):
-    """The fast path could not be built on this Keras (its array adapter moved or refused the data): never a
+    """The fast path cannot be built on this Keras (its array adapter is not where this plugin looks): never a
     scenario's own error, so never what `expect.raises` matches."""
 
 
@@ -475,9 +475,10 @@ def _fit_dataset(tf: Any, keras: Any, scenario: Scenario, epochs: int) -> tuple[
     same order each time (its shuffle op's seeds are fixed when the dataset is built under the scenario's seed): the
     first epoch's batches, cached and repeated, are every epoch's. Keras 2's `fit` builds one dataset for all its
     epochs and iterates it once: the same dataset, built for the same number of epochs, is used as it is. Either is
-    an account of how this Keras works, and the `auto` sentinel checks it per scenario and seed: the losses and
-    metrics of every epoch must equal those of `fit` on the arrays. With validation_split, the last samples validate,
-    as `fit` splits arrays (before shuffling), in batches of the same size."""
+    an account of how this Keras works, so the `auto` sentinel checks it for every scenario on its first seed (and
+    tests/test_oracle.py on every seed of the shipped ones): every epoch's losses and metrics equal `fit`'s. With
+    validation_split, the last samples validate, as `fit` splits arrays (before shuffling), in batches of the same
+    size."""
     spec = scenario.spec
     x, y = train_part(scenario)
     batch, steps = fit_batches(len(x), spec.batch_size)
