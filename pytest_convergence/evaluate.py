@@ -115,8 +115,8 @@ def _train_auto(
     result.numpy_epoch_seconds = reference.epoch_seconds
     try:  # stops at the first epoch that differs from the sentinel's, before its rounding-floor twin
         fast = training.run_seed(scenario, first, deadline, "dataset", noise_floor, per_batch, reference)
-    except Exception as exc:
-        result.fidelity = _unproven(f"the fast path raised {type(exc).__name__}: {one_line(exc, 200)}")
+    except Exception as exc:  # the path's own failure, or the scenario's (e.g. in predict): the arrays will tell
+        result.fidelity = _unproven(f"the run on the fast path raised {type(exc).__name__}: {one_line(exc, 200)}")
     else:
         result.fidelity = training.agreement(reference, fast)
     if not result.fidelity["agrees"]:

@@ -204,5 +204,5 @@ def test_the_fast_path_s_own_failure_is_never_the_scenario_s_expected_error(
         training.run(scenario, fit_input="dataset")
     result = evaluate(scenario, "auto", calibrate=False)
     assert result.fit_input == "numpy" and result.fidelity is not None
-    assert result.fidelity["reason"].startswith("the fast path raised FastPathError")
+    assert result.fidelity["reason"].startswith("the run on the fast path raised FastPathError")
     assert not result.ok  # fit on the arrays raises nothing: the expected ValueError did not come
