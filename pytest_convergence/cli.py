@@ -190,7 +190,124 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--index-url", help="the package index (default: PyPI)")
     b.add_argument("--workdir", type=Path, help="where the probes' environments and results go (default: a temp dir)")
     b.set_defaults(run=_bisect)
+
+    from . import gate as gate_mod
+
+    g = sub.add_parser(
+        "gate",
+        help="may NEW replace OLD? run the scenarios in both, add seeds until sure, time them side by side",
+        description="Runs the scenarios in two environments at once (isolated, rounding floors measured), judges "
+        "them with compare's rules, trains more seeds where the seed statistics cannot decide yet (sequential: "
+        "8, 16, … up to --max-seeds; seeds that drew the same initial weights on both sides are tested as pairs), "
+        "and times every scenario in both environments alternately (OLD NEW NEW OLD …) in the same minutes. "
+        "Exit 0: nothing that counts changed; 1: it blocks; 2: bad input or a run that failed.",
+    )
+    g.add_argument(
+        "old",
+        metavar="OLD",
+        help="the environment in use: a Python interpreter (.tox/tf215/bin/python), a virtual environment's "
+        "folder, a tox env name (tf215), or requirement specs in one argument ('tensorflow-cpu==2.15.1')",
+    )
+    g.add_argument("new", metavar="NEW", help="the candidate environment, written the same ways")
+    g.add_argument(
+        "paths",
+        nargs="*",
+        default=["scenarios"],
+        metavar="PATH",
+        help="scenario files or folders, or FILE::SCENARIO (default: scenarios)",
+    )
+    g.add_argument(
+        "--max-seeds",
+        type=int,
+        default=gate_mod.DEFAULT_MAX_SEEDS,
+        help="the most seeds a scenario is trained on before it is called UNKNOWN (default %(default)s)",
+    )
+    g.add_argument(
+        "--budget",
+        type=_positive,
+        default=gate_mod.DEFAULT_BUDGET_S,
+        metavar="SECONDS",
+        help="time for added seeds and timing after the first run (default %(default)s); past it, what is "
+        "undecided stays UNKNOWN",
+    )
+    g.add_argument(
+        "--slowdown",
+        type=_positive,
+        default=gate_mod.DEFAULT_SLOWDOWN,
+        help="a slowdown counts when the whole 95%% interval of the time ratio lies above this (default %(default)s)",
+    )
+    g.add_argument("--no-timing", dest="timing", action="store_false", help="skip the side-by-side timing")
+    g.add_argument(
+        "--fail-on",
+        type=_kinds,
+        default=choices.DEFAULT_FAIL_ON,
+        help=f"comma-separated kinds that count (default: {','.join(choices.DEFAULT_FAIL_ON)})",
+    )
+    g.add_argument("--fail-on-unknown", action="store_true", help="count scenarios still UNKNOWN after the budget")
+    g.add_argument(
+        "--alpha",
+        type=_probability,
+        default=cmp.DEFAULT_ALPHA,
+        help="false-alarm rate of one scenario's seed statistics over all its looks (default %(default)s)",
+    )
+    g.add_argument("--no-factories", dest="factories", action="store_false", help="refuse model factories")
+    g.add_argument(
+        "--old-results",
+        type=Path,
+        metavar="FILE",
+        help="OLD's first run: a results file made with "
+        "--convergence-noise-floor --convergence-isolate (instead of running OLD's scenarios again)",
+    )
+    g.add_argument("--new-results", type=Path, metavar="FILE", help="NEW's first run, likewise")
+    g.add_argument("--json", type=Path, metavar="FILE", help="also write the decision as JSON")
+    g.add_argument("--workdir", type=Path, help="where runs, logs and throwaway environments go (default: a temp dir)")
+    g.set_defaults(run=_gate)
     return parser
+
+
+def _gate(args: argparse.Namespace) -> int:
+    import json
+
+    from . import gate as gate_mod
+
+    if args.max_seeds < 1:
+        raise InputError("gate: --max-seeds must be at least 1")
+    for path in args.paths:
+        if not Path(path.partition("::")[0]).exists():
+            raise InputError(f"gate: {path}: no such file or directory")
+    old = gate_mod.parse_side("OLD", args.old)
+    new = gate_mod.parse_side("NEW", args.new)
+    workdir = args.workdir or gate_mod.default_workdir()
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings = gate_mod.Settings(
+        paths=list(args.paths),
+        max_seeds=args.max_seeds,
+        budget_s=args.budget,
+        slowdown=args.slowdown,
+        timing=args.timing,
+        fail_on=tuple(args.fail_on),
+        fail_on_unknown=args.fail_on_unknown,
+        alpha=args.alpha,
+        factories=args.factories,
+        old_results=args.old_results,
+        new_results=args.new_results,
+    )
+    print(f"gate OLD: {old.describe()}", flush=True)
+    print(f"     NEW: {new.describe()}", flush=True)
+    print(f"  runs, logs and environments in {workdir}", flush=True)
+    lines = gate_mod.gate(old, new, settings, workdir)
+    while True:
+        try:
+            print(next(lines), flush=True)
+        except StopIteration as stop:
+            outcome: gate_mod.Outcome = stop.value
+            break
+    print(f"  OLD = {outcome.old_label}; NEW = {outcome.new_label}")
+    for line in gate_mod.render(outcome):
+        print(line)
+    if args.json:
+        args.json.write_text(json.dumps(outcome.to_json(), indent=1, allow_nan=False), encoding="utf-8")
+    return outcome.exit_code
 
 
 def _bisect(args: argparse.Namespace) -> int:

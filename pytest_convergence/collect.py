@@ -52,7 +52,7 @@ class ScenarioFile(pytest.File):
             raise self.CollectError(str(exc)) from None
         for scenario in scenarios:
             if settings.min_seeds:
-                scenario = scenario.with_min_seeds(settings.min_seeds)
+                scenario = scenario.with_seed_window(settings.min_seeds, settings.seed_from)
             scenario = scenario.with_run_defaults(settings.dtype_policy, settings.jit_compile)
             item = ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
             item.apply_conditions(versions)
@@ -171,6 +171,7 @@ class ScenarioItem(pytest.Item):
             root=str(self.config.rootpath),
             name=self.scenario.name,
             min_seeds=settings.min_seeds,
+            seed_from=settings.seed_from,
             fit_input=self.fit_input,
             timeout_s=self.timeout_s,
             per_batch=self.timeout_per_batch,

@@ -76,6 +76,7 @@ class Job:
     noise_floor: bool
     dtype_policy: str | None = None  # the run's defaults for scenarios without their own
     jit_compile: bool | None = None
+    seed_from: int = 0  # --convergence-seeds START:N
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def run_job(job: Job) -> dict[str, Any]:
         raise LookupError(f"{job.display} no longer holds scenario {job.name!r} (changed since collection?)")
     (scenario,) = found
     if job.min_seeds:
-        scenario = scenario.with_min_seeds(job.min_seeds)
+        scenario = scenario.with_seed_window(job.min_seeds, job.seed_from)
     scenario = scenario.with_run_defaults(job.dtype_policy, job.jit_compile)
     result = evaluate(
         scenario, job.fit_input, timeout_s=job.timeout_s, per_batch=job.per_batch, noise_floor=job.noise_floor

@@ -40,7 +40,8 @@ NO_FACTORIES_HELP = (
 SEEDS_HELP = (
     "N (a whole number, 1 to 1000). Train every scenario on at least N seeds (its own seeds, then the smallest "
     "unused ones), for comparison runs whose seed statistics need more seeds than the scenario file gives. The pass "
-    "rate is judged as written."
+    "rate is judged as written. START:N trains only the seeds from position START of that list (the seeds that "
+    "extend an earlier run of START, as `pytest-convergence gate` adds them)."
 )
 DEFAULT_TIMEOUT_S = 3600.0  # a safety net that no real suite meets by accident: epochs: 1000000 is 12 hours on Keras 3
 # The ini twins of --convergence-timeout and --convergence-seeds are strings that the plugin reads, not pytest's typed
@@ -105,7 +106,8 @@ class Settings:
     plots_dir: Path | None = None
     fail_on: tuple[str, ...] = DEFAULT_FAIL_ON  # what counts against --convergence-baseline
     noise_floor: bool = False  # measure each seed's rounding floor
-    min_seeds: int | None = None  # --convergence-seeds
+    min_seeds: int | None = None  # --convergence-seeds [START:]N
+    seed_from: int = 0  # its START
     factories: bool = True  # --convergence-no-factories turns them off
     isolate: int = 0  # --convergence-isolate: scenarios per training child; 0: train in this process
     dtype_policy: str | None = None  # --convergence-dtype-policy, for scenarios without one
@@ -172,6 +174,7 @@ def resolve(config: pytest.Config) -> Settings:
             raise pytest.UsageError(plots.INSTALL_HINT)
     paths = {key: (invocation / value).resolve() if value else None for key, value in given.items()}
     timeout_s, timeout_default = _timeout(config)
+    seeds = _seeds(config)
     return Settings(
         timeout_s=timeout_s,
         timeout_default=timeout_default,
@@ -187,7 +190,8 @@ def resolve(config: pytest.Config) -> Settings:
         fail_on=_fail_on(config),
         noise_floor=bool(config.getoption("convergence_noise_floor") or config.getini("convergence_noise_floor"))
         or paths["convergence_record"] is not None,
-        min_seeds=_min_seeds(config),
+        min_seeds=seeds[1],
+        seed_from=seeds[0],
         factories=not (config.getoption("convergence_no_factories") or config.getini("convergence_no_factories")),
         isolate=_isolate(config),
     )
@@ -225,17 +229,22 @@ def _isolate(config: pytest.Config) -> int:
     return count
 
 
-def _min_seeds(config: pytest.Config) -> int | None:
+def _seeds(config: pytest.Config) -> tuple[int, int | None]:
+    """(START, N) of --convergence-seeds [START:]N; (0, None) when not given."""
     value, source = _given(config, "convergence-seeds")
     if value in (None, ""):
-        return None
+        return 0, None
+    start_text, _, count_text = str(value).rpartition(":")
     try:
-        count = int(str(value))
+        count, start = int(count_text), int(start_text or "0")
     except ValueError:
-        count = 0
-    if not 1 <= count <= 1000:
-        raise pytest.UsageError(f"{source}: expected a number of seeds from 1 to 1000, got {value!r}")
-    return count
+        count, start = 0, 0
+    if not 1 <= count <= 1000 or not 0 <= start < count:
+        raise pytest.UsageError(
+            f"{source}: expected a number of seeds from 1 to 1000 (N), or the seeds from position START of N "
+            f"(START:N, 0 <= START < N), got {value!r}"
+        )
+    return start, count
 
 
 def _timeout(config: pytest.Config) -> tuple[float | None, bool]:

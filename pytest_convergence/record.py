@@ -38,6 +38,9 @@ class SeedRun:
     rounding_floor_epoch: int | None = None
     jit_compile: bool | None = None  # whether the train step used XLA, as Keras resolved it; None: not said
     units: list[UnitState] = field(default_factory=list)  # stuck units at the end of training (layer lists only)
+    # sha256 (first 16 hex digits) of the initial weights this seed drew: where two versions' hashes agree, the
+    # seed is a matched pair between them (the gate's paired tests); None: not recorded
+    initial_weights: str | None = None
 
     @property
     def epochs_run(self) -> int:
@@ -120,6 +123,7 @@ class SeedEntry(TypedDict, total=False):
     rounding_floor_epoch: int | None
     jit_compile: bool | None
     units: list[UnitState]
+    initial_weights: str | None
     epochs_run: int
     first_nonfinite_epoch: int | None
     outcome: Literal["passed", "failed", "error"]

@@ -239,7 +239,8 @@ def _timing_lines(cmp: Comparison) -> list[str]:
     return [
         f"Timing: a slowdown counts above ×{cmp.rules.slowdown:g} or the product of the two runs' calibration "
         f"spreads, whichever is larger (twice that where timed on the auto sentinel's 20 epochs); detectable here: "
-        f"{per}.",
+        f"{per}. These runs were timed at different times (perhaps on different machines): their slowdowns are "
+        "indicative; `pytest-convergence gate OLD NEW` times both versions side by side, for a decision.",
         "",
     ]
 

@@ -554,6 +554,12 @@ class Scenario:
         (None: Keras's default), as skip/xfail conditions see them."""
         return {"dtype_policy": self.spec.dtype_policy or "float32", "jit_compile": self.spec.jit_compile}
 
+    def with_seed_window(self, count: int, start: int = 0) -> Scenario:
+        """`--convergence-seeds [START:]COUNT`: at least `count` seeds (its own, then the smallest unused); with
+        `start`, only those from position `start` on, up to `count` (seeds added to an earlier run of `start`)."""
+        extended = self.with_min_seeds(count)
+        return extended if start == 0 else self.with_seeds(extended.seeds[start:count])
+
     def with_seeds(self, seeds: Sequence[int]) -> Scenario:
         """The same scenario trained on `seeds` instead of its own."""
         return dataclasses.replace(self, spec=self.spec.model_copy(update={"seeds": list(seeds), "seed": None}))

@@ -57,6 +57,7 @@ class Shift:
     worse: bool  # the move is in the worse direction
     enough_seeds: bool  # could the test reach significance at all with these n?
     alpha: float
+    paired: bool = False  # seeds matched by their initial weights: Wilcoxon signed-rank on the differences
 
     @property
     def large(self) -> bool:
@@ -94,6 +95,11 @@ class Shift:
             )
         move = _move(self.key, self.base_median, self.new_median)
         p = f"p = {self.p:.2g}" + (f" (Holm {self.p_holm:.2g})" if self.p_holm != self.p else "")
+        if self.paired:
+            return (
+                f"{self.name} median {_num(self.base_median)} → {_num(self.new_median)}{move}, Wilcoxon signed-rank "
+                f"{p}, {self.n_base} seeds paired by their initial weights, sign balance {self.delta:+.2f}"
+            )
         return (
             f"{self.name} median {_num(self.base_median)} → {_num(self.new_median)}{move}, Mann–Whitney {p}, "
             f"Cliff's δ = {self.delta:+.2f}, n = {self.n_base} vs {self.n_new}"
@@ -112,6 +118,101 @@ def compare_summaries(base: Sequence[dict[str, float]], new: Sequence[dict[str, 
         found.append((key, a, b, mann_whitney(a, b)))
     adjusted = holm([p for *_, p in found])
     return [_shift(key, a, b, p, p_holm, alpha) for (key, a, b, p), p_holm in zip(found, adjusted, strict=True)]
+
+
+def compare_pairs(base: Sequence[dict[str, float]], new: Sequence[dict[str, float]], alpha: float) -> list[Shift]:
+    """Like `compare_summaries`, for seeds that are matched pairs (`base[i]` and `new[i]` started from the same
+    initial weights): each summary's per-seed differences on its own scale (log10 for losses), tested with the
+    Wilcoxon signed-rank test (exact for small samples), Holm-corrected over the summaries. The rank effect is the
+    sign balance (seeds that moved up − seeds that moved down) / seeds; the size is the median difference."""
+    keys = sorted({k for s in base for k in s} & {k for s in new for k in s})
+    found = []
+    for key in keys:
+        pairs = [(_clean(a[key]), _clean(b[key])) for a, b in zip(base, new, strict=True) if key in a and key in b]
+        if not pairs or all(x == y for x, y in pairs):
+            continue
+        found.append((key, pairs, wilcoxon([_on_scale(key, y) - _on_scale(key, x) for x, y in pairs])))
+    adjusted = holm([p for *_, p in found])
+    return [
+        _paired_shift(key, pairs, p, p_holm, alpha) for (key, pairs, p), p_holm in zip(found, adjusted, strict=True)
+    ]
+
+
+def wilcoxon(differences: Sequence[float]) -> float:
+    """Two-sided p of the Wilcoxon signed-rank test (zero differences dropped; exact without ties); 1 when no
+    difference is non-zero."""
+    from scipy import stats
+
+    moved = [d for d in differences if d != 0 and not math.isnan(d)]
+    if not moved:
+        return 1.0
+    p = float(stats.wilcoxon(moved, zero_method="wilcox", alternative="two-sided").pvalue)
+    return 1.0 if math.isnan(p) else p
+
+
+def smallest_paired_p(n: int) -> float:
+    """The smallest two-sided p of the signed-rank (or sign) test with n pairs: 2 / 2^n."""
+    return min(1.0, 2.0 / 2.0**n)
+
+
+def _on_scale(key: str, value: float) -> float:
+    """A summary on the scale its practical threshold is stated in (RULES): log10 for losses."""
+    scale = RULES.get(key, METRIC_RULE)[0]
+    if scale == "log":
+        return _log(value)
+    return 300.0 if math.isinf(value) else value
+
+
+def _paired_shift(key: str, pairs: list[tuple[float, float]], p: float, p_holm: float, alpha: float) -> Shift:
+    scale, threshold, worse_way = RULES.get(key, METRIC_RULE)
+    if key.startswith("metric:") and any(w in key.lower() for w in HIGHER_IS_BETTER):
+        worse_way = "down"
+    a = [x for x, _ in pairs]
+    b = [y for _, y in pairs]
+    differences = [_on_scale(key, y) - _on_scale(key, x) for x, y in pairs]
+    ma, mb = statistics.median(a), statistics.median(b)
+    size = statistics.median(differences)
+    if scale == "epochs":
+        threshold = max(2.0, threshold * abs(ma))
+    elif scale == "absolute":
+        ma, mb = statistics.fmean(a), statistics.fmean(b)
+        size = mb - ma
+    elif scale == "relative":
+        size = size / max(abs(ma), 1e-12)
+    up = sum(1 for d in differences if d > 0)
+    down = sum(1 for d in differences if d < 0)
+    worse = worse_way == "either" or (size > 0 if worse_way == "up" else size < 0)
+    return Shift(
+        key=key,
+        n_base=len(pairs),
+        n_new=len(pairs),
+        p=p,
+        p_holm=p_holm,
+        delta=(up - down) / len(pairs),
+        base_median=ma,
+        new_median=mb,
+        size=size,
+        threshold=threshold,
+        worse=worse,
+        enough_seeds=smallest_paired_p(len(pairs)) < alpha,
+        alpha=alpha,
+        paired=True,
+    )
+
+
+def ratio_interval(base: Sequence[float], new: Sequence[float], confidence: float) -> tuple[float, float, float]:
+    """Paired timings (round i of each side measured back to back): the geometric mean of new/base and its
+    two-sided confidence interval (Student t on the log ratios). With one round the interval is unbounded."""
+    from scipy import stats
+
+    logs = [math.log(b / a) for a, b in zip(base, new, strict=True) if a > 0 and b > 0]
+    if not logs:
+        return 1.0, 0.0, math.inf
+    mean = statistics.fmean(logs)
+    if len(logs) < 2:
+        return math.exp(mean), 0.0, math.inf
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(logs) - 1)) * statistics.stdev(logs) / math.sqrt(len(logs))
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
 
 
 def mann_whitney(a: Sequence[float], b: Sequence[float]) -> float:

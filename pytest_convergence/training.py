@@ -10,6 +10,7 @@ import ast
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import importlib
 import inspect
 import math
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -263,11 +264,18 @@ def _keras_major(keras: Any) -> int:
         return 3
 
 
-def sentinel(scenario: Scenario, seed: int, deadline: float | None = None, per_batch: bool = True) -> SeedRun:
-    """The reference of `fit.input: auto`: `seed` trains up to SENTINEL_EPOCHS epochs exactly as the scenario asks
+def sentinel(
+    scenario: Scenario,
+    seed: int,
+    deadline: float | None = None,
+    per_batch: bool = True,
+    epochs: int = SENTINEL_EPOCHS,
+) -> SeedRun:
+    """The reference of `fit.input: auto`: `seed` trains up to `epochs` epochs exactly as the scenario asks
     (its shuffling, batch size, validation split, callbacks) with `fit` on the numpy arrays — plain: no early stop, no
-    predict. Its epochs are what a user's `fit` costs here, and its curve is what the fast path must reproduce."""
-    reference = SeedRun(seed=seed, epochs_planned=min(SENTINEL_EPOCHS, scenario.spec.epochs))
+    predict. Its epochs are what a user's `fit` costs here, and its curve is what the fast path must reproduce (the
+    gate's timing probe times the same thing)."""
+    reference = SeedRun(seed=seed, epochs_planned=min(epochs, scenario.spec.epochs))
     _train(scenario, reference, deadline, "numpy", per_batch=per_batch, plain=True)
     return reference
 
@@ -327,6 +335,8 @@ def _train(
     spec = scenario.spec
     with dtype_policy(keras, spec.dtype_policy):
         model = _fresh_model(keras, scenario, record.seed)
+        if not nudge:
+            record.initial_weights = weights_hash(model.get_weights())
         if nudge:
             model.set_weights([np.nextafter(w, np.inf, dtype=w.dtype) for w in model.get_weights()])
         inputs: tuple[Any, ...] = (scenario.x, scenario.y)
@@ -578,6 +588,17 @@ def _recorder(keras: Any, timed: bool) -> type:
                 self.model.stop_training = True
 
     return TimedRecorder
+
+
+def weights_hash(weights: Sequence[np.ndarray]) -> str:
+    """The first 16 hex digits of sha256 over the weights' shapes, dtypes and bytes: equal on two versions when the
+    seed drew the same initial weights there."""
+    digest = hashlib.sha256()
+    for w in weights:
+        array = np.ascontiguousarray(w)
+        digest.update(f"{array.shape}{array.dtype.str};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _fresh_model(keras: Any, scenario: Scenario, seed: int) -> Any:

@@ -1,0 +1,62 @@
+"""The gate's timing worker: `python -m pytest_convergence.timeprobe`, started in the environment under test.
+
+It imports TensorFlow once, then answers one JSON line per JSON line it reads on stdin: {"file", "display", "root",
+"name", "epochs", "factories"} → {"seconds": [one per epoch]} (a fresh model of the scenario trained with `fit` on
+the numpy arrays, as the scenario asks: its batch size, shuffling, validation split, callbacks — the same thing the
+auto sentinel times) or {"error": "Type: message"}. The gate alternates two such workers, one per environment, so
+that both versions are timed in the same minutes (`gate.time_side_by_side`).
+
+Its first line is {"ready": {versions}}. Anything the frameworks print goes to stderr: stdout carries only the
+answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+
+def serve(requests: TextIO, answers: TextIO) -> None:
+    from . import training
+    from .errors import ScenarioError
+    from .scenario import Scenario, load_file
+    from .text import one_line
+
+    answer(answers, {"ready": training.versions()})
+    loaded: dict[tuple[str, str], list[Scenario]] = {}
+    for line in requests:
+        try:
+            job: dict[str, Any] = json.loads(line)
+            key = (str(job["file"]), str(job["root"]))
+            if key not in loaded:
+                loaded[key] = load_file(Path(key[0]), display=str(job["display"]), root=Path(key[1]))
+            found = [s for s in loaded[key] if s.name == job["name"]]
+            if len(found) != 1:
+                raise LookupError(f"{job['display']} holds no scenario {job['name']!r}")
+            (scenario,) = found
+            if not job.get("factories", True) and isinstance(scenario.spec.model, str):
+                raise PermissionError("model factories are off (--no-factories)")
+            run = training.sentinel(scenario, scenario.seeds[0], per_batch=False, epochs=int(job["epochs"]))
+            answer(answers, {"seconds": run.epoch_seconds})
+        except (ScenarioError, Exception) as exc:
+            answer(answers, {"error": f"{type(exc).__name__}: {one_line(str(exc), 300)}"})
+
+
+def answer(stream: TextIO, message: dict[str, Any]) -> None:
+    stream.write(json.dumps(message) + "\n")
+    stream.flush()
+
+
+def main() -> None:
+    # the answers go to a copy of fd 1; fd 1 itself (what native code and print write to) becomes stderr
+    answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    serve(sys.stdin, answers)
+
+
+if __name__ == "__main__":
+    main()
