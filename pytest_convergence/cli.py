@@ -227,8 +227,14 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive,
         default=gate_mod.DEFAULT_BUDGET_S,
         metavar="SECONDS",
-        help="time for added seeds and timing after the first run (default %(default)s); past it, what is "
-        "undecided stays UNKNOWN",
+        help="time for added seeds after the first run (default %(default)s); past it, what is undecided stays UNKNOWN",
+    )
+    g.add_argument(
+        "--timing-budget",
+        type=_positive,
+        default=gate_mod.DEFAULT_TIMING_BUDGET_S,
+        metavar="SECONDS",
+        help="time for the side-by-side timing (default %(default)s); scenarios not decided by then are not counted",
     )
     g.add_argument(
         "--slowdown",
@@ -283,6 +289,7 @@ def _gate(args: argparse.Namespace) -> int:
         paths=list(args.paths),
         max_seeds=args.max_seeds,
         budget_s=args.budget,
+        timing_budget_s=args.timing_budget,
         slowdown=args.slowdown,
         timing=args.timing,
         fail_on=tuple(args.fail_on),

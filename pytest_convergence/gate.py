@@ -53,7 +53,8 @@ State = Literal["same", "different", "unknown"]
 
 DEFAULT_MAX_SEEDS = 16
 SEED_STEPS = (8, 16, 32, 64, 128)  # the looks after a scenario's own seeds
-DEFAULT_BUDGET_S = 1800.0  # for added seeds and timing, after the first run
+DEFAULT_BUDGET_S = 1800.0  # for added seeds, after the first run
+DEFAULT_TIMING_BUDGET_S = 900.0  # for timing side by side
 DEFAULT_SLOWDOWN = 1.25  # a slowdown counts when the whole interval of the ratio lies above this
 TIMING_CONFIDENCE = 0.95
 TIMING_EPOCHS = 8  # per round and side; the first (tracing) is not used
@@ -209,8 +210,10 @@ class Runner:
         targets: Sequence[str] = (),
         seeds: tuple[int, int] | None = None,
         floors: bool = True,
+        deadline: float | None = None,
     ) -> list[Document]:
-        """Both sides at once; their results documents (OLD first)."""
+        """Both sides at once; their results documents (OLD first). Past `deadline` (time.monotonic()) both are
+        stopped and what their journals hold is returned (the scenarios they finished)."""
         procs: list[tuple[Side, Path, subprocess.Popen[str], IO[str]]] = []
         for side in sides:
             out = self.workdir / f"{side.role.lower()}-{tag}.json"
@@ -228,12 +231,17 @@ class Runner:
         docs = []
         try:
             for side, out, proc, stream in procs:
+                limit = self.timeout_s if deadline is None else max(1.0, deadline - time.monotonic())
                 try:
-                    code = proc.wait(timeout=self.timeout_s)
+                    code = proc.wait(timeout=limit)
                 except subprocess.TimeoutExpired:
                     _kill(proc)
                     code = -9
                 stream.close()
+                journal = Path(f"{out}{results.JOURNAL_SUFFIX}")
+                if deadline is not None and code == -9 and journal.is_file():
+                    docs.append(results.recover(journal))  # out of budget: what it finished
+                    continue
                 if code not in (0, 1) or not out.is_file():
                     tail = one_line(Path(stream.name).read_text(encoding="utf-8", errors="replace")[-600:], 600)
                     raise GateInputError(
@@ -325,8 +333,9 @@ def decide(
     base, other = old.scenarios.get(sid), new.scenarios.get(sid)
     changes = [c for c in compare.judge(sid, old, new, rules) if c.kind not in ("shift", "slowdown")]
     judged = Judged(sid, "same", changes, seeds=(len(old_seeds), len(new_seeds)))
-    decided = [c for c in changes if c.kind in ("outcome", "error") and not c.within_noise]
-    if base is None or other is None or not old_seeds or not new_seeds:
+    decided = [c for c in changes if c.kind in ("outcome", "error", "declared") and not c.within_noise]
+    if base is None or other is None or not old_seeds or not new_seeds or any(c.kind == "declared" for c in decided):
+        # a declared change (an xfail whose error occurred, a skip) is the scenario's own answer: no seeds to add
         judged.state = "different" if decided else "same"
         return judged
     alpha = rules.alpha / looks(max_seeds, own_seeds)
@@ -521,6 +530,7 @@ class Settings:
     paths: list[str]
     max_seeds: int = DEFAULT_MAX_SEEDS
     budget_s: float = DEFAULT_BUDGET_S
+    timing_budget_s: float = DEFAULT_TIMING_BUDGET_S
     slowdown: float = DEFAULT_SLOWDOWN
     timing: bool = True
     fail_on: tuple[str, ...] = DEFAULT_FAIL_ON
@@ -583,6 +593,8 @@ class Outcome:
                         "low": j.timing.low,
                         "high": j.timing.high if math.isfinite(j.timing.high) else None,
                         "rounds": j.timing.rounds,
+                        "old_s": j.timing.old,  # each round's fastest steady epoch, OLD and NEW
+                        "new_s": j.timing.new,
                         "error": j.timing.error,
                     },
                 }
@@ -613,7 +625,7 @@ def gate(old: Side, new: Side, settings: Settings, workdir: Path) -> Generator[s
     columns = [compare.column(doc, Path(f"{side.role.lower()}.json")) for doc, side in zip(docs, sides, strict=True)]
     old_col, new_col = (replace(c, key=k) for c, k in zip(columns, "AB", strict=True))
     yield from _mixed(docs)
-    ids = sorted(set(old_col.scenarios) | set(new_col.scenarios))
+    ids = [sid for sid in sorted(set(old_col.scenarios) | set(new_col.scenarios)) if selected(sid, settings.paths)]
     seeds = {sid: [seed_entries(old_col.scenarios.get(sid)), seed_entries(new_col.scenarios.get(sid))] for sid in ids}
     own = {sid: max(len(a), len(b)) for sid, (a, b) in seeds.items()}
     deadline = time.monotonic() + settings.budget_s  # the budget starts after run 1
@@ -639,7 +651,9 @@ def gate(old: Side, new: Side, settings: Settings, workdir: Path) -> Generator[s
             break
         for (have, target), sids in sorted(wanted.items()):
             t0 = time.monotonic()
-            added = runner.run_both(sides, f"seeds-{have}-{target}", targets=sids, seeds=(have, target), floors=False)
+            added = runner.run_both(
+                sides, f"seeds-{have}-{target}", targets=sids, seeds=(have, target), floors=False, deadline=deadline
+            )
             for i, doc in enumerate(added):
                 for record in doc["scenarios"]:
                     if record["id"] in seeds:
@@ -664,7 +678,7 @@ def gate(old: Side, new: Side, settings: Settings, workdir: Path) -> Generator[s
                 for side in sides:
                     workers.append(Worker(side, env, workdir / f"{side.role.lower()}-timing.log"))
                 timings = time_side_by_side(
-                    (workers[0], workers[1]), jobs, settings.slowdown, max(deadline, time.monotonic() + 120)
+                    (workers[0], workers[1]), jobs, settings.slowdown, time.monotonic() + settings.timing_budget_s
                 )
             finally:
                 for w in workers:
@@ -692,6 +706,21 @@ def gate(old: Side, new: Side, settings: Settings, workdir: Path) -> Generator[s
             )
     outcome.seconds = {"total": time.monotonic() - started}
     return outcome
+
+
+def selected(sid: str, paths: Sequence[str]) -> bool:
+    """Whether a scenario id (FILE::NAME, relative to the working directory) is one of PATHS: that scenario, its
+    file, or a folder above it (results files given with --old-results may hold more)."""
+    file = os.path.normpath(sid.partition("::")[0])
+    for path in paths:
+        wanted, _, name = path.partition("::")
+        wanted = os.path.normpath(wanted)
+        if name:
+            if file == wanted and sid.partition("::")[2] == name:
+                return True
+        elif wanted == "." or file == wanted or file.startswith(wanted + os.sep):
+            return True
+    return False
 
 
 def _read(path: Path) -> Document:

@@ -82,6 +82,17 @@ def test_an_outcome_change_is_decided_on_the_first_look() -> None:
     assert [(c.kind, c.worse) for c in judged.changes] == [("outcome", True)]
 
 
+def test_a_declared_change_is_decided_without_seed_statistics() -> None:
+    old = column([seed(0, 0.02)], label="OLD")
+    new = column([seed(0, 5.0)], outcome="xfailed", label="NEW")
+    record = new.scenarios[SID]
+    record["declared"] = {"kind": "xfail", "where": "keras >=3", "reason": "predict rejects a list"}
+    record["error"] = "ValueError: Unrecognized data type"
+    judged = decide(SID, old, new, [seed(0, 0.02)], [seed(0, 5.0)], RULES, 16, 1)
+    assert judged.state == "different" and [c.kind for c in judged.changes] == ["declared"]
+    assert judged.shifts == [] and not judged.undecided
+
+
 def test_each_look_tests_at_alpha_over_the_number_of_looks() -> None:
     # 1 seed, then 8, then 16: three looks; a 16-seed scenario has one
     assert gate.looks(16, 1) == 3 and gate.looks(16, 8) == 2 and gate.looks(16, 16) == 1
@@ -174,6 +185,13 @@ def test_an_interpreter_or_a_virtual_environment_is_taken_as_it_is(tmp_path: Pat
 def test_what_names_no_environment_is_refused_with_examples(given: str, message: str) -> None:
     with pytest.raises(gate.GateInputError, match=message):
         parse_side("OLD", given)
+
+
+def test_paths_select_scenarios_of_results_files_that_hold_more() -> None:
+    sid = "scenarios/linear_sgd.yaml::a"
+    assert gate.selected(sid, ["scenarios"]) and gate.selected(sid, ["./scenarios/"]) and gate.selected(sid, ["."])
+    assert gate.selected(sid, ["scenarios/linear_sgd.yaml"]) and gate.selected(sid, ["scenarios/linear_sgd.yaml::a"])
+    assert not gate.selected(sid, ["scenarios/linear_sgd.yaml::b", "scenarios/other.yaml", "scen"])
 
 
 def test_the_command_refuses_a_missing_path(capsys: pytest.CaptureFixture[str]) -> None:
