@@ -29,6 +29,7 @@ import json
 import math
 import os
 import re
+import select
 import shlex
 import shutil
 import signal
@@ -57,9 +58,12 @@ DEFAULT_BUDGET_S = 1800.0  # for added seeds, after the first run
 DEFAULT_TIMING_BUDGET_S = 900.0  # for timing side by side
 DEFAULT_SLOWDOWN = 1.25  # a slowdown counts when the whole interval of the ratio lies above this
 TIMING_CONFIDENCE = 0.95
-TIMING_EPOCHS = 8  # per round and side; the first (tracing) is not used
-MIN_ROUNDS = 3
-MAX_ROUNDS = 10
+# per round and side; the first is not used (it traces at the first round; later, a new epoch iterator warms up).
+# The machine's speed moves in steps of ±20 % that last a fraction of a second (measured here: one round's epochs
+# agree within a few %, rounds differ by up to 40 %): many short rounds, back to back, beat a few long ones
+TIMING_EPOCHS = 6
+MIN_ROUNDS = 4
+MAX_ROUNDS = 20
 ISOLATE = 50  # scenarios per training child in the gate's runs
 PLUGIN_ENTRY_POINT = "convergence"  # the pytest11 name: blocked, so that this code (on PYTHONPATH) is what runs
 FAILING = ("failed", "error")
@@ -177,6 +181,19 @@ class Runner:
             link.symlink_to(Path(__file__).resolve().parent, target_is_directory=True)
         return folder
 
+    def workers(self, side: Side, running: int) -> int:
+        """xdist workers for one side: the CPUs shared among the sides running at once (on 2 CPUs: none with both
+        sides running, 2 with one), where that environment has pytest-xdist. Every training process gets the same
+        threads either way (1 per process on 2 CPUs: PYTEST_XDIST_WORKER_COUNT=2)."""
+        share = (os.cpu_count() or 1) // max(1, running)
+        if share < 2:
+            return 0
+        try:
+            found = subprocess.run([str(side.python), "-c", "import xdist"], capture_output=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return 0
+        return share if found.returncode == 0 else 0
+
     def environ(self) -> dict[str, str]:
         env = {**os.environ, "PYTHONPATH": str(self.plugin_path()), "PYTHONSAFEPATH": "1"}
         env.pop("PYTEST_ADDOPTS", None)
@@ -187,10 +204,18 @@ class Runner:
         return env
 
     def command(
-        self, side: Side, out: Path, targets: Sequence[str], seeds: tuple[int, int] | None, floors: bool
+        self,
+        side: Side,
+        out: Path,
+        targets: Sequence[str],
+        seeds: tuple[int, int] | None,
+        floors: bool,
+        workers: int = 0,
     ) -> list[str]:
         args = [str(side.python), "-m", "pytest", "-p", f"no:{PLUGIN_ENTRY_POINT}", "-p", "pytest_convergence.plugin"]
         args += ["-p", "no:cacheprovider", "-q", "--no-header", "-p", "no:randomly"]
+        if workers > 1:
+            args += ["-n", str(workers)]
         for path in dict.fromkeys(p.partition("::")[0] for p in self.paths):
             args += ["--scenarios", path]
         args += ["--convergence-json", str(out), "--convergence-isolate", str(ISOLATE)]
@@ -221,7 +246,7 @@ class Runner:
             log = self.workdir / f"{side.role.lower()}-{tag}.log"
             self.logs.append(log)
             handle = log.open("w", encoding="utf-8")
-            command = self.command(side, out, targets, seeds, floors)
+            command = self.command(side, out, targets, seeds, floors, self.workers(side, len(sides)))
             handle.write(shlex.join(command) + "\n")
             handle.flush()
             proc = subprocess.Popen(
@@ -441,12 +466,19 @@ class Worker:
             env=env,
             start_new_session=True,
         )
+
+    def wait_ready(self) -> None:
+        """Its first line (TensorFlow imported): both workers start at once, then each is waited for."""
         ready = self._read()
         if "ready" not in ready:
-            raise GateInputError(f"{side.role}: the timing worker did not start: {ready}")
+            raise GateInputError(f"{self.side.role}: the timing worker did not start: {ready}")
 
-    def _read(self) -> dict[str, Any]:
+    def _read(self, timeout_s: float = 600.0) -> dict[str, Any]:
         assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
+        if not ready:  # a scenario whose fit hangs here: the worker goes, the rest is untimed
+            _kill(self.proc)
+            return {"error": f"the timing worker answered nothing in {timeout_s:.0f} s; log {self._log.name}"}
         line = self.proc.stdout.readline()
         if not line:
             self.proc.wait()
@@ -454,14 +486,16 @@ class Worker:
         parsed: dict[str, Any] = json.loads(line)
         return parsed
 
-    def time(self, job: dict[str, Any]) -> list[float] | str:
+    def time(self, job: dict[str, Any], timeout_s: float = 600.0) -> list[float] | str:
         assert self.proc.stdin is not None
+        if self.proc.poll() is not None:
+            return f"the timing worker is gone (exit {self.proc.returncode}); log {self._log.name}"
         try:
             self.proc.stdin.write(json.dumps(job) + "\n")
             self.proc.stdin.flush()
         except OSError as exc:
             return f"the timing worker is gone: {exc}"
-        answer = self._read()
+        answer = self._read(timeout_s)
         if "seconds" in answer:
             return [float(x) for x in answer["seconds"]]
         return str(answer.get("error", answer))
@@ -503,7 +537,7 @@ def time_side_by_side(
             order = (0, 1) if round_no % 2 == 0 else (1, 0)
             got: dict[int, float] = {}
             for i in order:
-                answer = workers[i].time(jobs[sid])
+                answer = workers[i].time(jobs[sid], min(3600.0, max(60.0, deadline - time.monotonic())))
                 value = round_statistic(answer) if isinstance(answer, list) else None
                 if value is None:
                     timings[
@@ -677,6 +711,8 @@ def gate(old: Side, new: Side, settings: Settings, workdir: Path) -> Generator[s
             try:
                 for side in sides:
                     workers.append(Worker(side, env, workdir / f"{side.role.lower()}-timing.log"))
+                for worker in workers:
+                    worker.wait_ready()
                 timings = time_side_by_side(
                     (workers[0], workers[1]), jobs, settings.slowdown, time.monotonic() + settings.timing_budget_s
                 )

@@ -1,10 +1,11 @@
 """The gate's timing worker: `python -m pytest_convergence.timeprobe`, started in the environment under test.
 
 It imports TensorFlow once, then answers one JSON line per JSON line it reads on stdin: {"file", "display", "root",
-"name", "epochs", "factories"} → {"seconds": [one per epoch]} (a fresh model of the scenario trained with `fit` on
-the numpy arrays, as the scenario asks: its batch size, shuffling, validation split, callbacks — the same thing the
-auto sentinel times) or {"error": "Type: message"}. The gate alternates two such workers, one per environment, so
-that both versions are timed in the same minutes (`gate.time_side_by_side`).
+"name", "epochs", "factories"} → {"seconds": [one per epoch]} or {"error": "Type: message"}. The scenario's model is
+built and compiled at its first request (`training.epoch_timer`); each request trains it `epochs` epochs more with
+`fit` on the numpy arrays, as the scenario asks (its batch size, shuffling, validation split, callbacks: what the
+auto sentinel times too). The gate alternates two such workers, one per environment, so that both versions are
+timed in the same minutes (`gate.time_side_by_side`).
 
 Its first line is {"ready": {versions}}. Anything the frameworks print goes to stderr: stdout carries only the
 answers.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,6 +29,7 @@ def serve(requests: TextIO, answers: TextIO) -> None:
 
     answer(answers, {"ready": training.versions()})
     loaded: dict[tuple[str, str], list[Scenario]] = {}
+    timers: dict[tuple[str, str, str], Callable[[int], list[float]]] = {}
     for line in requests:
         try:
             job: dict[str, Any] = json.loads(line)
@@ -39,8 +42,10 @@ def serve(requests: TextIO, answers: TextIO) -> None:
             (scenario,) = found
             if not job.get("factories", True) and isinstance(scenario.spec.model, str):
                 raise PermissionError("model factories are off (--no-factories)")
-            run = training.sentinel(scenario, scenario.seeds[0], per_batch=False, epochs=int(job["epochs"]))
-            answer(answers, {"seconds": run.epoch_seconds})
+            timer = timers.get((*key, scenario.name))
+            if timer is None:  # built, compiled and traced once: its first epoch is not steady
+                timer = timers[(*key, scenario.name)] = training.epoch_timer(scenario, scenario.seeds[0])
+            answer(answers, {"seconds": timer(int(job["epochs"]))})
         except (ScenarioError, Exception) as exc:
             answer(answers, {"error": f"{type(exc).__name__}: {one_line(str(exc), 300)}"})
 

@@ -264,18 +264,11 @@ def _keras_major(keras: Any) -> int:
         return 3
 
 
-def sentinel(
-    scenario: Scenario,
-    seed: int,
-    deadline: float | None = None,
-    per_batch: bool = True,
-    epochs: int = SENTINEL_EPOCHS,
-) -> SeedRun:
-    """The reference of `fit.input: auto`: `seed` trains up to `epochs` epochs exactly as the scenario asks
+def sentinel(scenario: Scenario, seed: int, deadline: float | None = None, per_batch: bool = True) -> SeedRun:
+    """The reference of `fit.input: auto`: `seed` trains up to SENTINEL_EPOCHS epochs exactly as the scenario asks
     (its shuffling, batch size, validation split, callbacks) with `fit` on the numpy arrays — plain: no early stop, no
-    predict. Its epochs are what a user's `fit` costs here, and its curve is what the fast path must reproduce (the
-    gate's timing probe times the same thing)."""
-    reference = SeedRun(seed=seed, epochs_planned=min(epochs, scenario.spec.epochs))
+    predict. Its epochs are what a user's `fit` costs here, and its curve is what the fast path must reproduce."""
+    reference = SeedRun(seed=seed, epochs_planned=min(SENTINEL_EPOCHS, scenario.spec.epochs))
     _train(scenario, reference, deadline, "numpy", per_batch=per_batch, plain=True)
     return reference
 
@@ -353,21 +346,8 @@ def _train(
             # batch (batch-level callbacks, so the time limit, then see each epoch as one batch)
             compiled["steps_per_execution"] = options["steps_per_epoch"]
         else:
-            if spec.batch_size is not None:
-                options["batch_size"] = spec.batch_size
-            if spec.shuffle is not None:
-                options["shuffle"] = spec.shuffle
-            if spec.validation_split is not None:
-                options["validation_split"] = spec.validation_split
-        with warnings.catch_warnings():
-            # Keras 3 under op determinism, once per compile; said once per scenario instead (evaluate.unmet_settings)
-            warnings.filterwarnings("ignore", "Model doesn't support `jit_compile=True`")
-            model.compile(
-                optimizer=_optimizer(keras, spec.optimizer.name, spec.optimizer.kwargs),
-                loss=_loss(keras, spec.loss),
-                metrics=list(spec.metrics) or None,
-                **compiled,
-            )
+            options = _array_options(scenario)
+        _compile(keras, model, scenario, compiled)
         record.jit_compile = _jit_compile(model)
         callbacks = [_callback(keras, c) for c in spec.callbacks]
         start = time.perf_counter()
@@ -399,6 +379,62 @@ def _train(
                 given = xs[:, 0].tolist() if xs.shape[1] == 1 else xs.tolist()
             out = np.asarray(model.predict(given, verbose=0), dtype=np.float64)
             record.predictions = out.reshape(len(xs), -1).tolist()
+
+
+def _array_options(scenario: Scenario) -> dict[str, Any]:
+    """What `fit` on the numpy arrays is given besides them: the scenario's batch size, shuffling, validation split."""
+    spec = scenario.spec
+    options: dict[str, Any] = {}
+    if spec.batch_size is not None:
+        options["batch_size"] = spec.batch_size
+    if spec.shuffle is not None:
+        options["shuffle"] = spec.shuffle
+    if spec.validation_split is not None:
+        options["validation_split"] = spec.validation_split
+    return options
+
+
+def _compile(keras: Any, model: Any, scenario: Scenario, compiled: dict[str, Any]) -> None:
+    spec = scenario.spec
+    with warnings.catch_warnings():
+        # Keras 3 under op determinism, once per compile; said once per scenario instead (evaluate.unmet_settings)
+        warnings.filterwarnings("ignore", "Model doesn't support `jit_compile=True`")
+        model.compile(
+            optimizer=_optimizer(keras, spec.optimizer.name, spec.optimizer.kwargs),
+            loss=_loss(keras, spec.loss),
+            metrics=list(spec.metrics) or None,
+            **compiled,
+        )
+
+
+def epoch_timer(scenario: Scenario, seed: int) -> Callable[[int], list[float]]:
+    """The gate's timing probe (timeprobe.py): the scenario's model built and compiled once, from `seed`'s initial
+    weights; each call fits it `epochs` epochs more with `fit` on the numpy arrays, as the scenario asks (batch size,
+    shuffling, validation split, callbacks), and returns each epoch's seconds. Only the first call's first epoch
+    traces the train step: the calls after it time what a user's `fit` costs per epoch, quickly."""
+    _, keras = frameworks()
+    spec = scenario.spec
+    with dtype_policy(keras, spec.dtype_policy):
+        model = _fresh_model(keras, scenario, seed)
+        _compile(keras, model, scenario, {} if spec.jit_compile is None else {"jit_compile": spec.jit_compile})
+    callbacks = [_callback(keras, c) for c in spec.callbacks]
+    recorder = _recorder(keras, timed=False)
+    options = _array_options(scenario)
+
+    def fit(epochs: int) -> list[float]:
+        record = SeedRun(seed=seed, epochs_planned=epochs)
+        with dtype_policy(keras, spec.dtype_policy):
+            model.fit(
+                scenario.x,
+                scenario.y,
+                epochs=epochs,
+                verbose=0,
+                callbacks=[*callbacks, recorder(record, None, None)],
+                **options,
+            )
+        return record.epoch_seconds
+
+    return fit
 
 
 STUCK_ACTIVATIONS = ("relu", "sigmoid", "tanh")

@@ -125,12 +125,12 @@ def rounds(old: Sequence[float], new: Sequence[float]) -> Timing:
 
 
 def test_a_steady_slowdown_is_slower_an_unchanged_version_the_same_and_a_noisy_one_unknown() -> None:
-    assert rounds([1.0, 1.02, 0.98], [1.5, 1.49, 1.53]).verdict == "slower"
-    assert rounds([1.0, 1.02, 0.98], [1.01, 0.99, 1.0]).verdict == "same"
-    assert rounds([1.0, 1.0, 1.0], [0.5, 0.52, 0.49]).verdict == "faster"
-    noisy = rounds([1.0, 1.0, 1.0], [1.1, 1.6, 1.3])
+    assert rounds([1.0, 1.02, 0.98, 1.0], [1.5, 1.49, 1.53, 1.5]).verdict == "slower"
+    assert rounds([1.0, 1.02, 0.98, 1.0], [1.01, 0.99, 1.0, 1.0]).verdict == "same"
+    assert rounds([1.0, 1.0, 1.0, 1.0], [0.5, 0.52, 0.49, 0.5]).verdict == "faster"
+    noisy = rounds([1.0, 1.0, 1.0, 1.0], [1.1, 1.6, 1.3, 1.45])
     assert noisy.verdict == "unknown" and noisy.low < gate.DEFAULT_SLOWDOWN < noisy.high
-    assert rounds([1.0, 1.0], [2.0, 2.0]).verdict == "unknown"  # fewer than MIN_ROUNDS
+    assert rounds([1.0, 1.0, 1.0], [2.0, 2.0, 2.0]).verdict == "unknown"  # fewer than MIN_ROUNDS
 
 
 class FakeWorker:
@@ -140,7 +140,7 @@ class FakeWorker:
         self.side = Side(role, role, "python")
         self.seconds, self.log = seconds, log
 
-    def time(self, job: dict[str, Any]) -> list[float] | str:
+    def time(self, job: dict[str, Any], timeout_s: float = 600.0) -> list[float] | str:
         self.log.append(f"{self.side.role}:{job['name']}")
         value = self.seconds.get(job["name"])
         return "KeyError: no such scenario" if value is None else [value * 5] + [value] * 7
@@ -156,7 +156,7 @@ def test_both_sides_are_timed_alternately_until_each_scenario_is_decided() -> No
     assert found["b"].verdict == "same"
     assert found["c"].verdict == "untimed" and "no such scenario" in found["c"].error
     a_calls = [entry for entry in log if entry.endswith(":a")]
-    assert a_calls == ["OLD:a", "NEW:a", "NEW:a", "OLD:a", "OLD:a", "NEW:a"]  # OLD NEW, NEW OLD, …
+    assert a_calls == ["OLD:a", "NEW:a", "NEW:a", "OLD:a"] * (gate.MIN_ROUNDS // 2)  # OLD NEW, NEW OLD, …
 
 
 @pytest.mark.parametrize(
@@ -192,6 +192,29 @@ def test_paths_select_scenarios_of_results_files_that_hold_more() -> None:
     assert gate.selected(sid, ["scenarios"]) and gate.selected(sid, ["./scenarios/"]) and gate.selected(sid, ["."])
     assert gate.selected(sid, ["scenarios/linear_sgd.yaml"]) and gate.selected(sid, ["scenarios/linear_sgd.yaml::a"])
     assert not gate.selected(sid, ["scenarios/linear_sgd.yaml::b", "scenarios/other.yaml", "scen"])
+
+
+def test_both_sides_run_this_plugin_with_floors_isolation_and_the_seed_window(tmp_path: Path) -> None:
+    runner = gate.Runner(tmp_path, ["scenarios/a.yaml::x", "scenarios/a.yaml::y", "more"])
+    side = Side("OLD", "tf215", "tox", python=Path(".tox/tf215/bin/python"))
+    first = runner.command(side, tmp_path / "old-1.json", [], None, floors=True)
+    assert first[:7] == [
+        ".tox/tf215/bin/python",
+        "-m",
+        "pytest",
+        "-p",
+        "no:convergence",
+        "-p",
+        "pytest_convergence.plugin",
+    ]
+    assert "--convergence-noise-floor" in first and first[first.index("--convergence-isolate") + 1] == "50"
+    assert [first[i + 1] for i, a in enumerate(first) if a == "--scenarios"] == ["scenarios/a.yaml", "more"]
+    assert first[-3:] == ["scenarios/a.yaml::x", "scenarios/a.yaml::y", "more"]
+    added = runner.command(side, tmp_path / "old-2.json", ["scenarios/a.yaml::x"], (1, 8), floors=False)
+    assert "--convergence-noise-floor" not in added and added[added.index("--convergence-seeds") + 1] == "1:8"
+    assert added[-1] == "scenarios/a.yaml::x"
+    assert runner.environ()["PYTHONPATH"] == str(tmp_path / "plugin")
+    assert (tmp_path / "plugin" / "pytest_convergence" / "gate.py").exists()  # a link to this code
 
 
 def test_the_command_refuses_a_missing_path(capsys: pytest.CaptureFixture[str]) -> None:
