@@ -90,7 +90,9 @@ def main() -> None:
     parser.add_argument("--sleep", type=int, default=10, help="gates against the ×1.5 per-epoch sleep, quiet")
     parser.add_argument("--reps", type=int, default=2, help="gates per other mutant")
     parser.add_argument(
-        "--mutants", default=",".join(MUTANTS), help="comma-separated (benchmarks/mutants.py); KIND:N for N gates"
+        "--mutants",
+        default=",".join(MUTANTS),
+        help="comma-separated (benchmarks/mutants.py); KIND:N for N gates, KIND:N:busy with a busy loop on one core",
     )
     parser.add_argument("--max-seeds", type=int, default=16)
     parser.add_argument("--budget", type=float, default=900.0, help="the gate's --budget (seconds)")
@@ -102,8 +104,8 @@ def main() -> None:
     plan: list[tuple[str, bool]] = [("none", False)] * args.null + [("none", True)] * args.null_busy
     plan += [("sleep", False)] * args.sleep
     for item in [k for k in args.mutants.split(",") if k]:
-        kind, _, reps = item.partition(":")
-        plan += [(kind, False)] * (int(reps) if reps else args.reps)
+        kind, reps, busy = [*item.split(":"), "", ""][:3]
+        plan += [(kind, busy == "busy")] * (int(reps) if reps else args.reps)
     print(f"calibration: {len(plan)} gates of {base} against itself and mutants, on {len(args.scenarios)} scenarios")
     rows: dict[tuple[str, bool], list[dict]] = {}
     old_results: Path | None = None

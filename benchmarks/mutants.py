@@ -15,6 +15,7 @@ Kinds (each a change a Keras release could make):
   reduction    losses reduce by "sum" instead of "sum_over_batch_size" (the loss, and its gradient, × batch)
   schedule     ExponentialDecay is off by one step (decays from step 1 as from step 2)
   sleep        every epoch of fit takes 1.5× as long (a sleep of half the epoch's own time at its end)
+  sleep2       … 2× as long
   none         no change at all (a copy: the null mutant)
 """
 
@@ -26,7 +27,7 @@ import sysconfig
 import textwrap
 from pathlib import Path
 
-KINDS = ("sgd-lr", "adam-eps", "init", "shuffle", "batch", "reduction", "schedule", "sleep", "none")
+KINDS = ("sgd-lr", "adam-eps", "init", "shuffle", "batch", "reduction", "schedule", "sleep", "sleep2", "none")
 
 SHIM = r'''
 """pytest-convergence calibration mutant: {kind}. Patches Keras right after it is imported."""
@@ -106,7 +107,8 @@ def _patch(keras):
             return original(self, step + 1)
 
         cls.__call__ = __call__
-    elif KIND == "sleep":
+    elif KIND in ("sleep", "sleep2"):
+        extra = 0.5 if KIND == "sleep" else 1.0
         cls = keras.callbacks.CallbackList
         begin, end = cls.on_epoch_begin, cls.on_epoch_end
 
@@ -117,7 +119,7 @@ def _patch(keras):
         def on_epoch_end(self, epoch, logs=None):
             started = getattr(self, "_mutant_started", None)
             if started is not None:
-                time.sleep(0.5 * (time.perf_counter() - started))
+                time.sleep(extra * (time.perf_counter() - started))
             return end(self, epoch, logs)
 
         cls.on_epoch_begin, cls.on_epoch_end = on_epoch_begin, on_epoch_end
