@@ -37,7 +37,15 @@ SUBSET = (
 MUTANTS = ("sgd-lr", "adam-eps", "init", "shuffle", "batch", "reduction", "schedule")  # and sleep, none
 
 
-def gate(old: str, new: str, work: Path, old_results: Path | None, busy: bool, args: argparse.Namespace) -> dict:
+def gate(
+    old: str,
+    new: str,
+    work: Path,
+    old_results: Path | None,
+    busy: bool,
+    args: argparse.Namespace,
+    new_results: Path | None = None,
+) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     out = work / "gate.json"
     command = [sys.executable, "-m", "pytest_convergence", "gate", old, new, *args.scenarios]
@@ -45,6 +53,8 @@ def gate(old: str, new: str, work: Path, old_results: Path | None, busy: bool, a
     command += ["--budget", str(args.budget)]
     if old_results is not None:
         command += ["--old-results", str(old_results)]
+    if new_results is not None:
+        command += ["--new-results", str(new_results)]
     loop = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     started = time.monotonic()
     try:
@@ -98,6 +108,13 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=900.0, help="the gate's --budget (seconds)")
     parser.add_argument("--workdir", type=Path, default=Path("calibration"))
     parser.add_argument("--scenarios", nargs="+", default=list(SUBSET))
+    parser.add_argument("--old-results", type=Path, help="OLD's first run, made earlier (else the first gate makes it)")
+    parser.add_argument(
+        "--reuse-runs",
+        action="store_true",
+        help="the gates after the first of each kind reuse its NEW first run (bit-identical curves: the repeats then "
+        "measure the judgement and the side-by-side timing afresh, not the training)",
+    )
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     base = str(Path(args.base).absolute())  # not resolved: a venv's python is a link to its base
@@ -108,13 +125,17 @@ def main() -> None:
         plan += [(kind, busy == "busy")] * (int(reps) if reps else args.reps)
     print(f"calibration: {len(plan)} gates of {base} against itself and mutants, on {len(args.scenarios)} scenarios")
     rows: dict[tuple[str, bool], list[dict]] = {}
-    old_results: Path | None = None
+    old_results: Path | None = args.old_results
+    first_runs: dict[str, Path] = {}
     for i, (kind, busy) in enumerate(plan):
         new = base if kind == "none" else str(mutants.make(base, kind, args.workdir / "envs" / kind))
         work = args.workdir / f"gate-{i:02d}-{kind}{'-busy' if busy else ''}"
-        result = summary(gate(base, new, work, old_results, busy, args))
+        reused = first_runs.get(kind) if args.reuse_runs else None
+        result = summary(gate(base, new, work, old_results, busy, args, reused))
         if old_results is None and (work / "old-1.json").exists():
             old_results = work / "old-1.json"
+        if kind not in first_runs and (work / "new-1.json").exists():
+            first_runs[kind] = work / "new-1.json"
         rows.setdefault((kind, busy), []).append(result)
         print(
             f"  gate {i + 1:2d}/{len(plan)} {kind:<9} {'busy ' if busy else 'quiet'} exit {result['exit']} "
