@@ -273,6 +273,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _gate(args: argparse.Namespace) -> int:
     import json
+    import signal
+
+    # stopped (CI's timeout, kill): unwind, so that the runs and timing workers it started (sessions of their own)
+    # are stopped too
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     from . import gate as gate_mod
 
