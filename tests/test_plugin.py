@@ -428,7 +428,9 @@ def test_fail_on_option_is_checked(pytester: pytest.Pytester, scenario_file) -> 
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     pytester.makeini("[pytest]\nconvergence_seeds = 0\n")
     bad = pytester.runpytest("--scenarios", "linear.yaml")
-    bad.stderr.fnmatch_lines(["*convergence_seeds in *tox.ini: expected a number of seeds from 1 to 1000 (N)*, got '0'"])
+    bad.stderr.fnmatch_lines(
+        ["*convergence_seeds in *tox.ini: expected a number of seeds from 1 to 1000 (N)*, got '0'"]
+    )
     pytester.makeini("[pytest]\n")
     bad = pytester.runpytest("--scenarios", "linear.yaml", "--convergence-isolate", "some")
     bad.stderr.fnmatch_lines(
