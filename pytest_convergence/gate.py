@@ -216,7 +216,8 @@ class Runner:
         args += ["-p", "no:cacheprovider", "-q", "--no-header", "-p", "no:randomly"]
         if workers > 1:
             args += ["-n", str(workers)]
-        for path in dict.fromkeys(p.partition("::")[0] for p in self.paths):
+        # only the files of what runs: the plugin collects every --scenarios path that no argument names
+        for path in dict.fromkeys(p.partition("::")[0] for p in (targets or self.paths)):
             args += ["--scenarios", path]
         args += ["--convergence-json", str(out), "--convergence-isolate", str(ISOLATE)]
         if floors:

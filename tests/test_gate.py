@@ -213,6 +213,8 @@ def test_both_sides_run_this_plugin_with_floors_isolation_and_the_seed_window(tm
     added = runner.command(side, tmp_path / "old-2.json", ["scenarios/a.yaml::x"], (1, 8), floors=False)
     assert "--convergence-noise-floor" not in added and added[added.index("--convergence-seeds") + 1] == "1:8"
     assert added[-1] == "scenarios/a.yaml::x"
+    # only that file: the plugin would collect (and train) every --scenarios path that no argument names
+    assert [added[i + 1] for i, a in enumerate(added) if a == "--scenarios"] == ["scenarios/a.yaml"]
     assert runner.environ()["PYTHONPATH"] == str(tmp_path / "plugin")
     assert (tmp_path / "plugin" / "pytest_convergence" / "gate.py").exists()  # a link to this code
 
