@@ -285,14 +285,7 @@ class Workspace:
         return results.read(out), time.perf_counter() - started
 
     def plugin_path(self) -> Path:
-        """A folder holding only this plugin's package (a link to it): on PYTHONPATH it brings the code and no
-        installed metadata (a checkout's *.egg-info would register the plugin a second time)."""
-        folder = self.root / "plugin"
-        link = folder / "pytest_convergence"
-        if not link.is_symlink():
-            folder.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(Path(__file__).resolve().parent, target_is_directory=True)
-        return folder
+        return plugin_folder(self.root)
 
     def freeze(self, build: Build) -> list[str]:
         python = str(self.env_dir(build) / "bin" / "python")
@@ -343,6 +336,18 @@ class Workspace:
         path = shlex.quote(str(self.plugin_path()))
         lines.append(f"PYTHONPATH={path} PYTHONSAFEPATH=1 {shlex.join(self.run_command(build))}")
         return "\n".join(lines)
+
+
+def plugin_folder(root: Path) -> Path:
+    """root/plugin, holding only this plugin's package (a link to it): on PYTHONPATH it brings this code and no
+    installed metadata (a checkout's *.egg-info would register the plugin a second time). bisect's probes and both
+    sides of a gate run it, so that every environment is judged by the same code."""
+    folder = root / "plugin"
+    link = folder / "pytest_convergence"
+    if not link.is_symlink():
+        folder.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(Path(__file__).resolve().parent, target_is_directory=True)
+    return folder
 
 
 def plugin_requirements() -> list[str]:

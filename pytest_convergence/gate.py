@@ -174,12 +174,9 @@ class Runner:
     logs: list[Path] = field(default_factory=list)
 
     def plugin_path(self) -> Path:
-        folder = self.workdir / "plugin"
-        link = folder / "pytest_convergence"
-        if not link.is_symlink():
-            folder.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(Path(__file__).resolve().parent, target_is_directory=True)
-        return folder
+        from .bisect import plugin_folder
+
+        return plugin_folder(self.workdir)
 
     def workers(self, side: Side, running: int) -> int:
         """xdist workers for one side: the CPUs shared among the sides running at once (on 2 CPUs: none with both

@@ -164,9 +164,7 @@ def _on_scale(key: str, value: float) -> float:
 
 
 def _paired_shift(key: str, pairs: list[tuple[float, float]], p: float, p_holm: float, alpha: float) -> Shift:
-    scale, threshold, worse_way = RULES.get(key, METRIC_RULE)
-    if key.startswith("metric:") and any(w in key.lower() for w in HIGHER_IS_BETTER):
-        worse_way = "down"
+    scale, threshold, worse_way = _rule(key)
     a = [x for x, _ in pairs]
     b = [y for _, y in pairs]
     differences = [_on_scale(key, y) - _on_scale(key, x) for x, y in pairs]
@@ -257,9 +255,7 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
 
 def _shift(key: str, a: list[float], b: list[float], p: float, p_holm: float, alpha: float) -> Shift:
-    scale, threshold, worse_way = RULES.get(key, METRIC_RULE)
-    if key.startswith("metric:") and any(w in key.lower() for w in HIGHER_IS_BETTER):
-        worse_way = "down"
+    scale, threshold, worse_way = _rule(key)
     ma, mb = statistics.median(a), statistics.median(b)
     if scale == "log":
         size = _log(mb) - _log(ma)
@@ -286,6 +282,15 @@ def _shift(key: str, a: list[float], b: list[float], p: float, p_holm: float, al
         enough_seeds=smallest_p(len(a), len(b)) < alpha,
         alpha=alpha,
     )
+
+
+def _rule(key: str) -> tuple[str, float, str]:
+    """(scale, practical threshold, which way is worse) of a summary: RULES, else a metric's (higher is worse unless
+    its name says it is a score)."""
+    scale, threshold, worse_way = RULES.get(key, METRIC_RULE)
+    if key.startswith("metric:") and any(w in key.lower() for w in HIGHER_IS_BETTER):
+        worse_way = "down"
+    return scale, threshold, worse_way
 
 
 def _clean(value: float) -> float:
