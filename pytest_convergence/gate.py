@@ -171,7 +171,6 @@ class Runner:
     paths: list[str]  # --scenarios PATHS, relative to the working directory
     factories: bool = True
     timeout_s: float = 6 * 3600.0
-    logs: list[Path] = field(default_factory=list)
 
     def plugin_path(self) -> Path:
         from .bisect import plugin_folder
@@ -242,7 +241,6 @@ class Runner:
             out = self.workdir / f"{side.role.lower()}-{tag}.json"
             out.unlink(missing_ok=True)
             log = self.workdir / f"{side.role.lower()}-{tag}.log"
-            self.logs.append(log)
             handle = log.open("w", encoding="utf-8")
             command = self.command(side, out, targets, seeds, floors, self.workers(side, len(sides)))
             handle.write(shlex.join(command) + "\n")
