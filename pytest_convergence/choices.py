@@ -31,7 +31,9 @@ DEFAULT_FAIL_ON: tuple[str, ...] = ("outcome", "error", "shift", "slowdown")
 # What makes a build differ in `bisect` (either way; never a change within the noise), and its bound per probe
 BISECT_KINDS: tuple[str, ...] = ("outcome", "error", "shift", "drift")
 BISECT_PROBE_TIMEOUT_S = 900.0
-COUNTABLE: tuple[str, ...] = ("outcome", "error", "shift", "slowdown", "drift")
+# the kinds that can count (--fail-on) and that an accepted-changes file can accept
+CountableKind = Literal["outcome", "error", "shift", "slowdown", "drift"]
+COUNTABLE: tuple[str, ...] = typing.get_args(CountableKind)
 
 
 def parse_fail_on(text: str) -> tuple[str, ...]:

@@ -1,7 +1,7 @@
 """`pytest-convergence` / `python -m pytest_convergence`: compare results files; explain a scenario;
 check a tox env's versions; print the JSON Schemas of scenario and results files; bisect to the build that changed.
 
-Exit codes of `compare`: 0 nothing beyond tolerance changed, 1 regressions found, 2 bad input.
+Exit codes of `compare` and `gate`: 0 nothing that counts changed, 1 a finding counts (blocks), 2 bad input.
 Exit codes of `explain`: 0 the scenario passes, 1 it fails, 2 bad input.
 """
 
@@ -11,14 +11,22 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import choices, render, results
 from . import compare as cmp
 from . import explain as explain_mod
-from .errors import InputError
+from .errors import InputError, ScenarioError
 from .record import Document
 
+if TYPE_CHECKING:
+    from .accepted import Accepted
+
 EXIT_BAD_INPUT = 2
+ACCEPTED_HELP = (
+    "known changes, accepted in a reviewed YAML file (accepted: [{kind, scenarios, where, reason, until}]): they show "
+    "as accepted and do not count; default: the ini key convergence_accepted; 'none': no file"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         default=render.WIDTH,
         help="fold the text's lines within this many columns; 0: one line per change, for grep (default %(default)s)",
     )
+    c.add_argument("--accepted", type=Path, metavar="FILE", help=ACCEPTED_HELP)
     c.add_argument("--markdown", type=Path, metavar="FILE", help="also write the comparison as Markdown")
     c.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML page with loss curves")
     c.set_defaults(run=_compare)
@@ -265,6 +274,7 @@ def _parser() -> argparse.ArgumentParser:
         "--convergence-noise-floor --convergence-isolate (instead of running OLD's scenarios again)",
     )
     g.add_argument("--new-results", type=Path, metavar="FILE", help="NEW's first run, likewise")
+    g.add_argument("--accepted", type=Path, metavar="FILE", help=ACCEPTED_HELP)
     g.add_argument("--json", type=Path, metavar="FILE", help="also write the decision as JSON")
     g.add_argument("--workdir", type=Path, help="where runs, logs and throwaway environments go (default: a temp dir)")
     g.set_defaults(run=_gate)
@@ -303,6 +313,7 @@ def _gate(args: argparse.Namespace) -> int:
         factories=args.factories,
         old_results=args.old_results,
         new_results=args.new_results,
+        accepted=accepted_file(args.accepted),
     )
     print(f"gate OLD: {old.describe()}", flush=True)
     print(f"     NEW: {new.describe()}", flush=True)
@@ -391,10 +402,35 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def accepted_file(given: Path | None) -> Accepted | None:
+    """The accepted-changes file: --accepted, else the ini key convergence_accepted of the pytest ini file here (a
+    path relative to that file's folder; 'none' for none); None when neither names one. A file that is not usable
+    is an InputError with every problem located."""
+    from . import accepted
+
+    if given is None:
+        found = accepted.find_ini_setting()
+        if found is None or found[0].lower() == "none":
+            return None
+        given = found[1] / found[0]
+    if str(given).lower() == "none":
+        return None
+    try:
+        return accepted.read(given)
+    except ScenarioError as exc:
+        raise InputError(f"accepted-changes file not usable:\n{exc}") from None
+
+
 def _compare(args: argparse.Namespace) -> int:
     columns = cmp.load(args.files)
     baseline = cmp.pick_baseline(columns, args.baseline)
-    rules = cmp.Rules(loss_rtol=args.loss_rtol, slowdown=args.slowdown, fail_on=args.fail_on, alpha=args.alpha)
+    rules = cmp.Rules(
+        loss_rtol=args.loss_rtol,
+        slowdown=args.slowdown,
+        fail_on=args.fail_on,
+        alpha=args.alpha,
+        accepted=accepted_file(args.accepted),
+    )
     result = cmp.compare(columns, baseline, rules)
     print(render.render_text(result, max(0, args.width)))
     if args.markdown:

@@ -14,10 +14,11 @@ from .text import one_line, without_native_chatter
 
 if TYPE_CHECKING:  # the modules behind these load numpy, pydantic, yaml: only once a scenario file is collected
     from . import expect
+    from .conditions import VersionCondition
     from .evaluate import Evaluation
     from .isolation import Trainer
     from .record import Declared, Runtime, ScenarioRecord, SeedRun
-    from .scenario import Scenario, VersionCondition
+    from .scenario import Scenario
 
 RECORD_KEY: pytest.StashKey[ScenarioRecord] = pytest.StashKey()
 XFAIL_KEY = pytest.StashKey[str]()  # the reason, when an xfail condition applies to this run

@@ -17,8 +17,10 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from . import results, stats, timing
+from .accepted import Accepted
 from .choices import DEFAULT_FAIL_ON
 from .errors import InputError
+from .findings import Finding, State, group, state_of
 from .record import Document, Environment, ScenarioRecord, relative_difference
 
 DEFAULT_LOSS_RTOL = 0.01  # curve tolerance where no rounding floor was measured
@@ -73,6 +75,8 @@ class Change:
     against: str = ""  # the label of the version compared with
     factor: float | None = None  # slowdowns: the calibrated ratio
     within_noise: bool = False  # shown for information: a curve within its rounding floor, too few seeds to tell
+    state: State | None = None  # settled once judged (settle): the one word for what it means
+    accepted_by: str = ""  # the accepted-changes entry that accepts it, "FILE:LINE: where …: reason"
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class Rules:
     fail_on: tuple[str, ...] = DEFAULT_FAIL_ON
     alpha: float = DEFAULT_ALPHA
     floor_margin: float = DEFAULT_FLOOR_MARGIN
+    accepted: Accepted | None = None  # known changes, accepted in a reviewed file (--accepted)
 
 
 @dataclass
@@ -97,15 +102,31 @@ class Comparison:
     detectable: dict[str, list[float]] = field(default_factory=dict)  # column → the smallest counted slowdowns
 
     def counted(self, change: Change) -> bool:
-        return change.worse and change.kind in self.rules.fail_on
+        return change.state == "regression"
 
     @property
     def regressions(self) -> list[Change]:
         return [c for c in self.changes if self.counted(c)]
 
     @property
+    def findings(self) -> list[Finding]:
+        """The changes against the baseline that share a cause, grouped: what the decision counts."""
+
+        def first(change: Change) -> str:
+            shown, _ = self.first_seen(change.scenario, change.kind)
+            return shown[0].label if shown else change.column
+
+        return group(self.changes, first)
+
+    @property
     def exit_code(self) -> int:
-        return 1 if self.regressions else 0
+        return 1 if any(f.counts for f in self.findings) else 0
+
+    @property
+    def mixed(self) -> list[str]:
+        """What differs between the columns' run settings (rounding floors, isolation, input path, seeds): one line
+        each, naming the columns; nothing when they were run alike."""
+        return mixed_settings(self.columns)
 
     def first_seen(self, scenario: str, kind: str) -> tuple[list[Column], list[Column]]:
         """The versions where this scenario shows this kind of change against the baseline, and the later versions
@@ -206,13 +227,71 @@ def compare(columns: Sequence[Column], baseline: Column, rules: Rules = Rules())
     result.rows = sorted({sid for c in columns for sid in c.scenarios})
     for col in columns:
         if col is not baseline:
+            if rules.accepted is not None:
+                rules.accepted.saw(versions(baseline.environment), versions(col.environment))
             for sid in result.rows:
-                result.changes.extend(judge(sid, baseline, col, rules, result.detectable))
+                result.changes.extend(
+                    settle(c, baseline, col, rules) for c in judge(sid, baseline, col, rules, result.detectable)
+                )
     for before, after in adjacent_pairs(columns):
         if before is not baseline:
             for sid in result.rows:
-                result.adjacent.extend(judge(sid, before, after, rules))
+                result.adjacent.extend(
+                    settle(c, before, after, replace(rules, accepted=None)) for c in judge(sid, before, after, rules)
+                )
     return result
+
+
+def settle(change: Change, before: Column, after: Column, rules: Rules) -> Change:
+    """The change with its state: under --fail-on, and accepted where an entry of the accepted-changes file matches
+    it (a change that would count only: the others need no acceptance)."""
+    entry = None
+    if rules.accepted is not None and change.worse and change.kind in rules.fail_on and not change.within_noise:
+        record = after.scenarios.get(change.scenario)
+        settings = {k: _setting(record, k) for k in SETTINGS} if record else None
+        entry = rules.accepted.match(
+            change.kind,
+            change.scenario,
+            versions(before.environment, before.scenarios.get(change.scenario)),
+            versions(after.environment, record),
+            settings,
+        )
+    accepted_by = rules.accepted.describe(entry) if rules.accepted is not None and entry is not None else ""
+    return replace(change, state=state_of(change, rules.fail_on, entry is not None), accepted_by=accepted_by)
+
+
+def versions(env: Environment, record: ScenarioRecord | None = None) -> dict[str, str]:
+    """{tensorflow, keras}: what trained the scenario (its record says), else the run's environment."""
+    trained: dict[str, str] = (record.get("versions") if record else None) or {}
+    return {k: str(trained.get(k) or env.get(k) or "") for k in ("tensorflow", "keras")}
+
+
+# what a comparison's columns should share, and how a record says it
+RUN_SETTINGS: dict[str, Any] = {
+    "rounding floors": lambda r: "measured" if (r.get("runtime") or {}).get("noise_floor") else "not measured",
+    "isolation": lambda r: "isolated" if (r.get("runtime") or {}).get("isolate") else "in the pytest process",
+    "fit input": lambda r: str((r.get("runtime") or {}).get("fit_input_asked") or _fit_input(r)),
+    "seeds": lambda r: str(len(r.get("seeds") or [])),
+}
+
+
+def mixed_settings(columns: Sequence[Column]) -> list[str]:
+    """'rounding floors: A measured; B not measured' for each run setting the columns do not share (over the
+    scenarios that trained in every column)."""
+    trained = [
+        sid
+        for sid in sorted(set.intersection(*(set(c.scenarios) for c in columns)) if columns else set())
+        if all(c.scenarios[sid].get("seeds") for c in columns)
+    ]
+    out = []
+    for name, read in RUN_SETTINGS.items():
+        said = []
+        for col in columns:
+            values = sorted({read(col.scenarios[sid]) for sid in trained})
+            said.append((col.key, ", ".join(values) if len(values) <= 3 else f"{values[0]} … {values[-1]}"))
+        if len({v for _, v in said}) > 1:
+            out.append(f"{name}: " + "; ".join(f"{k} {v}" for k, v in said))
+    return out
 
 
 def adjacent_pairs(columns: Sequence[Column]) -> list[tuple[Column, Column]]:
@@ -334,7 +413,7 @@ def _drift(
             "drift", f"trained under different settings ({', '.join(moved)}): curves not compared", False, noise=True
         )
         return
-    worst: tuple[float, float, int, int, float, float] | None = None  # (excess, rel, seed, epoch, a, b)
+    worst: tuple[float, ...] | None = None  # (excess, rel, seed, epoch, a, b, tolerance, floor)
     floors: list[float] = []
     new_seeds = {x["seed"]: x for x in new.get("seeds", [])}
     for seed in base.get("seeds", []):
@@ -349,11 +428,11 @@ def _drift(
             rel = relative_difference(a, b)
             excess = rel / tolerance if tolerance > 0 else math.inf
             if rel > 0 and (worst is None or excess > worst[0]):
-                worst = (excess, rel, seed["seed"], epoch, a, b)
+                worst = (excess, rel, seed["seed"], epoch, a, b, tolerance, max(measured, default=0.0))
     if worst is None:
         return
-    excess, rel, seed_no, epoch, a, b = worst
-    where = f"{_pct(rel)} at epoch {epoch} (seed {seed_no}: {_num(a)} → {_num(b)})"
+    excess, rel, seed_no, at, a, b, limit, floor = worst
+    where = f"{_pct(rel)} at epoch {at:.0f} (seed {seed_no:.0f}: {_num(a)} → {_num(b)})"
     final = next((x for x in shifts if x.key == "final_loss"), None)
     if not floors:
         if excess > 1:
@@ -364,18 +443,18 @@ def _drift(
                 True,
             )
         return
-    floor = max(floors)
     if excess > 1:
         yield change(
             "drift",
-            f"loss curve moved {where}, above its rounding floor {_pct(floor)} (×{s.floor_margin:g} margin); "
-            f"{_seed_statement(final)}",
+            f"loss curve moved {where}, above its limit {_pct(limit)} (×{s.floor_margin:g} its rounding floor "
+            f"{_pct(floor)}, at least {_pct(FLOOR_MINIMUM)}); {_seed_statement(final)}",
             True,
         )
     elif rel > s.loss_rtol:  # smaller differences within the floor are not worth a line
         yield change(
             "drift",
-            f"differs within its rounding floor: {where}, floor {_pct(floor)}; {_seed_statement(final)}",
+            f"loss curve moved {where}, within its limit {_pct(limit)} (×{s.floor_margin:g} its rounding floor "
+            f"{_pct(floor)}, at least {_pct(FLOOR_MINIMUM)}); {_seed_statement(final)}",
             False,
             noise=True,
         )

@@ -45,8 +45,11 @@ from typing import IO, Any, Literal
 from packaging.requirements import InvalidRequirement, Requirement
 
 from . import compare, results, stats
+from . import render as render_mod
+from .accepted import Accepted
 from .choices import DEFAULT_FAIL_ON
 from .errors import InputError
+from .findings import Finding, common_folder, group
 from .record import Document, ScenarioRecord, SeedEntry
 from .text import one_line
 
@@ -352,7 +355,11 @@ def decide(
     """One look at one scenario. `old`/`new` are the first run's columns (outcome, error, curves with floors);
     `old_seeds`/`new_seeds` every seed trained so far (the first run's and the added ones) for the statistics."""
     base, other = old.scenarios.get(sid), new.scenarios.get(sid)
-    changes = [c for c in compare.judge(sid, old, new, rules) if c.kind not in ("shift", "slowdown")]
+    changes = [
+        compare.settle(c, old, new, rules)
+        for c in compare.judge(sid, old, new, rules)
+        if c.kind not in ("shift", "slowdown")
+    ]
     judged = Judged(sid, "same", changes, seeds=(len(old_seeds), len(new_seeds)))
     decided = [c for c in changes if c.kind in ("outcome", "error", "declared") and not c.within_noise]
     if base is None or other is None or not old_seeds or not new_seeds or any(c.kind == "declared" for c in decided):
@@ -372,16 +379,10 @@ def decide(
     for shift in judged.shifts:
         if shift.significant and shift.large:
             word = "worse" if shift.worse else "better"
-            judged.changes.append(
-                compare.Change(
-                    sid,
-                    new.label,
-                    "shift",
-                    f"{shift.name} shifted ({word}): {shift.describe()}",
-                    shift.worse,
-                    old.label,
-                )
+            change = compare.Change(
+                sid, new.label, "shift", f"{shift.name} shifted ({word}): {shift.describe()}", shift.worse, old.label
             )
+            judged.changes.append(compare.settle(change, old, new, rules))
     if decided or any(c.kind == "shift" for c in judged.changes):
         judged.state = "different"
         return judged
@@ -566,6 +567,7 @@ class Settings:
     fail_on: tuple[str, ...] = DEFAULT_FAIL_ON
     fail_on_unknown: bool = False
     alpha: float = compare.DEFAULT_ALPHA
+    accepted: Accepted | None = None  # known changes, accepted in a reviewed file
     factories: bool = True
     old_results: Path | None = None
     new_results: Path | None = None
@@ -582,11 +584,12 @@ class Outcome:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def counted(self, change: compare.Change) -> bool:
-        return change.worse and change.kind in self.settings.fail_on and not change.within_noise
+        return change.state == "regression"
 
     @property
-    def findings(self) -> list[tuple[str, compare.Change]]:
-        return [(sid, c) for sid, j in sorted(self.judged.items()) for c in j.changes if self.counted(c)]
+    def findings(self) -> list[Finding]:
+        """The changes that share a cause, grouped (one version pair: the cause is the kind and direction)."""
+        return group((c for _, j in sorted(self.judged.items()) for c in j.changes), lambda c: self.new_label)
 
     @property
     def unknown(self) -> list[Judged]:
@@ -594,7 +597,7 @@ class Outcome:
 
     @property
     def exit_code(self) -> int:
-        if self.findings or (self.settings.fail_on_unknown and self.unknown):
+        if any(f.counts for f in self.findings) or (self.settings.fail_on_unknown and self.unknown):
             return 1
         return 0
 
@@ -605,6 +608,18 @@ class Outcome:
             "exit": self.exit_code,
             "decision": "blocks" if self.exit_code else "passes",
             "seconds": self.seconds,
+            "findings": [
+                {
+                    "state": f.state,
+                    "kind": f.kind,
+                    "worse": f.worse,
+                    "scenarios": f.scenarios,
+                    "factors": f.factors,
+                    "accepted_by": f.accepted_by,
+                }
+                for f in self.findings
+            ],
+            "accepted_file": self.settings.accepted.report(self.settings.fail_on) if self.settings.accepted else [],
             "scenarios": {
                 sid: {
                     "state": j.state,
@@ -612,7 +627,13 @@ class Outcome:
                     "paired": j.paired,
                     "undecided": j.undecided,
                     "changes": [
-                        {"kind": c.kind, "message": c.message, "worse": c.worse, "counted": self.counted(c)}
+                        {
+                            "kind": c.kind,
+                            "state": c.state,
+                            "message": c.message,
+                            "worse": c.worse,
+                            "counted": self.counted(c),
+                        }
                         for c in j.changes
                     ],
                     "timing": None
@@ -638,7 +659,7 @@ def gate(old: Side, new: Side, settings: Settings, workdir: Path) -> Generator[s
     started = time.monotonic()
     sides = [prepare(old, workdir), prepare(new, workdir)]
     runner = Runner(workdir, settings.paths, settings.factories)
-    rules = compare.Rules(fail_on=settings.fail_on, alpha=settings.alpha)
+    rules = compare.Rules(fail_on=settings.fail_on, alpha=settings.alpha, accepted=settings.accepted)
     given = [settings.old_results, settings.new_results]
     to_run = [side for side, path in zip(sides, given, strict=True) if path is None]
     t0 = time.monotonic()
@@ -655,6 +676,8 @@ def gate(old: Side, new: Side, settings: Settings, workdir: Path) -> Generator[s
     columns = [compare.column(doc, Path(f"{side.role.lower()}.json")) for doc, side in zip(docs, sides, strict=True)]
     old_col, new_col = (replace(c, key=k) for c, k in zip(columns, "AB", strict=True))
     yield from _mixed(docs)
+    if settings.accepted is not None:
+        settings.accepted.saw(compare.versions(old_col.environment), compare.versions(new_col.environment))
     ids = [sid for sid in sorted(set(old_col.scenarios) | set(new_col.scenarios)) if selected(sid, settings.paths)]
     seeds = {sid: [seed_entries(old_col.scenarios.get(sid)), seed_entries(new_col.scenarios.get(sid))] for sid in ids}
     own = {sid: max(len(a), len(b)) for sid, (a, b) in seeds.items()}
@@ -718,18 +741,17 @@ def gate(old: Side, new: Side, settings: Settings, workdir: Path) -> Generator[s
             for sid, t in timings.items():
                 judged[sid].timing = t
                 if t.verdict in ("slower", "faster"):
-                    judged[sid].changes.append(
-                        compare.Change(
-                            sid,
-                            new_col.label,
-                            "slowdown",
-                            f"time per epoch of fit on the arrays {t.describe()}"
-                            + (" (faster)" if t.verdict == "faster" else ""),
-                            t.verdict == "slower",
-                            old_col.label,
-                            t.ratio,
-                        )
+                    change = compare.Change(
+                        sid,
+                        new_col.label,
+                        "slowdown",
+                        f"time per epoch of fit on the arrays {t.describe()}"
+                        + (" (faster)" if t.verdict == "faster" else ""),
+                        t.verdict == "slower",
+                        old_col.label,
+                        t.ratio,
                     )
+                    judged[sid].changes.append(compare.settle(change, old_col, new_col, rules))
                     judged[sid].state = "different"
             rounds = sum(t.rounds for t in timings.values())
             yield (
@@ -796,48 +818,42 @@ def _job(record: ScenarioRecord, factories: bool) -> dict[str, Any]:
 
 
 def render(outcome: Outcome) -> list[str]:
-    """The decision first, then what did not count, then the tally."""
-    lines = []
+    """The decision and the findings first (one sentence each), then what is undecided, then every change."""
     findings = outcome.findings
     unknown = outcome.unknown
+    counting = [f for f in findings if f.counts]
+    accepted = [f for f in findings if f.state == "accepted"]
     verdict = "BLOCKS" if outcome.exit_code else "PASSES"
-    why = f"{len(findings)} change(s) count" if findings else "nothing that counts changed"
+    why = (
+        f"{len(counting)} finding{' counts' if len(counting) == 1 else 's count'}"
+        if counting
+        else "nothing that counts changed"
+    )
+    if accepted:
+        why += f"; {len(accepted)} accepted"
     if outcome.settings.fail_on_unknown and unknown:
         why += f"; {len(unknown)} scenario(s) undecided (--fail-on-unknown)"
-    lines.append(f"decision: {verdict} — {why} (exit {outcome.exit_code})")
-    slow = [(sid, c) for sid, c in findings if c.kind == "slowdown"]
-    if slow:
-        factors = [c.factor or 1.0 for _, c in slow]
-        lines.append(
-            f"  slowdown: time per epoch of fit on the numpy arrays ×{min(factors):.3g}–×{max(factors):.3g} on "
-            f"{len(slow)} scenario(s), each timed side by side (whole {TIMING_CONFIDENCE:.0%} interval above "
-            f"×{outcome.settings.slowdown:g})"
-        )
-        for sid, c in sorted(slow, key=lambda x: -(x[1].factor or 1.0)):
-            lines.append(f"    {sid}: {c.message.removeprefix('time per epoch of fit on the arrays ')}")
-    for sid, c in findings:
-        if c.kind != "slowdown":
-            lines.append(f"  {c.kind}: {sid}: {c.message}")
+    prefix = common_folder(sorted(outcome.judged))
+    lines = [f"Decision: {verdict} — {why} (exit {outcome.exit_code})"]
+    lines += render_mod.finding_lines(
+        findings,
+        lambda f: "on NEW",
+        prefix,
+        timed=f"fit on the arrays, timed side by side; the whole {TIMING_CONFIDENCE:.0%} interval beyond "
+        f"×{outcome.settings.slowdown:g}",
+    )
+    if outcome.settings.accepted is not None:
+        lines += outcome.settings.accepted.report(outcome.settings.fail_on)
     if unknown:
-        lines.append(f"undecided (UNKNOWN, {'counted' if outcome.settings.fail_on_unknown else 'not counted'}):")
+        counted = "counted" if outcome.settings.fail_on_unknown else "not counted"
+        lines.append(f"Undecided (UNKNOWN, {counted}): {len(unknown)} scenario(s), the seed budget spent:")
         for j in unknown:
             lines.append(f"  {j.scenario}: after {j.seeds[0]} vs {j.seeds[1]} seeds: {j.undecided}")
-    other = [
-        (sid, c)
-        for sid, j in sorted(outcome.judged.items())
-        for c in j.changes
-        if not outcome.counted(c) and not c.within_noise
-    ]
-    if other:
-        lines.append("changed, not counted:")
-        for sid, c in other:
-            word = "declared" if c.kind == "declared" else ("better" if not c.worse else f"{c.kind} not in --fail-on")
-            lines.append(f"  {c.kind} ({word}): {sid}: {c.message}")
     untimed = [
         (sid, j.timing) for sid, j in sorted(outcome.judged.items()) if j.timing and j.timing.verdict == "unknown"
     ]
     if untimed:
-        lines.append("timing undecided (not counted):")
+        lines.append(f"Timing undecided (not counted): {len(untimed)} scenario(s):")
         for sid, t in untimed:
             lines.append(f"  {sid}: {t.describe()}")
     same = sum(1 for j in outcome.judged.values() if j.state == "same")
@@ -848,6 +864,11 @@ def render(outcome: Outcome) -> list[str]:
         f"{sum(1 for j in outcome.judged.values() if j.state == 'different')} different, {len(unknown)} undecided; "
         f"{seeds} seeds per side in all, {paired} scenario(s) with seeds paired by their initial weights"
     )
+    every = [(sid, c) for sid, j in sorted(outcome.judged.items()) for c in j.changes]
+    if every:
+        lines += ["", "Details: every change, NEW against OLD"]
+        for sid, c in every:
+            lines.append(f"  [{c.kind}, {c.state}] {sid}: {c.message}")
     return lines
 
 

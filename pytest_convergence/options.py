@@ -24,6 +24,11 @@ BASELINE_HELP = (
     "regressions (outcome, error, drift, slowdown) fail the run."
 )
 BASELINE_FILE = "convergence-baseline.json"
+ACCEPTED_HELP = (
+    "Known changes, accepted in a reviewed YAML file (accepted: a list of {kind, scenarios, where, reason, until}): "
+    "against --convergence-baseline they show as accepted and do not fail the run. The ini key is relative to the "
+    "ini file; `pytest-convergence compare` and `gate` read the same key."
+)
 FAIL_ON_HELP = (
     "Which changes against --convergence-baseline fail the run: comma-separated kinds from outcome, error, shift, "
     f"slowdown, drift, or 'none'. Default: {','.join(DEFAULT_FAIL_ON)} (as `pytest-convergence compare`)."
@@ -100,6 +105,7 @@ class Settings:
     json_path: Path | None
     record_dir: Path | None = None
     baseline_dir: Path | None = None
+    accepted_path: Path | None = None  # --convergence-accepted / convergence_accepted
     timeout_s: float | None = DEFAULT_TIMEOUT_S
     timeout_default: bool = True  # the limit is the default one: checked per epoch, not per batch (cheaper)
     fit_input: str = "auto"  # for scenarios that do not say (fit.input)
@@ -129,6 +135,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--convergence-json", default=None, metavar="PATH", help=JSON_HELP)
     group.addoption("--convergence-record", default=None, metavar="DIR", help=RECORD_HELP)
     group.addoption("--convergence-baseline", default=None, metavar="DIR", help=BASELINE_HELP)
+    group.addoption("--convergence-accepted", default=None, metavar="FILE", help=ACCEPTED_HELP)
     group.addoption("--convergence-timeout", default=None, metavar="SECONDS", help=TIMEOUT_HELP)
     group.addoption("--convergence-plots", default=None, metavar="DIR", help=PLOTS_HELP)
     group.addoption("--convergence-input", default=None, choices=FIT_INPUTS, help=INPUT_HELP)
@@ -145,6 +152,7 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption("--convergence-jit-compile", default=None, choices=("on", "off"), help=JIT_HELP)
     parser.addini("convergence_scenarios", INI_SCENARIOS_HELP, type="paths", default=[])
+    parser.addini("convergence_accepted", ACCEPTED_HELP, default=None)
     parser.addini("convergence_timeout", TIMEOUT_HELP, default=None)
     parser.addini("convergence_input", INPUT_HELP, default=None)
     parser.addini("convergence_fail_on", FAIL_ON_HELP, default=None)
@@ -186,6 +194,7 @@ def resolve(config: pytest.Config) -> Settings:
         json_path=paths["convergence_json"],
         record_dir=paths["convergence_record"],
         baseline_dir=paths["convergence_baseline"],
+        accepted_path=_accepted(config, paths["convergence_baseline"] is not None),
         plots_dir=paths["convergence_plots"],
         fail_on=_fail_on(config),
         noise_floor=bool(config.getoption("convergence_noise_floor") or config.getini("convergence_noise_floor"))
@@ -195,6 +204,34 @@ def resolve(config: pytest.Config) -> Settings:
         factories=not (config.getoption("convergence_no_factories") or config.getini("convergence_no_factories")),
         isolate=_isolate(config),
     )
+
+
+def _accepted(config: pytest.Config, comparing: bool) -> Path | None:
+    """The accepted-changes file, checked now where a baseline comparison will read it (a usage error naming the
+    file, line and key of every problem); None where none is named, or 'none'."""
+    given = config.getoption("convergence_accepted")
+    path: Path
+    if given is not None:
+        path, source = config.invocation_params.dir / str(given), f"--convergence-accepted {given}"
+    else:
+        value = config.getini("convergence_accepted")
+        if not value:
+            return None
+        base = config.inipath.parent if config.inipath else config.rootpath
+        path, source = base / str(value).strip(), f"convergence_accepted (in {config.inipath})"
+    if path.name.lower() == "none":
+        return None
+    if not path.is_file():
+        raise pytest.UsageError(f"{source}: no such file: {path}")
+    if comparing:
+        from .accepted import read
+        from .errors import ScenarioError
+
+        try:
+            read(path)
+        except ScenarioError as exc:
+            raise pytest.UsageError(f"{source}: not usable:\n{exc}") from None
+    return path.resolve()
 
 
 def _given(config: pytest.Config, name: str) -> tuple[Any, str]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import html
 import math
-import os
 import statistics
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .compare import Change, Column, Comparison, adjacent_pairs, environment_changes
+from .findings import STATES, Finding, State, common_folder, kind_shown, names, span
 from .record import ScenarioRecord, SeedEntry
 
 SHORT = {
@@ -24,53 +24,190 @@ SHORT = {
 }
 LETTER = {"outcome": "o", "error": "e", "shift": "s", "slowdown": "t", "drift": "d", "missing": "m"}
 LEGEND = (
-    "cells: the outcome, then its changes against the baseline: ! counted  ~ reported  = declared;",
+    "cells: the outcome, then each change against the baseline as its state's mark and its kind's letter:",
+    "       " + "  ".join(f"{mark} {state}" for state, (mark, _) in STATES.items()),
     "       o outcome  e error  s seed statistics  t time per epoch  d loss curve  m missing",
 )
 WIDTH = 120
 ID_WIDTH = 58
-
-
-def status(cmp: Comparison, change: Change) -> str:
-    if change.kind == "declared":
-        return "declared"
-    if cmp.counted(change):
-        return "REGRESSION"
-    return "not counted" if change.worse else "reported"
-
-
-def kind_shown(change: Change) -> str:
-    """A declared change is shown as what it is (error, outcome), marked declared."""
-    if change.kind == "declared":
-        return "error" if change.message.startswith("error") else "outcome"
-    return change.kind
+MANY = 3  # a finding with more scenarios than this lists their names only
+SCREEN_MESSAGE = 40  # a change's text on the first screen is clipped within WIDTH, keeping at least this much
+# the sections of the first screen: which states, under which heading
+SECTIONS: tuple[tuple[State, str], ...] = (
+    ("regression", "Blocks"),
+    ("accepted", "Accepted (does not count)"),
+    ("declared", "Declared by the scenarios (does not count)"),
+    ("moved", "Moved (does not count)"),
+    ("improved", "Improved"),
+)
 
 
 def cell(cmp: Comparison, scenario: str, col: Column) -> str:
-    """'pass', 'pass !t' (a counted slowdown), 'xfail =e' (a declared error), 'pass ~d' (reported drift)."""
+    """'pass', 'pass !t' (a slowdown that counts), 'xfail =e' (a declared error), 'pass ~d' (a curve that moved)."""
     record = col.scenarios.get(scenario)
     text = SHORT.get(record["outcome"] if record else None, "?")
     mine = [c for c in cmp.changes if c.scenario == scenario and c.column == col.label]
-    marks = sorted({_mark(cmp, c) for c in mine})
+    marks = sorted({_mark(c) for c in mine})
     return f"{text} {''.join(marks)}" if marks else text
 
 
-def _mark(cmp: Comparison, change: Change) -> str:
-    if change.kind == "declared":
-        return "=" + ("e" if change.message.startswith("error") else "o")
-    return ("!" if cmp.counted(change) else "~") + LETTER[change.kind]
+def _mark(change: Change) -> str:
+    assert change.state is not None
+    return STATES[change.state][0] + LETTER[kind_shown(change)]
+
+
+def decision(cmp: Comparison) -> str:
+    """'BLOCKS — 1 finding counts (exit 1)', or 'PASSES — nothing that counts changed; 1 accepted (exit 0)'."""
+    found = cmp.findings
+    counting = [f for f in found if f.counts]
+    accepted = [f for f in found if f.state == "accepted"]
+    also = f"; {len(accepted)} accepted" if accepted else ""
+    if counting:
+        return f"BLOCKS — {_count(len(counting), 'finding counts', 'findings count')}{also} (exit 1)"
+    return f"PASSES — nothing that counts changed{also} (exit 0)"
+
+
+def first_screen(cmp: Comparison, code: bool = False) -> list[str]:
+    """The decision, the versions, what was run unlike the rest, then every finding, one sentence each: what a person
+    acts on, before any detail."""
+    prefix = common_folder(cmp.rows)
+    versions = "; ".join(f"{c.key}{'*' if c is cmp.baseline else ''} {c.label}" for c in cmp.columns)
+    lines = [f"Decision: {decision(cmp)}", f"  versions: {versions} (* the baseline, which each is compared with)"]
+    for line in cmp.mixed:
+        lines.append(f"  warning: runs made with other settings side by side: {line}")
+    lines += finding_lines(cmp.findings, lambda f: _where_finding(cmp, f), prefix, code)
+    if cmp.rules.accepted is not None:
+        lines += cmp.rules.accepted.report(cmp.rules.fail_on)
+    return lines
+
+
+def finding_lines(
+    findings: Sequence[Finding],
+    where: Callable[[Finding], str],
+    prefix: str = "",
+    code: bool = False,
+    timed: str = "each run against its machine calibration",
+) -> list[str]:
+    """Per section (blocks, accepted, declared, moved, improved), each finding in one sentence with its scenarios;
+    inconclusive changes as one count."""
+    lines = []
+    number = 0
+    for state, heading in SECTIONS:
+        mine = [f for f in findings if f.state == state]
+        if not mine:
+            continue
+        lines.append(f"{heading}:")
+        for f in mine:
+            number += 1
+            lines.append(f"  {number}. {sentence(f, where(f), timed)}")
+            if f.state in ("regression", "accepted") and (len(f.scenarios) > MANY or f.kind in ("slowdown", "drift")):
+                lines.append(f"     {_code(names(f.scenarios, prefix), code)}")
+            elif len(f.scenarios) > MANY:
+                lines.append("     (the scenarios are listed in the details)")
+            else:
+                for c in _one_each(f):
+                    head = f"     {_code(c.scenario[len(prefix) :], code)}: "
+                    lines.append(head + _clip(c.message, max(SCREEN_MESSAGE, WIDTH - len(head))))
+            if f.accepted_by:
+                lines.append(f"     accepted by {f.accepted_by}")
+    unsure = [c for f in findings if f.state == "inconclusive" for c in f.changes]
+    if unsure:
+        lines.append(
+            f"Inconclusive (not a change as far as this data can tell): {len(unsure)} on "
+            f"{len({c.scenario for c in unsure})} scenario(s) — within a floor's limit, too few seeds to tell, or "
+            "not comparable; listed in the details"
+        )
+    if not any(f.state != "inconclusive" for f in findings):
+        lines.append("No changes.")
+    return lines
+
+
+def sentence(f: Finding, where: str, timed: str = "") -> str:
+    """One finding in one sentence: its kind, size and direction, where it first appears, how many scenarios."""
+    n = f"{len(f.scenarios)} scenario(s)"
+    if f.kind == "slowdown":
+        factors = f.factors
+        way = "slower" if f.worse else "faster"
+        size = f" {span(factors)}" if factors else ""
+        return f"slowdown: time per epoch{size} ({way}; {timed}) {where}, on {n}"
+    if f.kind == "drift":
+        seeds = _seed_tally(f.changes)
+        return f"drift: the loss curve moved above its rounding floor's limit {where}, on {n}{seeds}"
+    if f.kind == "shift":
+        return f"shift: a seed statistic moved {'for the worse' if f.worse else 'for the better'} {where}, on {n}"
+    if f.state == "declared":
+        return f"{f.kind}: the scenario's own skip/xfail took effect {where}, on {n}"
+    if f.kind == "error":
+        what = "an error appeared" if f.worse else "an error changed or vanished"
+        return f"error: {what} {where}, on {n}"
+    if f.kind == "outcome":
+        moves = sorted({c.message.split(",")[0][:40] for c in f.changes})
+        said = "; ".join(moves) if len(moves) <= 2 else f"{len(moves)} kinds of move"
+        return f"outcome: {said} {where}, on {n}"
+    return f"{f.kind} {where}, on {n}"
+
+
+def _seed_tally(changes: Sequence[Change]) -> str:
+    """'; final losses: equivalent on 9, too few seeds to tell on 5' from the drift messages' seed statements."""
+    tally: dict[str, int] = {}
+    for c in changes:
+        for key, word in (
+            ("equivalent", "equivalent"),
+            ("too few seeds", "too few seeds to tell"),
+            ("more seeds would tell", "not significant yet"),
+            ("final loss shifted", "shifted"),
+            ("identical", "identical"),
+        ):
+            if key in c.message:
+                tally[word] = tally.get(word, 0) + 1
+                break
+    return "; final losses: " + ", ".join(f"{w} on {n}" for w, n in tally.items()) if tally else ""
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _one_each(f: Finding) -> list[Change]:
+    seen: set[str] = set()
+    out = []
+    for c in f.changes:
+        if c.scenario not in seen:
+            seen.add(c.scenario)
+            out.append(c)
+    return sorted(out, key=lambda c: c.scenario)
+
+
+def _where_finding(cmp: Comparison, f: Finding) -> str:
+    first = next((c for c in cmp.columns if c.label == f.first), None)
+    if first is None:
+        return ""
+    if len(cmp.columns) == 2:
+        return f"on {first.key}"
+    columns = {c.column for c in f.changes}
+    later = [c for c in cmp.columns[cmp.columns.index(first) :] if c is not cmp.baseline and c.package == first.package]
+    if all(c.label in columns for c in later) and len(later) > 1:
+        return f"from {first.key} on"
+    shown = [c.key for c in cmp.columns if c.label in columns]
+    return f"on {', '.join(shown)}"
 
 
 def render_text(cmp: Comparison, width: int = WIDTH) -> str:
-    """The versions, the grid, the changes (grouped, each with the version where it first appears), for a
-    terminal: the grid fits 120 columns; other lines are folded within `width` (0: one line each, for grep)."""
-    lines = ["Versions, oldest first:"]
+    """The decision and the findings first (what a person acts on), then the details: the versions, the grid, every
+    change, the changes between adjacent versions, timing. The grid fits 120 columns; other lines are folded within
+    `width` (0: one line each, for grep)."""
+    lines = [wrapped for line in first_screen(cmp) for wrapped in _wrap(_one_line(line), width)]
+    lines += ["", "Details", "Versions, oldest first:"]
     lines += [f"  {line}" for line in _versions(cmp)]
-    prefix = _common_folder(cmp.rows)
+    prefix = common_folder(cmp.rows)
     head = f"scenario (in {prefix})" if prefix else "scenario"
-    names = [_shorten(sid[len(prefix) :], ID_WIDTH) for sid in cmp.rows]
+    names_ = [_shorten(sid[len(prefix) :], ID_WIDTH) for sid in cmp.rows]
     cells = [[cell(cmp, sid, c) for c in cmp.columns] for sid in cmp.rows]
-    first = max([len(head), *map(len, names)])
+    first = max([len(head), *map(len, names_)])
     widths = [
         max([len(c.key) + (1 if c is cmp.baseline else 0), *(len(r[i]) for r in cells)])
         for i, c in enumerate(cmp.columns)
@@ -78,7 +215,7 @@ def render_text(cmp: Comparison, width: int = WIDTH) -> str:
     keys = [c.key + ("*" if c is cmp.baseline else "") for c in cmp.columns]
     lines += ["", "  ".join([head.ljust(first), *(k.ljust(w) for k, w in zip(keys, widths, strict=True))]).rstrip()]
     lines.append("  ".join(["-" * first, *("-" * w for w in widths)]))
-    for name, row in zip(names, cells, strict=True):
+    for name, row in zip(names_, cells, strict=True):
         lines.append("  ".join([name.ljust(first), *(v.ljust(w) for v, w in zip(row, widths, strict=True))]).rstrip())
     lines += ["", *LEGEND, ""]
     rest = [*_change_lines(cmp, code=False, prefix=prefix), *_adjacent_lines(cmp), *_timing_lines(cmp), _summary(cmp)]
@@ -105,19 +242,34 @@ def _wrap(line: str, width: int) -> list[str]:
 
 
 def render_markdown(cmp: Comparison) -> str:
-    """The same, as Markdown suited to a GitHub job summary."""
-    out = [f"## Convergence across versions: {_summary(cmp)}", "", "| | version | environment |", "|---|---|---|"]
+    """For a GitHub job summary: the decision as the heading, the findings below it, the details (versions, grid,
+    every change) folded in a <details> element."""
+    screen = first_screen(cmp, code=False)
+    out = [f"## Convergence across versions: {_md(decision(cmp))}", ""]
+    for line in screen[1:]:
+        text = line.strip()
+        if line.endswith(":") and not line.startswith(" "):  # a section's heading
+            out += ["", f"**{_md(text)}**", ""]
+        elif text[:1].isdigit() and ". " in text[:4]:  # a finding: an item of the ordered list
+            out.append(f"{_md(text)}  ")
+        elif line.startswith("     "):  # the finding's scenarios: the item's next lines
+            out.append(f"   {_md(text)}  ")
+        else:
+            out += ["", f"{_md(text)}  "] if not line.startswith(" ") else [f"{_md(text)}  "]
+    out += ["", "<details><summary>Details: versions, grid, every change</summary>", ""]
+    out += ["| | version | environment |", "|---|---|---|"]
     for col, line in zip(cmp.columns, _env_texts(cmp), strict=True):
         mark = " (baseline)" if col is cmp.baseline else ""
         out.append(f"| **{col.key}** | {_md(col.label)}{mark} | {_md(line)} |")
     out += ["", "| scenario | " + " | ".join(c.key for c in cmp.columns) + " |", "|---|" + "---|" * len(cmp.columns)]
     for sid in cmp.rows:
         texts = [cell(cmp, sid, c) for c in cmp.columns]
-        out.append(f"| `{_md(sid)}` | " + " | ".join(f"**{t}**" if "!" in t else t for t in texts) + " |")
-    out += ["", *(f"{line.strip()}  " for line in LEGEND), ""]
-    out += [_md(line) for line in _change_lines(cmp, code=True)]
+        out.append(f"| {_md(sid)} | " + " | ".join(f"**{_md(t)}**" if "!" in t else _md(t) for t in texts) + " |")
+    out += ["", *(f"{_md(line.strip())}  " for line in LEGEND), ""]
+    out += [_md(line) for line in _change_lines(cmp, code=False)]
     out += [_md(line) for line in _adjacent_lines(cmp)]
     out += [_md(line) for line in _timing_lines(cmp)]
+    out += [_md(_summary(cmp)), "", "</details>"]
     return "\n".join(out) + "\n"
 
 
@@ -165,7 +317,7 @@ def _change_lines(cmp: Comparison, code: bool, prefix: str = "") -> list[str]:
     groups: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[Change]] = {}
     for ch in slow:
         shown, lacking = cmp.first_seen(ch.scenario, ch.kind)
-        key = (status(cmp, ch), tuple(c.key for c in shown), tuple(c.key for c in lacking))
+        key = (str(ch.state), tuple(c.key for c in shown), tuple(c.key for c in lacking))
         groups.setdefault(key, []).append(ch)
     for (state, _, _), members in groups.items():
         scenarios = sorted({m.scenario for m in members})
@@ -173,7 +325,7 @@ def _change_lines(cmp: Comparison, code: bool, prefix: str = "") -> list[str]:
         where = _where(cmp, members[0].scenario, "slowdown")
         slower = "faster" if max(factors) < 1 else "slower"
         lines.append(
-            f"- [slowdown, {state}] time per epoch {_span(factors)} ({slower}, relative to each run's machine "
+            f"- [slowdown, {state}] time per epoch {span(factors)} ({slower}, relative to each run's machine "
             f"calibration) on {len(scenarios)} scenario(s), {where}:"
         )
         for sid in scenarios:
@@ -186,7 +338,7 @@ def _change_lines(cmp: Comparison, code: bool, prefix: str = "") -> list[str]:
         done.add((ch.scenario, ch.kind))
         same = [c for c in cmp.changes if (c.scenario, c.kind, c.column) == (ch.scenario, ch.kind, ch.column)]
         lines.append(
-            f"- [{kind_shown(ch)}, {status(cmp, ch)}] {name(ch.scenario)} {_where(cmp, ch.scenario, ch.kind)}: "
+            f"- [{kind_shown(ch)}, {ch.state}] {name(ch.scenario)} {_where(cmp, ch.scenario, ch.kind)}: "
             f"{'; '.join(c.message for c in same)}"
         )
     lines.append("")
@@ -211,6 +363,7 @@ def _adjacent_lines(cmp: Comparison) -> list[str]:
     pairs = [(a, b) for a, b in adjacent_pairs(cmp.columns) if a is not cmp.baseline]
     if not pairs:
         return []
+    prefix = common_folder(cmp.rows)
     lines = ["Between adjacent versions (each against the one before it of the same Keras package):"]
     for before, after in pairs:
         mine = [c for c in cmp.adjacent if c.column == after.label and c.against == before.label]
@@ -221,11 +374,13 @@ def _adjacent_lines(cmp: Comparison) -> list[str]:
                 continue
             worse = len({c.scenario for c in of_kind if c.worse})
             factors = [c.factor for c in of_kind if c.factor is not None]
-            span = f" {_span(factors)}" if factors else ""
-            names = sorted({c.scenario.partition("::")[2] for c in of_kind})
-            which = ", ".join(names) if len(names) <= 3 else f"{len(names)} scenario(s)"
-            note = "above the rounding floor" if kind == "drift" else "for the worse"
-            parts.append(f"{kind}{span} on {which}" + (f" ({worse} {note})" if worse else ""))
+            size = f" {span(factors)}" if factors else ""
+            which = names(sorted({c.scenario for c in of_kind}), prefix)
+            note = "above the rounding floor's limit" if kind == "drift" else "for the worse"
+            parts.append(
+                f"{kind}{size} on {len({c.scenario for c in of_kind})} ({which})"
+                + (f", {worse} {note}" if worse else "")
+            )
         lines.append(f"- {before.key} → {after.key}: {'; '.join(parts) if parts else 'no changes'}")
     lines.append("")
     return lines
@@ -235,7 +390,7 @@ def _timing_lines(cmp: Comparison) -> list[str]:
     limits = [x for col in cmp.columns for x in cmp.detectable.get(col.label, [])]
     if not limits:
         return []
-    per = ", ".join(f"{c.key} {_span(cmp.detectable[c.label], 2)}" for c in cmp.columns if cmp.detectable.get(c.label))
+    per = ", ".join(f"{c.key} {span(cmp.detectable[c.label], 2)}" for c in cmp.columns if cmp.detectable.get(c.label))
     return [
         f"Timing: a slowdown counts above ×{cmp.rules.slowdown:g} or the product of the two runs' calibration "
         f"spreads, whichever is larger (twice that where timed on the auto sentinel's 20 epochs); detectable here: "
@@ -245,32 +400,15 @@ def _timing_lines(cmp: Comparison) -> list[str]:
     ]
 
 
-def _span(factors: Sequence[float], digits: int = 3) -> str:
-    low, high = f"{min(factors):.{digits}g}", f"{max(factors):.{digits}g}"
-    return f"×{low}" if low == high else f"×{low}–{high}"
-
-
 def _summary(cmp: Comparison) -> str:
-    found = cmp.regressions
+    """The tally: findings per state, the changes behind them, what counts."""
+    found = cmp.findings
+    per = ", ".join(f"{n} {state}" for state in STATES if (n := sum(1 for f in found if f.state == state)))
     counted = ", ".join(cmp.rules.fail_on) or "nothing"
-    verdict = (
-        f"{len(found)} regression(s) in {len({c.scenario for c in found})} of {len(cmp.rows)} scenario(s) on "
-        f"{len({c.column for c in found})} of {len(cmp.columns) - 1} version(s)"
-        if found
-        else f"no regressions in {len(cmp.rows)} scenario(s) × {len(cmp.columns)} version(s)"
+    return (
+        f"{len(found)} finding(s) ({per or 'none'}) from {len(cmp.changes)} change(s) in {len(cmp.rows)} scenario(s) "
+        f"× {len(cmp.columns)} version(s) against {cmp.baseline.key}; kinds that count: {counted}"
     )
-    declared = sum(c.kind == "declared" for c in cmp.changes)
-    return f"{verdict}; {len(cmp.changes)} change(s) against the baseline, {declared} declared; counted: {counted}"
-
-
-def _common_folder(ids: Sequence[str]) -> str:
-    files = [sid.partition("::")[0] for sid in ids]
-    if not files:
-        return ""
-    prefix = os.path.commonpath(files) if len(files) > 1 else os.path.dirname(files[0])
-    if prefix in files:  # one file: keep its name
-        prefix = os.path.dirname(prefix)
-    return prefix + "/" if prefix else ""
 
 
 def _shorten(text: str, width: int) -> str:
@@ -286,7 +424,7 @@ def _code(text: str, code: bool) -> str:
 
 def _md(text: str) -> str:
     """Text for a Markdown cell or line: no raw HTML, no table breaks, no line breaks."""
-    return html.escape(_one_line(text), quote=False).replace("|", "\\|")
+    return html.escape(_one_line(text), quote=False).replace("|", "\\|").replace("*", "\\*")
 
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")

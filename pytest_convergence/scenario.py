@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -31,6 +30,7 @@ from pydantic import (
 
 from . import data as data_mod
 from .choices import FitInput
+from .conditions import Strict, VersionCondition
 from .errors import Problem, ScenarioError
 from .loader import Key, LocDict, LocList, deep_merge, format_path, load, locate
 from .loader import Path as KeyPath
@@ -107,16 +107,12 @@ def _check_keywords(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class Noise(_Strict):
+class Noise(Strict):
     std: float = Field(ge=0)
     seed: int = 0
 
 
-class DataSpec(_Strict):
+class DataSpec(Strict):
     """`data:` as written. The values are turned into arrays by `data.build`."""
 
     x: Any = None
@@ -156,7 +152,7 @@ def _named(value: Any, what: str, allowed: Sequence[str] | None = None) -> dict[
     return named
 
 
-class LayerSpec(_Strict):
+class LayerSpec(Strict):
     """One entry of `model:`, written `{ClassName: {keyword: value}}` or just `ClassName`."""
 
     class_name: str
@@ -168,7 +164,7 @@ class LayerSpec(_Strict):
         return _named(value, "layer")
 
 
-class CallbackSpec(_Strict):
+class CallbackSpec(Strict):
     """One entry of `callbacks:`, one of CALLBACKS, written as a layer is; the plugin builds it."""
 
     class_name: str
@@ -180,7 +176,7 @@ class CallbackSpec(_Strict):
         return _named(value, "callback", CALLBACKS)
 
 
-class ScheduleSpec(_Strict):
+class ScheduleSpec(Strict):
     """`learning_rate: {ExponentialDecay: {initial_learning_rate: 0.1, ...}}`: one of SCHEDULES."""
 
     class_name: str
@@ -253,17 +249,17 @@ class LossSpec(BaseModel):
         return self
 
 
-class Converges(_Strict):
+class Converges(Strict):
     loss_below: float = Field(gt=0)
     within_epochs: int | None = Field(default=None, ge=1)
 
 
-class Diverges(_Strict):
+class Diverges(Strict):
     within_epochs: int = Field(ge=1)
     growth_factor: float = Field(default=1.0e6, gt=1)
 
 
-class Predict(_Strict):
+class Predict(Strict):
     x: Any
     y: Any
     abs_tol: float | None = Field(default=None, ge=0)
@@ -288,7 +284,7 @@ class Predict(_Strict):
         return max(self.abs_tol or 0.0, (self.rel_tol or 0.0) * abs(expected))
 
 
-class MetricCheck(_Strict):
+class MetricCheck(Strict):
     name: str  # a compiled metric, or val_loss / val_<metric> with validation_split
     above: float | None = None
     below: float | None = None
@@ -301,7 +297,7 @@ class MetricCheck(_Strict):
         return self
 
 
-class Raises(_Strict):
+class Raises(Strict):
     """The run (training, then prediction) must raise this exception: an API expectation."""
 
     error: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # a class name, matched along the exception's MRO
@@ -318,7 +314,7 @@ class Raises(_Strict):
         return value
 
 
-class Stable(_Strict):
+class Stable(Strict):
     """An assertion on the stability diagnosis: the learning rate against the bound 2/λmax,
     or the bound itself (within rel_tol), so a threshold is checked against theory."""
 
@@ -333,7 +329,7 @@ class Stable(_Strict):
         return self
 
 
-class Expect(_Strict):
+class Expect(Strict):
     converges: Converges | None = None
     diverges: Diverges | None = None
     predict: Predict | None = None
@@ -356,7 +352,7 @@ class Expect(_Strict):
         return self
 
 
-class FitSpec(_Strict):
+class FitSpec(Strict):
     """`fit:` — how the data reaches `model.fit`.
 
     auto (the run's default): fit's own batches, always: the dataset path where a sentinel shows, for this scenario
@@ -379,64 +375,22 @@ ModelField = Annotated[
 ]
 
 
-class VersionCondition(_Strict):
-    """`skip:` / `xfail:` — applies when every given specifier matches the versions that train."""
-
-    tensorflow: str | None = None  # a PEP 440 specifier set, e.g. "<2.13" or ">=2.16,<2.18"
-    keras: str | None = None
-    dtype_policy: Literal["float32", "mixed_float16", "float64"] | None = None  # the setting this run trains with
-    jit_compile: bool | None = None
-    reason: str = ""
-
-    @field_validator("tensorflow", "keras")
-    @classmethod
-    def _specifier(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                SpecifierSet(value)
-            except InvalidSpecifier:
-                raise ValueError(f"{value!r} is not a version specifier such as '>=3' or '<2.13,>=2.12'") from None
-        return value
-
-    def applies(self, versions: dict[str, str], settings: dict[str, Any] | None = None) -> bool:
-        """True when the TensorFlow and Keras versions in `versions` meet every given specifier, and the run's
-        `settings` (dtype_policy, jit_compile: as the scenario trains) equal every given one."""
-        for key in ("tensorflow", "keras"):
-            wanted = getattr(self, key)
-            if wanted is not None and not SpecifierSet(wanted).contains(versions.get(key, ""), prereleases=True):
-                return False
-        for key in ("dtype_policy", "jit_compile"):
-            wanted = getattr(self, key)
-            if wanted is not None and (settings or {}).get(key) != wanted:
-                return False
-        return True
-
-    def describe(self) -> str:
-        keys = ("tensorflow", "keras", "dtype_policy", "jit_compile")
-        given = [f"{k} {_said(getattr(self, k))}" for k in keys if getattr(self, k) is not None]
-        return ", ".join(given) or "always"
-
-
-def _said(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-class ScenarioSpec(_Strict):
+class ScenarioSpec(Strict):
     """One scenario as written (after `defaults:` are merged in)."""
 
     name: str = Field(pattern=NAME_PATTERN, max_length=200)
     description: str = ""
-    marks: list[str] = []
+    marks: list[str] = Field(default=[])
     data: DataSpec
     model: ModelField
     optimizer: OptimizerSpec
     loss: LossSpec
-    metrics: list[str] = []
+    metrics: list[str] = Field(default=[])
     epochs: int = Field(ge=1, le=1_000_000)
     batch_size: int | None = Field(default=None, ge=1)
     shuffle: bool | None = None
     validation_split: float | None = Field(default=None, gt=0, lt=1)
-    callbacks: list[CallbackSpec] = []
+    callbacks: list[CallbackSpec] = Field(default=[])
     dtype_policy: Literal["float32", "mixed_float16", "float64"] | None = None  # None: the run's (float32)
     jit_compile: bool | None = None  # None: Keras's default (Keras 2: off; Keras 3: on where XLA can)
     fit: FitSpec = FitSpec()

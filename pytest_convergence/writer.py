@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from . import compare, render, results
+from .accepted import read as read_accepted
 from .collect import REPORT_ATTRIBUTE
 from .errors import ScenarioError
 from .options import BASELINE_FILE, Settings, is_yaml
@@ -107,7 +108,8 @@ class ResultsWriter:
         # scenarios this run did not train (deselected, or no longer existing) are no change
         stale = [sid for sid in baseline.scenarios if sid not in current.scenarios and not self._exists(sid)]
         kept = {sid: r for sid, r in baseline.scenarios.items() if sid in current.scenarios}
-        rules = compare.Rules(fail_on=self.settings.fail_on)
+        accepted = read_accepted(self.settings.accepted_path) if self.settings.accepted_path else None
+        rules = compare.Rules(fail_on=self.settings.fail_on, accepted=accepted)
         result = compare.compare([dataclasses.replace(baseline, scenarios=kept), current], baseline, rules)
         self.summary.append(f"compared with the baseline {path}:")
         self.summary.extend(render.render_text(result).splitlines())

@@ -83,7 +83,7 @@ def test_identical_versions_exit_0(tmp_path: Path, capsys: pytest.CaptureFixture
     code, out = run(capsys, a, b)
     assert code == 0
     assert re.search(r"A  TF 2\.15\.0 · Keras 2\.15\.0 +\(baseline\)", out)  # the oldest, whatever the order given
-    assert "No changes against A (TF 2.15.0" in out and "no regressions in 1 scenario(s) × 2 version(s)" in out
+    assert "No changes against A (TF 2.15.0" in out and "PASSES — nothing that counts changed" in out
 
 
 def test_outcome_changes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -92,10 +92,10 @@ def test_outcome_changes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     code, out = run(capsys, old, new)
     assert code == 1
     assert lines_with(out, "s.yaml::breaks ")[0].split()[1:] == ["pass", "FAIL", "!o"]
-    assert lines_with(out, "s.yaml::heals ")[0].split()[1:] == ["FAIL", "pass", "~o"]
-    assert "- [outcome, REGRESSION] s.yaml::breaks on B (TF 2.21.0 · Keras 3.15.1): passed → failed" in out
-    assert "- [outcome, reported] s.yaml::heals on B (TF 2.21.0 · Keras 3.15.1): failed → passed" in out
-    assert "1 regression(s)" in out
+    assert lines_with(out, "s.yaml::heals ")[0].split()[1:] == ["FAIL", "pass", "^o"]
+    assert "- [outcome, regression] s.yaml::breaks on B (TF 2.21.0 · Keras 3.15.1): passed → failed" in out
+    assert "- [outcome, improved] s.yaml::heals on B (TF 2.21.0 · Keras 3.15.1): failed → passed" in out
+    assert "1 finding counts" in out and "(1 regression, 1 improved)" in out
 
 
 def test_api_error_appearing_is_a_regression_and_vanishing_is_not(
@@ -114,8 +114,8 @@ def test_api_error_appearing_is_a_regression_and_vanishing_is_not(
     )
     code, out = run(capsys, keras2, keras3)
     assert code == 1
-    assert "[error, REGRESSION] s.yaml::list on B (TF 2.21.0 · Keras 3.15.1): error appeared: ValueError" in out
-    assert "[error, reported] s.yaml::fixed on B (TF 2.21.0 · Keras 3.15.1): error vanished (was: TypeError: x)" in out
+    assert "[error, regression] s.yaml::list on B (TF 2.21.0 · Keras 3.15.1): error appeared: ValueError" in out
+    assert "[error, improved] s.yaml::fixed on B (TF 2.21.0 · Keras 3.15.1): error vanished (was: TypeError: x)" in out
     assert run(capsys, keras2, keras3, "--fail-on", "outcome,drift,slowdown")[0] == 0
 
 
@@ -154,7 +154,7 @@ def test_declared_changes_are_shown_never_counted(tmp_path: Path, capsys: pytest
         "(xfail where keras >=3: Keras 3 predict() rejects a Python list)" in out
     )
     assert "[outcome, declared] s.yaml::raises on B" in out and "skipped in the version compared with" in out
-    assert "2 change(s) against the baseline, 2 declared" in out
+    assert "(2 declared) from 2 change(s)" in out
     # the same error without a declaration is a regression
     undeclared = write(
         tmp_path, "k3b", "2.21.0", "3.15.1", results.bare_record("s.yaml::list", "error", "ValueError: Unrecognized")
@@ -163,7 +163,7 @@ def test_declared_changes_are_shown_never_counted(tmp_path: Path, capsys: pytest
     # a declared xfail that passes (XPASS, strict) is not covered by the declaration
     xpass = write(tmp_path, "k3c", "2.21.0", "3.15.1", scenario("list", "xpassed", declared=XFAIL_KERAS3))
     code, out = run(capsys, keras2, xpass, "--fail-on", "outcome")
-    assert code == 1 and "[outcome, REGRESSION] s.yaml::list" in out
+    assert code == 1 and "[outcome, regression] s.yaml::list" in out
 
 
 def test_drift_without_a_floor_uses_the_tolerance(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -174,7 +174,7 @@ def test_drift_without_a_floor_uses_the_tolerance(tmp_path: Path, capsys: pytest
     code, out = run(capsys, base, new, "--fail-on", "drift")
     assert code == 1
     assert (
-        "[drift, REGRESSION] s.yaml::d on B (TF 2.16.1 · Keras 3.3.3): loss curve moved 9.09% at epoch 4 "
+        "[drift, regression] s.yaml::d on B (TF 2.16.1 · Keras 3.3.3): loss curve moved 9.09% at epoch 4 "
         "(seed 0: 0.5 → 0.55), over the 1.00% tolerance; no rounding floor was measured" in out
     )
     assert "s.yaml::same on" not in out
@@ -206,11 +206,11 @@ def test_drift_is_judged_against_the_rounding_floor(tmp_path: Path, capsys: pyte
     code, out = run(capsys, base, new, "--fail-on", "drift")
     assert code == 1
     mlp = lines_with(out, "s.yaml::mlp on")[0]
-    assert "[drift, reported]" in mlp and "differs within its rounding floor: 47.37% at epoch 5" in mlp
+    assert "[drift, inconclusive]" in mlp and "loss curve moved 47.37% at epoch 5" in mlp and "within its limit" in mlp
     assert "floor 98.00%" in mlp
     lr = lines_with(out, "s.yaml::lr on")[0]
-    assert "[drift, REGRESSION]" in lr and "loss curve moved 4.58% at epoch 4" in lr
-    assert "above its rounding floor 3.0e-07 (×10 margin)" in lr
+    assert "[drift, regression]" in lr and "loss curve moved 4.58% at epoch 4" in lr
+    assert "above its limit 0.10% (×10 its rounding floor 3.0e-07, at least 0.10%)" in lr
     # a move within 10× the floor is rounding, and a floor-sized difference below 1 % is not even shown
     small = write(
         tmp_path,
@@ -241,7 +241,7 @@ def test_seed_statistics_count_a_large_significant_shift(tmp_path: Path, capsys:
     code, out = run(capsys, base, same, worse)
     assert code == 1
     shift = lines_with(out, "[shift")
-    assert len(shift) == 1 and shift[0].startswith("- [shift, REGRESSION] s.yaml::mlp on C (TF 2.21.0")
+    assert len(shift) == 1 and shift[0].startswith("- [shift, regression] s.yaml::mlp on C (TF 2.21.0")
     assert re.search(r"final loss shifted \(worse\): final loss median 0\.000\d+ → 0\.00\d+ \(×25\)", shift[0])
     assert "Mann–Whitney p = 0.00016, Cliff's δ = +1.00, n = 8 vs 8" in shift[0]
     # the same seeds in another order are the same distribution: nothing on B
@@ -270,7 +270,7 @@ def test_too_few_seeds_to_tell(tmp_path: Path, capsys: pytest.CaptureFixture[str
     code, out = run(capsys, base, new)
     assert code == 0
     line = lines_with(out, "[shift")[0]
-    assert line.startswith("- [shift, reported] s.yaml::mlp on B")
+    assert line.startswith("- [shift, inconclusive] s.yaml::mlp on B")
     assert (
         "final loss moved on every seed, but 3 vs 3 seeds are too few to tell (≥ 4 each for α 0.05; run with "
         "--convergence-seeds 8)" in line
@@ -281,7 +281,7 @@ def test_improvements_are_reported_not_counted(tmp_path: Path, capsys: pytest.Ca
     base = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("mlp", seeds=8, summary=spread_losses(5e-3)))
     new = write(tmp_path, "b", "2.21.0", "3.15.1", scenario("mlp", seeds=8, summary=spread_losses(2e-4)))
     code, out = run(capsys, base, new)
-    assert code == 0 and "[shift, reported] s.yaml::mlp on B" in out and "final loss shifted (better)" in out
+    assert code == 0 and "[shift, improved] s.yaml::mlp on B" in out and "final loss shifted (better)" in out
 
 
 def test_within_floor_drift_quotes_the_seed_statistics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -302,7 +302,7 @@ def test_within_floor_drift_quotes_the_seed_statistics(tmp_path: Path, capsys: p
     code, out = run(capsys, base, new)
     assert code == 0
     line = lines_with(out, "[drift")[0]
-    assert "differs within its rounding floor" in line
+    assert "within its limit" in line
     assert "final-loss distributions equivalent (final loss median" in line and "n = 8 vs 8" in line
 
 
@@ -314,7 +314,7 @@ def test_slowdown_is_calibrated_and_counted_beyond_the_noise(
     code, out = run(capsys, base, slow)
     assert code == 1
     assert (
-        "[slowdown, REGRESSION] time per epoch ×23.3 (slower, relative to each run's machine calibration) on 1 "
+        "[slowdown, regression] time per epoch ×23.3 (slower, relative to each run's machine calibration) on 1 "
         "scenario(s), on B (TF 2.21.0 · Keras 3.15.1)" in out
     )
     assert (
@@ -322,7 +322,7 @@ def test_slowdown_is_calibrated_and_counted_beyond_the_noise(
         in out
     )
     code, out = run(capsys, base, slow, "--fail-on", "outcome,error,drift")
-    assert code == 0 and "[slowdown, not counted]" in out and "counted: outcome, error, drift" in out
+    assert code == 0 and "[slowdown, moved]" in out and "count: outcome, error, drift" in out
     assert run(capsys, base, slow, "--slowdown", "30")[0] == 0
 
 
@@ -371,7 +371,7 @@ def test_no_slowdown_between_different_fit_inputs(tmp_path: Path, capsys: pytest
     code, out = run(capsys, numpy_base, slow_dataset)
     assert code == 0 and "[slowdown" not in out
     code, out = run(capsys, dataset_base, slow_dataset)
-    assert code == 1 and "[slowdown, REGRESSION]" in out
+    assert code == 1 and "[slowdown, regression]" in out
 
 
 DATASET = {"fit_input": "dataset"}
@@ -388,7 +388,7 @@ def test_a_keras_2_run_on_the_arrays_times_fit_against_a_keras_3_sentinel(
     keras2 = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("t", epoch_ms=1.2, runtime={"fit_input": "numpy"}))
     keras3 = write(tmp_path, "b", "2.21.0", "3.15.1", scenario("t", epoch_ms=1.0, runtime=PROVEN, timing=sentinel(28)))
     code, out = run(capsys, keras2, keras3)
-    assert code == 1 and "[slowdown, REGRESSION]" in out and "sentinel's fit on arrays" in out
+    assert code == 1 and "[slowdown, regression]" in out and "sentinel's fit on arrays" in out
     assert "curves not compared" not in out
 
 
@@ -424,7 +424,7 @@ def test_the_auto_sentinel_times_fit_on_numpy_whatever_path_trained(
     base = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("t", epoch_ms=1.0, runtime=DATASET, timing=sentinel(2)))
     new = write(tmp_path, "b", "2.21.0", "3.15.1", scenario("t", epoch_ms=1.0, runtime=DATASET, timing=sentinel(28)))
     code, out = run(capsys, base, new)
-    assert code == 1 and "[slowdown, REGRESSION]" in out and "time per epoch ×14" in out
+    assert code == 1 and "[slowdown, regression]" in out and "time per epoch ×14" in out
     fell_back = write(tmp_path, "c", "2.21.0", "3.15.1", scenario("t", epoch_ms=28.0, timing=sentinel(2.1)))
     code, out = run(capsys, base, fell_back)
     assert code == 0 and "[slowdown" not in out
@@ -468,7 +468,10 @@ def test_changes_name_the_first_version_and_adjacent_pairs(tmp_path: Path, capsy
     assert code == 1
     _, folded = run(capsys, *paths, width="120")
     assert max(map(len, folded.splitlines())) <= 120 < max(map(len, out.splitlines()))
-    versions = out.split("\n\n")[0].splitlines()[1:]
+    screen = out.split("\nDetails\n")[0]
+    assert screen.startswith("Decision: BLOCKS — 1 finding counts (exit 1)")  # one cause, two scenarios, two versions
+    assert "1. slowdown: time per epoch ×22.7–×31.8 (slower; each run against its machine calibration) from C on, on 2" in screen
+    versions = out.split("\nDetails\n")[1].split("\n\n")[0].splitlines()[1:]
     assert [line.split()[0] for line in versions[::2]] == ["A", "B", "C", "D", "E"]
     assert (
         versions[0] == "  A  TF 2.13.1 · Keras 2.13.1 (baseline)" and versions[6] == "  D  TF 2.20.0 · tf_keras 2.20.1"
@@ -478,12 +481,12 @@ def test_changes_name_the_first_version_and_adjacent_pairs(tmp_path: Path, capsy
     slow = lines_with(out, "[slowdown")
     assert len(slow) == 1  # one line for the group
     assert (
-        "time per epoch ×22.7–31.8 (slower" in slow[0]
+        "time per epoch ×22.7–×31.8 (slower" in slow[0]
         and "on 2 scenario(s), from C (TF 2.18.0 · Keras 3.8.0) on" in slow[0]
     )
     assert lines_with(out, "s.yaml::a ")[0].split()[1:] == ["pass", "pass", "pass", "!t", "pass", "pass", "!t"]
     # adjacent pairs follow each Keras package's line: 2.15 → 2.18 is where it appeared, 2.18 → 2.21 changed nothing
-    assert "- B → C: slowdown ×20.8 on a, b (2 for the worse)" in out
+    assert "- B → C: slowdown ×20.8 on 2 (s.yaml: a, b), 2 for the worse" in out
     assert "- C → E: no changes" in out and "→ D" not in out
     assert max(len(line) for line in out.splitlines() if line.startswith("s.yaml")) <= 120
 
@@ -500,7 +503,7 @@ def test_collection_error_on_one_version_is_an_error_change(tmp_path: Path, caps
     code, out = run(capsys, base, new)
     assert code == 1
     assert (
-        "[error, REGRESSION] s.yaml::x on B (TF 2.21.0 · Keras 3.15.1): collection error in TF 2.21.0 · Keras 3.15.1: "
+        "[error, regression] s.yaml::x on B (TF 2.21.0 · Keras 3.15.1): collection error in TF 2.21.0 · Keras 3.15.1: "
         "s.yaml:4: model[0]: unknown Keras layer 'X'" in out
     )
 
@@ -509,7 +512,7 @@ def test_missing_scenario_is_reported_not_counted(tmp_path: Path, capsys: pytest
     base = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("x"), scenario("only-old"))
     new = write(tmp_path, "b", "2.21.0", "3.15.1", scenario("x"))
     code, out = run(capsys, base, new)
-    assert code == 0 and "[missing, reported] s.yaml::only-old on B (TF 2.21.0 · Keras 3.15.1)" in out
+    assert code == 0 and "[missing, moved] s.yaml::only-old on B (TF 2.21.0 · Keras 3.15.1)" in out
 
 
 def test_baseline_choice_and_legacy_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -519,7 +522,7 @@ def test_baseline_choice_and_legacy_labels(tmp_path: Path, capsys: pytest.Captur
     code, out = run(capsys, a, b, c, "--baseline", "3.15")
     assert re.search(r"B  TF 2\.21\.0 · Keras 3\.15\.1 +\(baseline\)", out) and "C  TF 2.21.0 · tf_keras 2.21.0" in out
     assert code == 0  # 2.15 passed where the baseline failed: an improvement; tf_keras did the same
-    assert "[outcome, reported] s.yaml::x on A (TF 2.15.1 · Keras 2.15.0): failed → passed" in out
+    assert "[outcome, improved] s.yaml::x on A (TF 2.15.1 · Keras 2.15.0): failed → passed" in out
     assert run(capsys, a, b, c, "--baseline", "A")[0] == 1  # a letter of the grid
     code, out = run(capsys, a, b, c, "--baseline", "2.21")
     assert code == 2 and "--baseline '2.21' matches 2 of the versions given" in out
@@ -545,9 +548,9 @@ def test_markdown_and_html(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     code, _ = run(capsys, a, b, "--markdown", str(md), "--html", str(page))
     assert code == 1
     text = md.read_text()
-    assert text.startswith("## Convergence across versions: 2 regression(s)")  # outcome and slowdown
+    assert text.startswith("## Convergence across versions: BLOCKS — 2 findings count (exit 1)")  # outcome, slowdown
     assert "| **A** | TF 2.15.1 · Keras 2.15.0 (baseline) |" in text
-    assert "| `s.yaml::x&lt;b&gt;` | pass | **FAIL !o!t~d~s** |" in text
+    assert "| s.yaml::x&lt;b&gt; | pass | **FAIL !o!t?s~d** |" in text
     assert "x&lt;b&gt;" in text.split("Changes against")[1]  # no raw HTML from a name reaches the page
     html = page.read_text()
     assert html.count("<polygon") == 2  # each version's three seeds as a band

@@ -14,9 +14,10 @@ from texts import HEADER
 
 from pytest_convergence import compare, diagnose, expect, report, training
 from pytest_convergence.cli import main
+from pytest_convergence.conditions import VersionCondition
 from pytest_convergence.errors import Problem, ScenarioError
 from pytest_convergence.record import SeedRun
-from pytest_convergence.scenario import MetricCheck, Scenario, VersionCondition, load_file
+from pytest_convergence.scenario import MetricCheck, Scenario, load_file
 
 
 def load(tmp_path: Path, entries: str) -> dict[str, Scenario]:
