@@ -202,6 +202,11 @@ def _message(err: Any, loc: Sequence[Any]) -> str:
         )
     if kind in ("date_from_datetime_parsing", "date_parsing", "date_type", "date_from_datetime_inexact"):
         return f"expected a date such as 2027-06-30, got {err['input']!r}"
+    if kind == "string_type":
+        quote = ' (quote a version specifier: ">=3")' if loc[-1] in ("tensorflow", "keras") else ""
+        return f"expected a string{quote}, got {err['input']!r}"
+    if kind in ("list_type", "dict_type", "model_type"):
+        return f"expected {'a list of entries' if kind == 'list_type' else 'a mapping'}, got {str(err['input'])[:60]!r}"
     msg = str(err["msg"]).removeprefix("Value error, ")
     return msg if kind == "value_error" else f"{msg}, got {str(err['input'])[:60]!r}"
 

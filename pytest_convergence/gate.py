@@ -49,7 +49,7 @@ from . import render as render_mod
 from .accepted import Accepted
 from .choices import DEFAULT_FAIL_ON
 from .errors import InputError
-from .findings import Finding, common_folder, group
+from .findings import Finding, common_folder, group, kind_shown
 from .record import Document, ScenarioRecord, SeedEntry
 from .text import one_line
 
@@ -868,7 +868,7 @@ def render(outcome: Outcome) -> list[str]:
     if every:
         lines += ["", "Details: every change, NEW against OLD"]
         for sid, c in every:
-            lines.append(f"  [{c.kind}, {c.state}] {sid}: {c.message}")
+            lines.append(f"  [{kind_shown(c)}, {c.state}] {sid}: {c.message}")
     return lines
 
 

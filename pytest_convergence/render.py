@@ -118,7 +118,7 @@ def finding_lines(
             "not comparable; listed in the details"
         )
     if not any(f.state != "inconclusive" for f in findings):
-        lines.append("No changes.")
+        lines.append("Nothing moved beyond the noise.")
     return lines
 
 

@@ -470,7 +470,10 @@ def test_changes_name_the_first_version_and_adjacent_pairs(tmp_path: Path, capsy
     assert max(map(len, folded.splitlines())) <= 120 < max(map(len, out.splitlines()))
     screen = out.split("\nDetails\n")[0]
     assert screen.startswith("Decision: BLOCKS — 1 finding counts (exit 1)")  # one cause, two scenarios, two versions
-    assert "1. slowdown: time per epoch ×22.7–×31.8 (slower; each run against its machine calibration) from C on, on 2" in screen
+    assert (
+        "1. slowdown: time per epoch ×22.7–×31.8 (slower; each run against its machine calibration) from C on, on 2"
+        in screen
+    )
     versions = out.split("\nDetails\n")[1].split("\n\n")[0].splitlines()[1:]
     assert [line.split()[0] for line in versions[::2]] == ["A", "B", "C", "D", "E"]
     assert (

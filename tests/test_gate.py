@@ -273,7 +273,7 @@ def test_a_real_gate_of_this_environment_against_itself_passes(
     code = main(["gate", sys.executable, sys.executable, "tiny.yaml", "--json", "gate.json", "--workdir", "work"])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "decision: PASSES — nothing that counts changed (exit 0)" in out.splitlines()
+    assert "Decision: PASSES — nothing that counts changed (exit 0)" in out.splitlines()
     found = json.loads(Path("gate.json").read_text(encoding="utf-8"))
     (scenario,) = found["scenarios"].values()
     assert scenario["state"] == "same" and scenario["paired"] is True  # one version: the same initial weights
