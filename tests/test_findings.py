@@ -4,7 +4,6 @@ runs made with other settings named, and the Markdown read by a CommonMark + GFM
 
 from __future__ import annotations
 
-import datetime as dt
 import textwrap
 from pathlib import Path
 
