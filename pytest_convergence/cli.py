@@ -143,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
         "'# yaml-language-server: $schema=PATH' at the top of a YAML file) or of a results file "
         "(--convergence-json), generated from the models that validate them.",
     )
-    s.add_argument("which", choices=("scenario", "results"), help="which file's schema")
+    s.add_argument("which", choices=("scenario", "results", "accepted"), help="which file's schema")
     s.set_defaults(run=_schema)
 
     b = sub.add_parser(

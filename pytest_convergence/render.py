@@ -470,7 +470,8 @@ body {{ font-family: system-ui, sans-serif; margin: 2em; }} table {{ border-coll
 td, th {{ border: 1px solid #ccc; padding: 2px 8px; font-size: 90%; }} .reg {{ background: #fdd; }}
 .chg {{ background: #ffd; }} section {{ margin-top: 2em; }}
 </style></head><body>
-<h1>Convergence across versions</h1>
+<h1>Convergence across versions: {e(decision(cmp))}</h1>
+<pre>{e(chr(10).join(_one_line(line) for line in first_screen(cmp)[1:]))}</pre>
 <p>{e(_summary(cmp))}.</p>
 <table>{versions}</table>
 <h2>Grid</h2>

@@ -1,7 +1,8 @@
 """JSON Schemas generated from the models that validate and the structures that are written: one for scenario
-files (so editors complete and check YAML: `# yaml-language-server: $schema=…`), one for results files.
+files (so editors complete and check YAML: `# yaml-language-server: $schema=…`), one for results files, one for
+accepted-changes files.
 
-`pytest-convergence schema scenario|results` prints them; the copies in the repository's schemas/ folder are
+`pytest-convergence schema scenario|results|accepted` prints them; the copies in the repository's schemas/ folder are
 checked against these by the tests.
 """
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from .accepted import AcceptedFile
 from .record import Document
 from .scenario import CALLBACKS, MAX_SEEDS, SCHEDULES, ScenarioSpec
 
@@ -122,4 +124,13 @@ def results_file() -> dict[str, Any]:
     return head | schema | {"title": "pytest-convergence results file"}
 
 
-SCHEMAS = {"scenario": scenario_file, "results": results_file}
+def accepted_file() -> dict[str, Any]:
+    """The schema of an accepted-changes file (`--accepted`, ini `convergence_accepted`), from its models."""
+    schema = AcceptedFile.model_json_schema(ref_template="#/$defs/{model}")
+    until = schema["$defs"]["Entry"]["properties"]["until"]
+    until["anyOf"] = [{"type": "string", "format": "date"}, {"type": "null"}]  # YAML's 2027-06-30, a date
+    head = {"$schema": DRAFT, "$id": BASE_URL + "accepted-file.schema.json"}
+    return head | schema | {"title": "pytest-convergence accepted changes"}
+
+
+SCHEMAS = {"scenario": scenario_file, "results": results_file, "accepted": accepted_file}

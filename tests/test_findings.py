@@ -4,6 +4,7 @@ runs made with other settings named, and the Markdown read by a CommonMark + GFM
 
 from __future__ import annotations
 
+import datetime as dt
 import textwrap
 from pathlib import Path
 
@@ -202,3 +203,18 @@ def test_the_baseline_check_reads_the_same_file(pytester: pytest.Pytester) -> No
     missing = pytester.runpytest_subprocess("--collect-only")
     missing.stderr.fnmatch_lines(["*convergence_accepted (in *tox.ini): no such file: *nowhere.yaml"])
     assert missing.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_the_shipped_example_loads_and_meets_its_schema() -> None:
+    import json
+
+    import jsonschema
+    import yaml
+
+    from pytest_convergence import schemas
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "accepted.yaml"
+    loaded = accepted.read(example, today=dt.date(2026, 12, 6))
+    assert [(e.kind, e.scenarios, e.where.keras) for e in loaded.entries] == [("slowdown", "*", ">=3")]
+    as_json = json.loads(json.dumps(yaml.safe_load(example.read_text(encoding="utf-8")), default=str))
+    jsonschema.Draft202012Validator(schemas.accepted_file()).validate(as_json)

@@ -27,7 +27,7 @@ def validator(which: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema)
 
 
-@pytest.mark.parametrize("which", ["scenario", "results"])
+@pytest.mark.parametrize("which", ["scenario", "results", "accepted"])
 def test_published_copies_are_the_generated_schemas(which: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema", which]) == 0
     printed = json.loads(capsys.readouterr().out)
