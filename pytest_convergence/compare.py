@@ -310,8 +310,10 @@ def judge(
     col: Column,
     s: Rules,
     detectable: dict[str, list[float]] | None = None,
+    seed_shifts: list[stats.Shift] | None = None,
 ) -> Iterable[Change]:
-    """The changes of one scenario from `base_col` to `col`."""
+    """The changes of one scenario from `base_col` to `col`. `seed_shifts`: the seed statistics a caller made over
+    more seeds than the records hold (the gate's), for what a curve's drift line says of the seeds."""
     base, new = base_col.scenarios.get(sid), col.scenarios.get(sid)
 
     def change(kind: str, message: str, worse: bool, factor: float | None = None, noise: bool = False) -> Change:
@@ -341,7 +343,7 @@ def judge(
     if not base.get("seeds") or not new.get("seeds"):
         return
     shifts = stats.compare_summaries(_summaries(base), _summaries(new), s.alpha)
-    yield from _drift(base, new, s, shifts, change)
+    yield from _drift(base, new, s, shifts if seed_shifts is None else seed_shifts, change)
     for shift in shifts:
         if shift.verdict == "shifted":
             word = "worse" if shift.worse else "better"

@@ -355,9 +355,16 @@ def decide(
     """One look at one scenario. `old`/`new` are the first run's columns (outcome, error, curves with floors);
     `old_seeds`/`new_seeds` every seed trained so far (the first run's and the added ones) for the statistics."""
     base, other = old.scenarios.get(sid), new.scenarios.get(sid)
+    alpha = rules.alpha / looks(max_seeds, own_seeds)
+    pairs, why = pairs_of(old_seeds, new_seeds)
+    if pairs:
+        shifts = stats.compare_pairs([_summary(a) for a, _ in pairs], [_summary(b) for _, b in pairs], alpha)
+    else:
+        shifts = stats.compare_summaries([_summary(e) for e in old_seeds], [_summary(e) for e in new_seeds], alpha)
+    # the curves are the first run's; what the seeds say of them is this look's statistics, over every seed so far
     changes = [
         compare.settle(c, old, new, rules)
-        for c in compare.judge(sid, old, new, rules)
+        for c in compare.judge(sid, old, new, rules, seed_shifts=shifts)
         if c.kind not in ("shift", "slowdown")
     ]
     judged = Judged(sid, "same", changes, seeds=(len(old_seeds), len(new_seeds)))
@@ -366,15 +373,9 @@ def decide(
         # a declared change (an xfail whose error occurred, a skip) is the scenario's own answer: no seeds to add
         judged.state = "different" if decided else "same"
         return judged
-    alpha = rules.alpha / looks(max_seeds, own_seeds)
-    pairs, why = pairs_of(old_seeds, new_seeds)
+    judged.shifts = shifts
     if pairs:
-        judged.shifts = stats.compare_pairs([_summary(a) for a, _ in pairs], [_summary(b) for _, b in pairs], alpha)
         judged.seeds = (len(pairs), len(pairs))
-    else:
-        judged.shifts = stats.compare_summaries(
-            [_summary(e) for e in old_seeds], [_summary(e) for e in new_seeds], alpha
-        )
     judged.paired, judged.pairs_note = bool(pairs), why
     for shift in judged.shifts:
         if shift.significant and shift.large:
@@ -864,11 +865,13 @@ def render(outcome: Outcome) -> list[str]:
         f"{sum(1 for j in outcome.judged.values() if j.state == 'different')} different, {len(unknown)} undecided; "
         f"{seeds} seeds per side in all, {paired} scenario(s) with seeds paired by their initial weights"
     )
+    # the first screen folded within the terminal's 120 columns; the details one line each, for grep
+    lines = [wrapped for line in lines for wrapped in render_mod.fold(line, render_mod.WIDTH)]
     every = [(sid, c) for sid, j in sorted(outcome.judged.items()) for c in j.changes]
     if every:
         lines += ["", "Details: every change, NEW against OLD"]
         for sid, c in every:
-            lines.append(f"  [{kind_shown(c)}, {c.state}] {sid}: {c.message}")
+            lines.append(f"  [{kind_shown(c)}, {c.state}] {sid}: {one_line(c.message, 4000)}")
     return lines
 
 

@@ -233,6 +233,11 @@ def _inert(line: str) -> str:
     return line.replace("::", ":\u200b:", 1) if line.lstrip().startswith("::") else line
 
 
+def fold(line: str, width: int) -> list[str]:
+    """One line of a record's text, made one line and folded within `width` (0: not folded), inert in a CI log."""
+    return [_inert(part) for part in _wrap(_one_line(line), width)]
+
+
 def _wrap(line: str, width: int) -> list[str]:
     """A long line folded within `width` (0: not folded), continuation indented under its text."""
     if not width or len(line) <= width:
