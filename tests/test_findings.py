@@ -4,6 +4,7 @@ runs made with other settings named, and the Markdown read by a CommonMark + GFM
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import textwrap
 from pathlib import Path
@@ -218,3 +219,38 @@ def test_the_shipped_example_loads_and_meets_its_schema() -> None:
     assert [(e.kind, e.scenarios, e.where.keras) for e in loaded.entries] == [("slowdown", "*", ">=3")]
     as_json = json.loads(json.dumps(yaml.safe_load(example.read_text(encoding="utf-8")), default=str))
     jsonschema.Draft202012Validator(schemas.accepted_file()).validate(as_json)
+
+
+def test_the_gate_accepts_and_counts_the_same_way(tmp_path: Path) -> None:
+    """The gate settles its changes with the same rules: a shift its accepted-changes file accepts is a finding
+    under 'Accepted', and the gate passes; without the file it blocks."""
+    from test_gate import SID, column, seed
+
+    from pytest_convergence import compare, gate
+
+    base = [0.02, 0.5, 3.0, 0.09, 8.0, 0.3, 1.2, 22.0]
+    old_seeds = [seed(i, e) for i, e in enumerate(base)]
+    new_seeds = [seed(i, e * 2.2) for i, e in enumerate(base)]
+    old = dataclasses.replace(column(old_seeds, label="OLD"), environment={"tensorflow": "2.15.1", "keras": "2.15.0"})
+    new = dataclasses.replace(column(new_seeds, label="NEW"), environment={"tensorflow": "2.21.0", "keras": "3.15.1"})
+    file = tmp_path / "accepted.yaml"
+    file.write_text(K3_SLOWDOWN.replace("slowdown", "shift").replace("s.yaml::*", "*"), encoding="utf-8")
+    outcomes = []
+    for known in (None, accepted.read(file)):
+        rules = compare.Rules(accepted=known)
+        judged = gate.decide(SID, old, new, old_seeds, new_seeds, rules, 16, 8)
+        settings = gate.Settings(paths=["s.yaml"], accepted=known)
+        outcomes.append(gate.Outcome(old.label, new.label, {SID: judged}, settings))
+    blocked, passed = outcomes
+    assert blocked.exit_code == 1 and gate.render(blocked)[:2] == [
+        "Decision: BLOCKS — 1 finding counts (exit 1)",
+        "Blocks:",
+    ]
+    assert passed.exit_code == 0
+    shown = gate.render(passed)
+    assert shown[:2] == [
+        "Decision: PASSES — nothing that counts changed; 1 accepted (exit 0)",
+        "Accepted (does not count):",
+    ]
+    assert any(line.startswith(f"     accepted by {file}:2: where keras >=3") for line in shown)
+    assert passed.to_json()["findings"][0]["state"] == "accepted"
