@@ -369,23 +369,21 @@ def _adjacent_lines(cmp: Comparison) -> list[str]:
     if not pairs:
         return []
     prefix = common_folder(cmp.rows)
-    lines = ["Between adjacent versions (each against the one before it of the same Keras package):"]
+    lines = [
+        "Between adjacent versions (each against the one before it of the same Keras package, in the words above):"
+    ]
     for before, after in pairs:
         mine = [c for c in cmp.adjacent if c.column == after.label and c.against == before.label]
         parts = []
-        for kind in ("outcome", "error", "declared", "shift", "slowdown", "drift", "missing"):
-            of_kind = [c for c in mine if c.kind == kind]
-            if not of_kind:
-                continue
-            worse = len({c.scenario for c in of_kind if c.worse})
-            factors = [c.factor for c in of_kind if c.factor is not None]
-            size = f" {span(factors)}" if factors else ""
-            which = names(sorted({c.scenario for c in of_kind}), prefix)
-            note = "above the rounding floor's limit" if kind == "drift" else "for the worse"
-            parts.append(
-                f"{kind}{size} on {len({c.scenario for c in of_kind})} ({which})"
-                + (f", {worse} {note}" if worse else "")
-            )
+        for state in STATES:
+            for kind in ("outcome", "error", "shift", "slowdown", "drift", "missing"):
+                of_kind = [c for c in mine if kind_shown(c) == kind and c.state == state]
+                if not of_kind:
+                    continue
+                factors = [c.factor for c in of_kind if c.factor is not None]
+                size = f" {span(factors)}" if factors else ""
+                scenarios = sorted({c.scenario for c in of_kind})
+                parts.append(f"{kind} {state}{size} on {len(scenarios)} ({names(scenarios, prefix)})")
         lines.append(f"- {before.key} → {after.key}: {'; '.join(parts) if parts else 'no changes'}")
     lines.append("")
     return lines
