@@ -108,7 +108,11 @@ class ResultsWriter:
         # scenarios this run did not train (deselected, or no longer existing) are no change
         stale = [sid for sid in baseline.scenarios if sid not in current.scenarios and not self._exists(sid)]
         kept = {sid: r for sid, r in baseline.scenarios.items() if sid in current.scenarios}
-        accepted = read_accepted(self.settings.accepted_path) if self.settings.accepted_path else None
+        try:
+            accepted = read_accepted(self.settings.accepted_path) if self.settings.accepted_path else None
+        except ScenarioError as exc:  # checked when the run started; changed since
+            self.summary.append(f"cannot use the accepted-changes file: {exc}")
+            return True
         rules = compare.Rules(fail_on=self.settings.fail_on, accepted=accepted)
         result = compare.compare([dataclasses.replace(baseline, scenarios=kept), current], baseline, rules)
         self.summary.append(f"compared with the baseline {path}:")
