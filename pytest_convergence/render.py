@@ -67,7 +67,7 @@ def decision(cmp: Comparison) -> str:
     return f"PASSES — nothing that counts changed{also} (exit 0)"
 
 
-def first_screen(cmp: Comparison, code: bool = False) -> list[str]:
+def first_screen(cmp: Comparison, code: bool = False, width: int = WIDTH) -> list[str]:
     """The decision, the versions, what was run unlike the rest, then every finding, one sentence each: what a person
     acts on, before any detail."""
     prefix = common_folder(cmp.rows)
@@ -75,7 +75,7 @@ def first_screen(cmp: Comparison, code: bool = False) -> list[str]:
     lines = [f"Decision: {decision(cmp)}", f"  versions: {versions} (* the baseline, which each is compared with)"]
     for line in cmp.mixed:
         lines.append(f"  warning: runs made with other settings side by side: {line}")
-    lines += finding_lines(cmp.findings, lambda f: _where_finding(cmp, f), prefix, code)
+    lines += finding_lines(cmp.findings, lambda f: _where_finding(cmp, f), prefix, code, width=width)
     if cmp.rules.accepted is not None:
         lines += cmp.rules.accepted.report(cmp.rules.fail_on)
     return lines
@@ -87,6 +87,7 @@ def finding_lines(
     prefix: str = "",
     code: bool = False,
     timed: str = "each run against its machine calibration",
+    width: int = WIDTH,
 ) -> list[str]:
     """Per section (blocks, accepted, declared, moved, improved), each finding in one sentence with its scenarios;
     inconclusive changes as one count."""
@@ -107,7 +108,9 @@ def finding_lines(
             else:
                 for c in _one_each(f):
                     head = f"     {_code(c.scenario[len(prefix) :], code)}: "
-                    lines.append(head + _clip(c.message, max(SCREEN_MESSAGE, WIDTH - len(head))))
+                    lines.append(
+                        head + (_clip(c.message, max(SCREEN_MESSAGE, width - len(head))) if width else c.message)
+                    )
             if f.accepted_by:
                 lines.append(f"     accepted by {f.accepted_by}")
     unsure = [c for f in findings if f.state == "inconclusive" for c in f.changes]
@@ -249,7 +252,7 @@ def _wrap(line: str, width: int) -> list[str]:
 def render_markdown(cmp: Comparison) -> str:
     """For a GitHub job summary: the decision as the heading, the findings below it, the details (versions, grid,
     every change) folded in a <details> element."""
-    screen = first_screen(cmp, code=False)
+    screen = first_screen(cmp, code=False, width=0)  # a page: each change's text in full
     out = [f"## Convergence across versions: {_md(decision(cmp))}", ""]
     for line in screen[1:]:
         text = line.strip()
