@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,18 @@ class Entry(Strict):
     reason: str = Field(min_length=1, max_length=1000)
     until: dt.date | None = Field(default=None, strict=False)  # YAML reads 2027-06-30 as a date; a quoted one too
 
+    @field_validator("until", mode="before")
+    @classmethod
+    def _a_date(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, dt.date) and not isinstance(value, dt.datetime)):
+            return value
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value)
+            except ValueError:
+                pass
+        raise ValueError(f"expected a date such as 2027-06-30, got {str(value)[:60]!r}")
+
     @field_validator("where")
     @classmethod
     def _versions_given(cls, where: Versions) -> Versions:
@@ -68,7 +80,8 @@ class Accepted:
     lines: list[int]  # of each entry
     today: dt.date = field(default_factory=dt.date.today)
     used: set[int] = field(default_factory=set)  # entries that accepted a change
-    crossed: set[int] = field(default_factory=set)  # entries whose `where` a compared pair of versions crossed into
+    crossed: set[int] = field(default_factory=set)  # entries a compared pair of versions (and scenario) could meet
+    shadowed: dict[int, int] = field(default_factory=dict)  # entry → the earlier entry that accepted its change
 
     def where_of(self, i: int) -> str:
         return f"{self.path}:{self.lines[i]}"
@@ -77,29 +90,22 @@ class Accepted:
         until = self.entries[i].until
         return until is not None and until < self.today
 
-    def match(
-        self,
-        kind: str,
-        scenario: str,
-        before: dict[str, str],
-        after: dict[str, str],
-        settings: dict[str, Any] | None = None,
-    ) -> int | None:
-        """The entry that accepts this change (of `kind`, in `scenario`, from the versions `before` to `after`;
-        `settings`: the run's dtype_policy and jit_compile), or None."""
-        for i, entry in enumerate(self.entries):
-            if self.expired(i) or not crosses(entry.where, before, after, settings):
-                continue
-            self.crossed.add(i)
-            if entry.kind == kind and matches(entry.scenarios, scenario):
-                self.used.add(i)
-                return i
-        return None
+    def candidates(self, kind: str, scenario: str) -> list[int]:
+        """The entries, in file order, that name this kind and whose pattern matches this scenario, not expired."""
+        return [
+            i
+            for i, entry in enumerate(self.entries)
+            if not self.expired(i) and entry.kind == kind and matches(entry.scenarios, scenario)
+        ]
 
-    def saw(self, before: dict[str, str], after: dict[str, str]) -> None:
-        """Note a compared pair of versions: entries whose `where` it crosses into could have matched."""
+    def saw(self, before: dict[str, str], after: dict[str, str], scenarios: Iterable[str]) -> None:
+        """Note a compared pair of versions and the scenarios both ran: an entry whose `where` this pair crosses into
+        and whose pattern matches one of them could have matched (else it is not stale, just not about this run)."""
+        ids = list(scenarios)
         for i, entry in enumerate(self.entries):
-            if not self.expired(i) and crosses(entry.where, before, after, None, settings_too=False):
+            if self.expired(i) or not crosses(entry.where, before, after, None, settings_too=False):
+                continue
+            if any(matches(entry.scenarios, sid) for sid in ids):
                 self.crossed.add(i)
 
     def report(self, fail_on: Sequence[str]) -> list[str]:
@@ -114,6 +120,11 @@ class Accepted:
                 lines.append(
                     f"{self.where_of(i)}: expired on {entry.until} ({what}): it accepts nothing now; extend its "
                     "`until` after a new review, or remove it"
+                )
+            elif i in self.shadowed and i not in self.used:
+                lines.append(
+                    f"{self.where_of(i)}: shadowed: the entry on line {self.lines[self.shadowed[i]]} accepts the same "
+                    f"changes first ({what}); remove or merge it"
                 )
             elif i in self.crossed and i not in self.used:
                 lines.append(
@@ -137,9 +148,13 @@ def crosses(
 ) -> bool:
     """Whether going from the versions `before` to `after` enters `where`: `after` meets it (with the run's settings
     where `settings_too`), `before`'s TensorFlow/Keras versions do not."""
-    versions_only = Versions(tensorflow=where.tensorflow, keras=where.keras)
-    arrives = where.applies(after, settings) if settings_too else versions_only.applies(after)
-    return arrives and not versions_only.applies(before)
+    arrives = where.applies(after, settings) if settings_too else inside(where, after)
+    return arrives and not inside(where, before)
+
+
+def inside(where: Versions, versions: dict[str, str]) -> bool:
+    """Whether these TensorFlow/Keras versions meet `where`'s specifiers (its settings aside)."""
+    return Versions(tensorflow=where.tensorflow, keras=where.keras).applies(versions)
 
 
 def matches(pattern: str, scenario: str) -> bool:
@@ -212,10 +227,36 @@ def _message(err: Any, loc: Sequence[Any]) -> str:
 
 
 def find_ini_setting(start: Path | None = None) -> tuple[str, Path] | None:
-    """`convergence_accepted` from the ini file pytest would use from `start` (the working directory): the first of
-    pytest.ini, .pytest.ini, pyproject.toml ([tool.pytest.ini_options]), tox.ini ([pytest]), setup.cfg
-    ([tool:pytest]) that is a pytest ini file, in this folder or the nearest one above. Returns (value, the ini
-    file's folder, which a relative path is relative to), or None."""
+    """`convergence_accepted` from the configuration file pytest would use when started in `start` (the working
+    directory), found as pytest 9 finds it: in this folder or the nearest one above, the first of pytest.toml,
+    .pytest.toml ([pytest]), pytest.ini, .pytest.ini, pyproject.toml ([tool.pytest] or [tool.pytest.ini_options]),
+    tox.ini ([pytest]), setup.cfg ([tool:pytest]) that holds pytest configuration (pytest.toml and pytest.ini always
+    do). Returns (value, the file's folder, which a relative path is relative to), or None."""
+    folder = (start or Path.cwd()).resolve()
+    for here in (folder, *folder.parents):
+        for name in PYTEST_CONFIG_FILES:
+            path = here / name
+            if path.is_file():
+                found = _pytest_config(path)
+                if found is not None:
+                    value = found.get(INI_KEY)
+                    return (str(value).strip(), here) if value else None
+    return None
+
+
+PYTEST_CONFIG_FILES = (
+    "pytest.toml",
+    ".pytest.toml",
+    "pytest.ini",
+    ".pytest.ini",
+    "pyproject.toml",
+    "tox.ini",
+    "setup.cfg",
+)
+
+
+def _pytest_config(path: Path) -> dict[str, Any] | None:
+    """The pytest settings in one configuration file, or None when it holds none (an unreadable one holds none)."""
     import iniconfig
 
     try:
@@ -223,30 +264,21 @@ def find_ini_setting(start: Path | None = None) -> tuple[str, Path] | None:
     except ModuleNotFoundError:  # Python 3.10: pytest brings tomli
         import tomli as tomllib  # type: ignore[no-redef]
 
-    folder = (start or Path.cwd()).resolve()
-    for here in (folder, *folder.parents):
-        for name, section in (
-            ("pytest.ini", "pytest"),
-            (".pytest.ini", "pytest"),
-            ("pyproject.toml", None),
-            ("tox.ini", "pytest"),
-            ("setup.cfg", "tool:pytest"),
-        ):
-            path = here / name
-            if not path.is_file():
-                continue
-            if section is None:
-                try:
-                    options = tomllib.loads(path.read_text(encoding="utf-8"))["tool"]["pytest"]["ini_options"]
-                except (KeyError, TypeError, ValueError, OSError):
-                    continue
-                value = options.get(INI_KEY)
-                return (str(value), here) if value else None
-            try:
-                ini = iniconfig.IniConfig(str(path))
-            except (iniconfig.ParseError, OSError):
-                continue
-            if section in ini or name.endswith("pytest.ini"):
-                value = ini.get(section, INI_KEY) if section in ini else None
-                return (str(value).strip(), here) if value else None
-    return None
+    try:
+        if path.suffix == ".toml":
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
+            if path.name != "pyproject.toml":
+                table = document.get("pytest")
+                return dict(table) if isinstance(table, dict) else {}  # a pytest.toml always configures pytest
+            tool = (document.get("tool") or {}).get("pytest")
+            if not isinstance(tool, dict):
+                return None
+            native = {k: v for k, v in tool.items() if k != "ini_options"}
+            return native or dict(tool.get("ini_options") or {})
+        ini = iniconfig.IniConfig(str(path))
+    except (OSError, ValueError, iniconfig.ParseError):
+        return None
+    section = {"tox.ini": "pytest", "setup.cfg": "tool:pytest"}.get(path.name, "pytest")
+    if section in ini:
+        return dict(ini[section].items())
+    return {} if path.name in ("pytest.ini", ".pytest.ini") else None

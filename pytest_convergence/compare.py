@@ -17,7 +17,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from . import results, stats, timing
-from .accepted import Accepted
+from .accepted import Accepted, crosses, inside
 from .choices import DEFAULT_FAIL_ON
 from .errors import InputError
 from .findings import Finding, State, group, state_of
@@ -222,42 +222,78 @@ def pick_baseline(columns: Sequence[Column], wanted: str | None) -> Column:
 
 def compare(columns: Sequence[Column], baseline: Column, rules: Rules = Rules()) -> Comparison:
     """Every version against the baseline (what the gate counts), and each against the one before it (where a
-    change first appears)."""
+    change first appears, and whether an accepted change changed again inside its entry's `where`)."""
     result = Comparison(list(columns), baseline, rules)
     result.rows = sorted({sid for c in columns for sid in c.scenarios})
-    for col in columns:
-        if col is not baseline:
-            if rules.accepted is not None:
-                rules.accepted.saw(versions(baseline.environment), versions(col.environment))
-            for sid in result.rows:
-                result.changes.extend(
-                    settle(c, baseline, col, rules) for c in judge(sid, baseline, col, rules, result.detectable)
-                )
+    unaccepted = replace(rules, accepted=None)
+    previous: dict[str, Column] = {}
     for before, after in adjacent_pairs(columns):
+        previous[after.label] = before
         if before is not baseline:
             for sid in result.rows:
-                result.adjacent.extend(
-                    settle(c, before, after, replace(rules, accepted=None)) for c in judge(sid, before, after, rules)
-                )
+                result.adjacent.extend(settle(c, before, after, unaccepted) for c in judge(sid, before, after, rules))
+    for col in columns:
+        if col is baseline:
+            continue
+        if rules.accepted is not None:
+            both = [sid for sid in result.rows if sid in baseline.scenarios and sid in col.scenarios]
+            rules.accepted.saw(versions(baseline.environment), versions(col.environment), both)
+        chain: list[tuple[Column, Column]] = []  # the steps up to this version along its Keras package's line
+        step_to, at = col, previous.get(col.label)
+        while at is not None and at is not baseline:
+            chain.append((at, step_to))
+            step_to, at = at, previous.get(at.label)
+        for sid in result.rows:
+            for c in judge(sid, baseline, col, rules, result.detectable):
+                steps = [
+                    (a, b)
+                    for a, b in chain
+                    if any(
+                        (x.scenario, x.kind, x.column, x.against) == (sid, c.kind, b.label, a.label)
+                        and x.worse
+                        and not x.within_noise
+                        for x in result.adjacent
+                    )
+                ]
+                result.changes.append(settle(c, baseline, col, rules, steps))
     return result
 
 
-def settle(change: Change, before: Column, after: Column, rules: Rules) -> Change:
-    """The change with its state: under --fail-on, and accepted where an entry of the accepted-changes file matches
-    it (a change that would count only: the others need no acceptance)."""
-    entry = None
-    if rules.accepted is not None and change.worse and change.kind in rules.fail_on and not change.within_noise:
-        record = after.scenarios.get(change.scenario)
-        settings = {k: _setting(record, k) for k in SETTINGS} if record else None
-        entry = rules.accepted.match(
-            change.kind,
-            change.scenario,
-            versions(before.environment, before.scenarios.get(change.scenario)),
-            versions(after.environment, record),
-            settings,
-        )
-    accepted_by = rules.accepted.describe(entry) if rules.accepted is not None and entry is not None else ""
-    return replace(change, state=state_of(change, rules.fail_on, entry is not None), accepted_by=accepted_by)
+def settle(
+    change: Change,
+    before: Column,
+    after: Column,
+    rules: Rules,
+    further: Sequence[tuple[Column, Column]] = (),
+) -> Change:
+    """The change with its state: under --fail-on, and accepted where an entry of the accepted-changes file accepts
+    it — a change that would count, of the entry's kind, in a scenario its pattern matches, arriving with the
+    versions of its `where` (`before` outside, `after` inside), and not changed again at a step between two versions
+    inside `where` (`further`: the steps up to `after` where the same scenario changed the same way again)."""
+    known = rules.accepted
+    if known is None or not (change.worse and change.kind in rules.fail_on and not change.within_noise):
+        return replace(change, state=state_of(change, rules.fail_on))
+    record = after.scenarios.get(change.scenario)
+    settings = {k: _setting(record, k) for k in SETTINGS} if record else None
+    old = versions(before.environment, before.scenarios.get(change.scenario))
+    new = versions(after.environment, record)
+    entry, again = None, ""
+    for i in known.candidates(change.kind, change.scenario):
+        where = known.entries[i].where
+        if not crosses(where, old, new, settings):
+            continue
+        known.crossed.add(i)
+        step = next((f"{a.key} → {b.key}" for a, b in further if inside(where, versions(a.environment))), "")
+        if step:
+            again = again or f" (not accepted by {known.where_of(i)}: it changed again inside its where, at {step})"
+        elif entry is None:
+            entry = i
+            known.used.add(i)
+        else:
+            known.shadowed.setdefault(i, entry)
+    if entry is None:
+        return replace(change, state=state_of(change, rules.fail_on), message=change.message + again)
+    return replace(change, state="accepted", accepted_by=known.describe(entry))
 
 
 def versions(env: Environment, record: ScenarioRecord | None = None) -> dict[str, str]:

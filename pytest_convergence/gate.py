@@ -678,7 +678,8 @@ def gate(old: Side, new: Side, settings: Settings, workdir: Path) -> Generator[s
     old_col, new_col = (replace(c, key=k) for c, k in zip(columns, "AB", strict=True))
     yield from _mixed(docs)
     if settings.accepted is not None:
-        settings.accepted.saw(compare.versions(old_col.environment), compare.versions(new_col.environment))
+        both = [sid for sid in old_col.scenarios if sid in new_col.scenarios and selected(sid, settings.paths)]
+        settings.accepted.saw(compare.versions(old_col.environment), compare.versions(new_col.environment), both)
     ids = [sid for sid in sorted(set(old_col.scenarios) | set(new_col.scenarios)) if selected(sid, settings.paths)]
     seeds = {sid: [seed_entries(old_col.scenarios.get(sid)), seed_entries(new_col.scenarios.get(sid))] for sid in ids}
     own = {sid: max(len(a), len(b)) for sid, (a, b) in seeds.items()}
@@ -847,7 +848,9 @@ def render(outcome: Outcome) -> list[str]:
         lines += outcome.settings.accepted.report(outcome.settings.fail_on)
     if unknown:
         counted = "counted" if outcome.settings.fail_on_unknown else "not counted"
-        lines.append(f"Undecided (UNKNOWN, {counted}): {len(unknown)} scenario(s), the seed budget spent:")
+        lines.append(
+            f"Inconclusive scenarios (UNKNOWN: the seeds allowed did not decide them; {counted}): {len(unknown)}:"
+        )
         for j in unknown:
             lines.append(f"  {j.scenario}: after {j.seeds[0]} vs {j.seeds[1]} seeds: {j.undecided}")
     untimed = [

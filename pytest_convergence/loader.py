@@ -100,7 +100,13 @@ def _build(loader: _Loader, node: yaml.Node, path: Path, file: str) -> Any:
             seq.append(_build(loader, item, (*path, i), file))
             seq.where.append(((*path, i), item.start_mark.line + 1))
         return seq
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except (ValueError, OverflowError) as exc:  # a plain scalar YAML resolves but cannot build: 2020-13-01, …
+        line = node.start_mark.line + 1
+        raise ScenarioError(
+            [Problem(file, line, format_path(path), f"not a valid value: {str(node.value)[:60]!r} ({exc})")]
+        ) from None
 
 
 def load(text: str, file: str) -> Any:

@@ -34,11 +34,11 @@ MANY = 3  # a finding with more scenarios than this lists their names only
 SCREEN_MESSAGE = 40  # a change's text on the first screen is clipped within WIDTH, keeping at least this much
 # the sections of the first screen: which states, under which heading
 SECTIONS: tuple[tuple[State, str], ...] = (
-    ("regression", "Blocks"),
+    ("regression", "Regression (blocks)"),
     ("accepted", "Accepted (does not count)"),
     ("declared", "Declared by the scenarios (does not count)"),
     ("moved", "Moved (does not count)"),
-    ("improved", "Improved"),
+    ("improved", "Improved (does not count)"),
 )
 
 
@@ -112,7 +112,8 @@ def finding_lines(
                         head + (_clip(c.message, max(SCREEN_MESSAGE, width - len(head))) if width else c.message)
                     )
             if f.accepted_by:
-                lines.append(f"     accepted by {f.accepted_by}")
+                said = f"     accepted by {f.accepted_by}"
+                lines.append(_clip(said, max(width, len(said) // 2)) if width else said)
     unsure = [c for f in findings if f.state == "inconclusive" for c in f.changes]
     if unsure:
         lines.append(
@@ -135,7 +136,15 @@ def sentence(f: Finding, where: str, timed: str = "") -> str:
         return f"slowdown: time per epoch{size} ({way}; {timed}) {where}, on {n}"
     if f.kind == "drift":
         seeds = _seed_tally(f.changes)
-        return f"drift: the loss curve moved above its rounding floor's limit {where}, on {n}{seeds}"
+        floors = sum("no rounding floor was measured" not in c.message for c in f.changes)
+        limit = (
+            "its limit (×10 its rounding floor, at least 0.1 %)"
+            if floors == len(f.changes)
+            else "its tolerance (no rounding floor measured: --loss-rtol)"
+            if not floors
+            else "its limit (×10 its rounding floor, at least 0.1 %; --loss-rtol where no floor was measured)"
+        )
+        return f"drift: the loss curve moved beyond {limit} {where}, on {n}{seeds}"
     if f.kind == "shift":
         return f"shift: a seed statistic moved {'for the worse' if f.worse else 'for the better'} {where}, on {n}"
     if f.state == "declared":
@@ -203,7 +212,7 @@ def render_text(cmp: Comparison, width: int = WIDTH) -> str:
     """The decision and the findings first (what a person acts on), then the details: the versions, the grid, every
     change, the changes between adjacent versions, timing. The grid fits 120 columns; other lines are folded within
     `width` (0: one line each, for grep)."""
-    lines = [wrapped for line in first_screen(cmp) for wrapped in _wrap(_one_line(line), width)]
+    lines = [wrapped for line in first_screen(cmp, width=width) for wrapped in _wrap(_one_line(line), width)]
     lines += ["", "Details", "Versions, oldest first:"]
     lines += [f"  {line}" for line in _versions(cmp)]
     prefix = common_folder(cmp.rows)
@@ -274,7 +283,10 @@ def render_markdown(cmp: Comparison) -> str:
         texts = [cell(cmp, sid, c) for c in cmp.columns]
         out.append(f"| {_md(sid)} | " + " | ".join(f"**{_md(t)}**" if "!" in t else _md(t) for t in texts) + " |")
     out += ["", *(f"{_md(line.strip())}  " for line in LEGEND), ""]
-    out += [_md(line) for line in _change_lines(cmp, code=False)]
+    out += [
+        f"    - {_md(line.strip())}" if line.startswith("    ") else _md(line)
+        for line in _change_lines(cmp, code=False)
+    ]
     out += [_md(line) for line in _adjacent_lines(cmp)]
     out += [_md(line) for line in _timing_lines(cmp)]
     out += [_md(_summary(cmp)), "", "</details>"]
@@ -372,9 +384,7 @@ def _adjacent_lines(cmp: Comparison) -> list[str]:
     if not pairs:
         return []
     prefix = common_folder(cmp.rows)
-    lines = [
-        "Between adjacent versions (each against the one before it of the same Keras package, in the words above):"
-    ]
+    lines = ["Between adjacent versions (each against the one before it of the same Keras package; never counted):"]
     for before, after in pairs:
         mine = [c for c in cmp.adjacent if c.column == after.label and c.against == before.label]
         parts = []
@@ -386,7 +396,8 @@ def _adjacent_lines(cmp: Comparison) -> list[str]:
                 factors = [c.factor for c in of_kind if c.factor is not None]
                 size = f" {span(factors)}" if factors else ""
                 scenarios = sorted({c.scenario for c in of_kind})
-                parts.append(f"{kind} {state}{size} on {len(scenarios)} ({names(scenarios, prefix)})")
+                word = "worse" if state in ("regression", "accepted") else state  # a step never blocks
+                parts.append(f"{kind} {word}{size} on {len(scenarios)} ({names(scenarios, prefix)})")
         lines.append(f"- {before.key} → {after.key}: {'; '.join(parts) if parts else 'no changes'}")
     lines.append("")
     return lines
@@ -408,12 +419,14 @@ def _timing_lines(cmp: Comparison) -> list[str]:
 
 def _summary(cmp: Comparison) -> str:
     """The tally: findings per state, the changes behind them, what counts."""
-    found = cmp.findings
+    found = [f for f in cmp.findings if f.state != "inconclusive"]
     per = ", ".join(f"{n} {state}" for state in STATES if (n := sum(1 for f in found if f.state == state)))
+    unsure = sum(1 for c in cmp.changes if c.state == "inconclusive")
     counted = ", ".join(cmp.rules.fail_on) or "nothing"
     return (
-        f"{len(found)} finding(s) ({per or 'none'}) from {len(cmp.changes)} change(s) in {len(cmp.rows)} scenario(s) "
-        f"× {len(cmp.columns)} version(s) against {cmp.baseline.key}; kinds that count: {counted}"
+        f"{len(found)} finding(s) ({per or 'none'}) and {unsure} inconclusive change(s), from {len(cmp.changes)} "
+        f"change(s) in {len(cmp.rows)} scenario(s) × {len(cmp.columns)} version(s) against {cmp.baseline.key}; kinds "
+        f"that count: {counted}"
     )
 
 
@@ -430,7 +443,7 @@ def _code(text: str, code: bool) -> str:
 
 def _md(text: str) -> str:
     """Text for a Markdown cell or line: no raw HTML, no table breaks, no line breaks."""
-    return html.escape(_one_line(text), quote=False).replace("|", "\\|").replace("*", "\\*")
+    return html.escape(_one_line(text), quote=False).replace("|", "\\|").replace("*", "\\*").replace("~", "\\~")
 
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")

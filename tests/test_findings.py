@@ -53,9 +53,11 @@ def test_one_cause_is_one_finding_said_first(tmp_path: Path, capsys: pytest.Capt
     assert code == 1
     first = screen(out)
     assert first[0] == "Decision: BLOCKS — 1 finding counts (exit 1)"
-    assert first[2] == "Blocks:" and first[3].startswith("  1. slowdown: time per epoch ×30 (slower;")
+    assert first[2] == "Regression (blocks):" and first[3].startswith("  1. slowdown: time per epoch ×30 (slower;")
     assert "on B, on 2 scenario(s)" in first[3] and first[4] == "     s.yaml: a, b"
-    assert "(1 regression) from 2 change(s)" in out  # the tally counts findings, not scenarios
+    assert (
+        "1 finding(s) (1 regression) and 0 inconclusive change(s), from 2 change(s)" in out
+    )  # the tally counts findings, not scenarios
 
 
 def test_state_words_are_one_per_state() -> None:
@@ -109,15 +111,25 @@ def test_an_entry_that_matches_nothing_is_stale(tmp_path: Path, capsys: pytest.C
         K3_SLOWDOWN
         + """\
   - kind: error
-    scenarios: "gone.yaml::*"
+    scenarios: "s.yaml::c"
     where: {tensorflow: ">=2.16"}
     reason: an error fixed since
+  - kind: error
+    scenarios: "gone.yaml::*"
+    where: {tensorflow: ">=2.16"}
+    reason: about scenarios this run did not compare
+  - kind: slowdown
+    scenarios: "*"
+    where: {keras: ">=3.1"}
+    reason: the same changes as the first entry
 """,
     )
     code, out = run(capsys, *slow_pair(tmp_path), "--accepted", file)
     assert code == 0
     assert f"The accepted-changes file {file}:" in screen(out)
-    assert f"  {file}:6: stale: matched no change here (error in 'gone.yaml::*' where tensorflow >=2.16)" in out
+    assert f"  {file}:6: stale: matched no change here (error in 's.yaml::c' where tensorflow >=2.16)" in out
+    assert f"{file}:10:" not in out  # gone.yaml was not compared: not stale, just not about this run
+    assert f"  {file}:14: shadowed: the entry on line 2 accepts the same changes first" in out
 
 
 def test_a_malformed_file_exits_2_naming_file_line_and_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -190,6 +202,7 @@ def test_markdown_reads_as_a_job_summary(tmp_path: Path, capsys: pytest.CaptureF
     assert "<table>" not in head and "<table>" in details and details.rstrip().endswith("</details>")
     assert "<summary>Details: versions, grid, every change</summary>" in details
     assert "<td><strong>pass !t</strong></td>" in details
+    assert "<ul>\n<li>s.yaml::a: ×30 (1 ms → 30 ms" in details  # a group's scenarios: a nested list, one line each
 
 
 def test_the_baseline_check_reads_the_same_file(pytester: pytest.Pytester) -> None:
@@ -244,7 +257,7 @@ def test_the_gate_accepts_and_counts_the_same_way(tmp_path: Path) -> None:
     blocked, passed = outcomes
     assert blocked.exit_code == 1 and gate.render(blocked)[:2] == [
         "Decision: BLOCKS — 1 finding counts (exit 1)",
-        "Blocks:",
+        "Regression (blocks):",
     ]
     assert passed.exit_code == 0
     shown = gate.render(passed)
@@ -254,3 +267,68 @@ def test_the_gate_accepts_and_counts_the_same_way(tmp_path: Path) -> None:
     ]
     assert any(line.startswith(f"     accepted by {file}:2: where keras >=3") for line in shown)
     assert passed.to_json()["findings"][0]["state"] == "accepted"
+
+
+@pytest.mark.parametrize(
+    ("b_ms", "c_ms", "accepted_at_c"),
+    [(30.0, 30.0, True), (1.0, 30.0, False), (30.0, 900.0, False)],
+    ids=["arrived-with-keras-3", "arrived-later-inside-where", "slower-again-inside-where"],
+)
+def test_a_change_inside_where_is_not_the_accepted_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], b_ms: float, c_ms: float, accepted_at_c: bool
+) -> None:
+    """TF 2.15 (Keras 2) → 2.16 (Keras 3.3) → 2.21 (Keras 3.15), the entry accepting slowdowns where keras >=3: only
+    the slowdown that came with Keras 3 is accepted; one that appeared, or grew, between two Keras 3 versions counts."""
+    a = write(tmp_path, "a", "2.15.1", "2.15.0", scenario("a"))
+    b = write(tmp_path, "b", "2.16.2", "3.3.3", scenario("a", epoch_ms=b_ms))
+    c = write(tmp_path, "c", "2.21.0", "3.15.1", scenario("a", epoch_ms=c_ms))
+    code, out = run(capsys, a, b, c, "--accepted", accepted_file(tmp_path, K3_SLOWDOWN))
+    row = next(line for line in out.splitlines() if line.startswith("s.yaml::a ")).split()
+    assert code == (0 if accepted_at_c else 1)
+    if accepted_at_c:
+        assert row[-2:] == ["pass", "+t"]
+    else:
+        assert row[-2:] == ["pass", "!t"] and "it changed again inside its where, at B → C" in out
+
+
+@pytest.mark.parametrize(
+    ("until", "said"),
+    [
+        ("2020-13-01", "until: not a valid value: '2020-13-01' (month must be in 1..12)"),
+        ("0", "until: expected a date such as 2027-06-30, got '0'"),
+        ('"next week"', "until: expected a date such as 2027-06-30, got 'next week'"),
+    ],
+)
+def test_until_is_a_date(tmp_path: Path, capsys: pytest.CaptureFixture[str], until: str, said: str) -> None:
+    file = accepted_file(tmp_path, K3_SLOWDOWN + f"    until: {until}\n")
+    code, out = run(capsys, *slow_pair(tmp_path), "--accepted", file)
+    assert code == 2 and f"{file}:6: accepted[0].{said}" in out
+
+
+@pytest.mark.parametrize(
+    ("files", "found"),
+    [
+        (
+            {
+                "pytest.toml": '[pytest]\nconvergence_accepted = "a.yaml"\n',
+                "tox.ini": "[pytest]\nconvergence_accepted = b.yaml\n",
+            },
+            "a.yaml",
+        ),
+        ({"pyproject.toml": '[tool.pytest]\nconvergence_accepted = "native.yaml"\n'}, "native.yaml"),
+        ({"pyproject.toml": '[tool.pytest.ini_options]\nconvergence_accepted = "ini.yaml"\n'}, "ini.yaml"),
+        (
+            {
+                "pyproject.toml": "[project]\nname = 'x'\n",
+                "setup.cfg": "[tool:pytest]\nconvergence_accepted = c.yaml\n",
+            },
+            "c.yaml",
+        ),
+        ({"pytest.ini": "[pytest]\n", "tox.ini": "[pytest]\nconvergence_accepted = b.yaml\n"}, None),  # pytest.ini wins
+    ],
+    ids=["pytest.toml-first", "pyproject-native", "pyproject-ini-options", "setup.cfg", "empty-pytest.ini-wins"],
+)
+def test_the_ini_lookup_follows_pytest(tmp_path: Path, files: dict[str, str], found: str | None) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    assert accepted.find_ini_setting(tmp_path) == ((found, tmp_path) if found else None)

@@ -51,6 +51,15 @@ def test_duplicate_key_names_both_lines() -> None:
     assert "first given on line 1" in problem.message
 
 
+def test_a_scalar_that_cannot_be_built_is_located() -> None:
+    """YAML reads 2020-13-01 as a timestamp, which cannot be built: a located problem, not a ValueError."""
+    with pytest.raises(ScenarioError) as err:
+        load("scenarios:\n  - name: a\n    description: 2020-13-01\n", "f.yaml")
+    (problem,) = err.value.problems
+    assert (problem.line, problem.key) == (3, "scenarios[0].description")
+    assert problem.message == "not a valid value: '2020-13-01' (month must be in 1..12)"
+
+
 def test_malformed_yaml_reports_the_line() -> None:
     with pytest.raises(ScenarioError) as err:
         load("scenarios:\n  - name: a\n    epochs: [1, 2\n", "f.yaml")
