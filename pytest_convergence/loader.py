@@ -109,6 +109,23 @@ def _build(loader: _Loader, node: yaml.Node, path: Path, file: str) -> Any:
         ) from None
 
 
+def _yaml_problem(exc: yaml.MarkedYAMLError, mark: Any) -> str:
+    """PyYAML's complaint in our words where it is about indentation (the usual cause), with the column."""
+    what = " ".join(s for s in (exc.context, exc.problem) if s)
+    column = f"column {mark.column + 1}" if mark else "its column"
+    if "expected <block end>, but found" in what or "did not find expected key" in what:
+        return (
+            f"the indentation does not line up: this line starts at {column}, which matches no key above it (the "
+            "keys of one mapping start in the same column; a nested mapping's further in)"
+        )
+    if "mapping values are not allowed here" in what:
+        return (
+            f"a ':' at {column} where no key can start: a key indented under a value, or a value with ': ' in it "
+            "(quote it)"
+        )
+    return f"not valid YAML: {what}"
+
+
 def load(text: str, file: str) -> Any:
     """Parse one YAML document into LocDict/LocList/scalars. Raises ScenarioError with the line."""
     try:
@@ -123,8 +140,7 @@ def load(text: str, file: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
-        what = " ".join(s for s in (exc.context, exc.problem) if s)
-        raise ScenarioError([Problem(file, line, "", f"not valid YAML: {what}")]) from None
+        raise ScenarioError([Problem(file, line, "", _yaml_problem(exc, mark))]) from None
     except yaml.YAMLError as exc:
         raise ScenarioError([Problem(file, 0, "", f"not valid YAML: {exc}")]) from None
     except RecursionError:

@@ -112,8 +112,7 @@ def finding_lines(
                         head + (_clip(c.message, max(SCREEN_MESSAGE, width - len(head))) if width else c.message)
                     )
             if f.accepted_by:
-                said = f"     accepted by {f.accepted_by}"
-                lines.append(_clip(said, max(width, len(said) // 2)) if width else said)
+                lines.append(f"     accepted by {f.accepted_by}")
     unsure = [c for f in findings if f.state == "inconclusive" for c in f.changes]
     if unsure:
         lines.append(

@@ -647,7 +647,12 @@ def _message(err: Any, loc: tuple[Key, ...]) -> str:
         return "missing required key" + hint
     if kind == "extra_forbidden":
         allowed = _fields_at(ScenarioSpec, loc[:-1])
-        return _unknown_key(str(loc[-1]), allowed, "here")
+        return _unknown_key(str(loc[-1]), allowed, "here", _belongs_under(str(loc[-1]), loc[:-1]))
+    if err["input"] is None and kind in ("model_type", "dict_type", "list_type", "model_attributes_type"):
+        return (
+            f"is empty: its keys go on the lines below it, indented further than '{loc[-1]}:' "
+            "(or write its value on the same line)"
+        )
     msg = OUR_WORDS.get(kind) or str(err["msg"]).removeprefix("Value error, ")
     if kind == "value_error":
         return msg
@@ -694,11 +699,37 @@ def _allowed_range(loc: Sequence[Key]) -> str:
     return ""
 
 
-def _unknown_key(key: str, allowed: Iterable[str] | None, where: str) -> str:
+def _unknown_key(key: str, allowed: Iterable[str] | None, where: str, under: str = "") -> str:
+    """'unknown key 'x'; did you mean 'y'? Allowed here: …' — or, for a key that belongs one level down (a mistake of
+    indentation), where it goes."""
     allowed = list(allowed or [])
-    hint = did_you_mean(key, allowed, n=1)
+    if under:
+        return f"unknown key {key!r} here: it belongs under '{under}:' — indent it further than '{under}:'"
+    hint = did_you_mean(key, allowed, n=1) or "."
     listing = f" Allowed {where}: {', '.join(allowed)}." if allowed else ""
     return f"unknown key {key!r}{hint}{listing}"
+
+
+def _belongs_under(key: str, loc: Sequence[Key]) -> str:
+    """The key of the model one level below `loc` whose fields include `key` (e.g. 'converges' → 'expect'), or ''."""
+    fields = getattr(_model_at(ScenarioSpec, loc), "model_fields", {})
+    for name, info in fields.items():
+        child = getattr(_model_in(info.annotation), "model_fields", None)
+        if child and key in child:
+            return str(name)
+    return ""
+
+
+def _model_at(model: type[BaseModel], loc: Sequence[Key]) -> Any:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return None
+        current = _model_in(fields[part].annotation)
+    return current
 
 
 def _fields_at(model: type[BaseModel], loc: Sequence[Key]) -> list[str] | None:

@@ -536,3 +536,24 @@ def test_data_files_are_bounded_before_they_are_read(tmp_path: Path, monkeypatch
     monkeypatch.setattr("pytest_convergence.data.MAX_FILE_BYTES", 10**9)
     monkeypatch.setattr("pytest_convergence.data.MAX_SAMPLES", 500)
     assert "big.csv has more than 500 rows" in file_problem(tmp_path, "big.csv").message
+
+
+def test_indentation_mistakes_are_said_as_such(tmp_path: Path) -> None:
+    """The newcomer's mistakes: a key left at the scenario's level under an empty `expect:`, and a line indented to
+    a column no key above it starts at."""
+    under = problems(tmp_path, BASE + "  - name: a\n    expect:\n    converges: {loss_below: 1.0}\n")
+    assert [(p.line, p.key, p.message) for p in under] == [
+        (9, "scenarios[0].expect", "is empty: its keys go on the lines below it, indented further than 'expect:' "
+         "(or write its value on the same line)"),
+        (10, "scenarios[0].converges", "unknown key 'converges' here: it belongs under 'expect:' — indent it further "
+         "than 'expect:'"),
+    ]  # fmt: skip
+    columns = only(tmp_path, BASE + "  - name: a\n    expect:\n      converges: {loss_below: 1.0}\n     predict: 1\n")
+    assert columns.line == 11 and columns.message.startswith("the indentation does not line up: this line starts at")
+    expect = "    expect: {converges: {loss_below: 1.0}}\n"
+    assert only(tmp_path, BASE + "  - name: a\n    epocs: 5\n" + expect).message.startswith(
+        "unknown key 'epocs'; did you mean 'epochs'? Allowed here: name,"
+    )
+    assert only(tmp_path, BASE + "  - name: a\n    colour: red\n" + expect).message.startswith(
+        "unknown key 'colour'. Allowed here:"
+    )
