@@ -62,7 +62,7 @@ def explain(scenario: Scenario, seed: int | None, fit_input: str) -> Generator[s
         f"{scenario.shown}:{scenario.line}: scenario {scenario.name!r} — seed {seed}, fit input {fit_input}, "
         f"TF {v['tensorflow']}, {v['keras_package']} {v['keras']}"
     )
-    with training.native_chatter_filtered():  # tf_keras's first fit logs a tf.data notice as an error
+    with training.quiet():  # tf_keras's first fit logs a tf.data notice as an error
         result = evaluate(scenario.with_seeds([seed]), fit_input, diagnose=True, calibrate=False)
     if result.error is not None:
         raise result.error
@@ -89,7 +89,7 @@ def explain(scenario: Scenario, seed: int | None, fit_input: str) -> Generator[s
     yield f"learning-rate sweep (seed {seed}, {scenario.spec.epochs} epochs, the scenario's expectations):"
     yield f"  {'lr':>10} {'× bound':>8}  {'verdict':<7} {'last loss':>10} {'epochs':>7}  curve"
     for lr in sweep_rates(diagnosis.learning_rate, diagnosis.bound):
-        with training.native_chatter_filtered():
+        with training.quiet():
             trial = evaluate(scenario.with_seeds([seed]).with_learning_rate(lr), fit_input, calibrate=False)
         if trial.error is not None:
             raise trial.error

@@ -34,6 +34,7 @@ NATIVE_CHATTER = re.compile(
     r"All log messages before absl::InitializeLog|oneDNN custom operations are on|use_unbounded_threadpool"
     r"|cpu_feature_guard|This TensorFlow binary is optimized|rebuild TensorFlow with the appropriate compiler flags"
     r"|Could not find cuda drivers|Unable to register cu(DNN|FFT|BLAS) factory|TF-TRT Warning"
+    r"|triggered tf\.function retracing"  # explain's sweep builds a model per learning rate: retracing is expected
 )
 
 

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import importlib
 import inspect
+import logging
 import math
 import os
 import sys
@@ -85,6 +86,20 @@ def native_chatter_filtered() -> Iterator[None]:
                     os.write(2, kept.encode())
     finally:
         os.close(saved)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """native_chatter_filtered, with TensorFlow's Python-side warnings held back as well (logger 'tensorflow' at
+    ERROR): `explain` trains one model per learning rate of its sweep, which TensorFlow reports as retracing."""
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with native_chatter_filtered():
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def threads_per_process() -> int:
