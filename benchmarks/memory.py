@@ -65,9 +65,9 @@ def main() -> int:
         code = pytest.main(argv, [sampler])
         records = json.loads(results.read_text())["scenarios"]
         child = {int(r["name"][1:]): r["runtime"].get("child_rss_mib") for r in records if r.get("runtime")}
-    from pytest_convergence import training
+    from pytest_convergence import keras as keras_side
 
-    v = training.versions()
+    v = keras_side.versions()
     print(
         f"\nmemory over {args.scenarios} scenarios, {args.epochs} epochs each; TF {v['tensorflow']}, "
         f"{v['keras_package']} {v['keras']}, Python {sys.version.split()[0]}"

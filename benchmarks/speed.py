@@ -222,13 +222,14 @@ def main() -> int:
         return 0
 
     load = plugin_load_seconds(max(args.runs, 5))
-    from pytest_convergence import timing, training
+    from pytest_convergence import keras as keras_side
+    from pytest_convergence import timing
     from pytest_convergence.scenario import load_file
 
     start = time.perf_counter()
-    _tf, keras = training.frameworks()
+    _tf, keras = keras_side.frameworks()
     import_seconds = time.perf_counter() - start
-    v = training.versions()
+    v = keras_side.versions()
     print(f"pytest-convergence speed benchmark — {time.strftime('%Y-%m-%d')}")
     print(
         f"TF {v['tensorflow']}, {v['keras_package']} {v['keras']}, Python {platform.python_version()}, "
@@ -272,7 +273,7 @@ def main() -> int:
             f"all {EPOCHS}",
         )
         (div,) = load_file(diverges)
-        stopped_at = training.run(div)[0].epochs_run
+        stopped_at = keras_side.run(div)[0].epochs_run
         got = medians(
             args.runs,
             plugin=lambda: plugin_seconds(diverges),
@@ -301,7 +302,7 @@ def main() -> int:
 
         def train(noise_floor: bool) -> Timing:
             start = time.perf_counter()
-            training.run(scenario, noise_floor=noise_floor)
+            keras_side.run(scenario, noise_floor=noise_floor)
             seconds = time.perf_counter() - start
             return seconds, seconds
 
@@ -328,7 +329,7 @@ def main() -> int:
             curves: dict[str, list[float]] = {}
 
             def per_epoch(fit_input: str, shape: Any = shape, curves: dict[str, list[float]] = curves) -> Timing:
-                (seed_run,) = training.run(shape, fit_input=fit_input)
+                (seed_run,) = keras_side.run(shape, fit_input=fit_input)
                 curves[fit_input] = seed_run.losses
                 median = statistics.median(seed_run.epoch_seconds[1:])  # the first epoch traces the step
                 return median, median
@@ -345,14 +346,14 @@ def main() -> int:
 
 
 # Loaded into each pytest process of the suite runs (controller and workers): how many times did that process
-# import TensorFlow (cache misses of training.frameworks; 0 where it never did)?
+# import TensorFlow (cache misses of keras_side.frameworks; 0 where it never did)?
 COUNTER = """\
 import os
 
 def pytest_sessionfinish(session):
-    from pytest_convergence import training
+    from pytest_convergence import keras as keras_side
     with open(os.path.join(os.environ["BENCH_IMPORTS_DIR"], str(os.getpid())), "w") as fh:
-        fh.write(str(training.frameworks.cache_info().misses))
+        fh.write(str(keras_side.frameworks.cache_info().misses))
 """
 
 
@@ -515,8 +516,8 @@ def matrix(envs: list[Path]) -> None:
 PROBE = """\
 import os, statistics, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from pytest_convergence import training
-tf, keras = training.frameworks()
+from pytest_convergence import keras as keras_side
+tf, keras = keras_side.frameworks()
 keras.utils.set_random_seed(0)
 import numpy as np
 x = np.arange(1, 21, dtype=np.float32).reshape(-1, 1); y = 0.5 * x

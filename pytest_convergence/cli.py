@@ -450,11 +450,12 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _check_env(args: argparse.Namespace) -> int:
-    from . import envcheck, training
+    from . import envcheck
+    from . import keras as keras_side
 
     wanted = envcheck.promise(args.env_name, args.tensorflow, args.keras_package)
     try:
-        found = training.versions()
+        found = keras_side.versions()
     except ImportError as exc:
         print(f"pytest-convergence check-env: MISMATCH: cannot import TensorFlow/Keras: {exc}", file=sys.stderr)
         return 1

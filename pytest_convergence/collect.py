@@ -63,9 +63,9 @@ class ScenarioFile(pytest.File):
         """The problems with the Keras names the scenarios use, and the versions that would train them."""
         settings = self.config.stash[SCENARIOS_KEY]
         if not settings.isolate:
-            from . import training  # imports Keras: only once there are scenarios to check
+            from . import keras as keras_side  # imports Keras: only once there are scenarios to check
 
-            return [p for s in scenarios for p in training.check(s, settings.factories)], training.versions()
+            return [p for s in scenarios for p in keras_side.check(s, settings.factories)], keras_side.versions()
         from . import isolation  # the training child checks them: this process never imports Keras
 
         trainer = training_child(self.config)
@@ -193,9 +193,9 @@ class ScenarioItem(pytest.Item):
         if self.config.stash[SCENARIOS_KEY].isolate:
             trainer = training_child(self.config)
             return dict(trainer.versions), cast("Runtime", dict(trainer.runtime))
-        from . import training
+        from . import keras as keras_side
 
-        return training.versions(), training.runtime_settings()
+        return keras_side.versions(), keras_side.runtime_settings()
 
     def _plot(self, folder: Path, runs: list[SeedRun], verdict: expect.Verdict) -> None:
         from . import plots

@@ -3,7 +3,8 @@ red only for real changes: outcome and error changes unless the scenario declare
 the curve's measured rounding floor, seed statistics with a test and an effect size, slowdowns relative to the
 machine's calibration and beyond its measured noise. Rendering lives in `render`.
 
-Pure: reads JSON written by `results.write`, never imports pytest or Keras.
+Reads JSON written by `results.write` (and an accepted-changes YAML file); never imports pytest, Keras or the
+scenario machinery (a contract in pyproject.toml, checked by `tox -e lint`).
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def installed() -> dict[str, str]:
 
 
 def problems(wanted: Promise, imported: dict[str, str], distributions: dict[str, str]) -> list[str]:
-    """What differs from the promise: `imported` is what trains (training.versions()), `distributions` what is
+    """What differs from the promise: `imported` is what trains (keras.versions()), `distributions` what is
     installed (`installed()`)."""
     out = []
     tf_version = _version(imported.get("tensorflow", ""))

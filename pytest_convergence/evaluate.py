@@ -9,7 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from . import expect, timing, training
+from . import expect, timing
+from . import keras as keras_side
 from .record import Fidelity, SeedRun
 from .text import one_line
 
@@ -63,13 +64,13 @@ def evaluate(
         if result.fit_input == "auto":
             result.runs = _train_auto(scenario, result, deadline, noise_floor, per_batch)
         else:
-            result.runs = training.run(scenario, None, result.fit_input, noise_floor, per_batch, deadline)
+            result.runs = keras_side.run(scenario, None, result.fit_input, noise_floor, per_batch, deadline)
         if calibrate:
             result.calibration += timing.calibrate()
         # past the time limit nothing more is computed (the sharpness estimate can take seconds)
         late = deadline is not None and time.perf_counter() >= deadline
         if (diagnose or scenario.spec.expect.stable) and not late:
-            result.diagnosis = training.diagnose(scenario, result.runs)
+            result.diagnosis = keras_side.diagnose(scenario, result.runs)
     except Exception as exc:
         result.error = exc
         return result
@@ -80,7 +81,7 @@ def evaluate(
         result.explanation = "no stability diagnosis: the time limit was reached"
     elif seed is not None and (result.diagnosis is None or seed != scenario.seeds[0]):
         try:
-            result.explanation = training.diagnose(scenario, result.runs, seed)
+            result.explanation = keras_side.diagnose(scenario, result.runs, seed)
         except Exception as exc:
             result.explanation = f"no stability diagnosis: {type(exc).__name__}: {exc}"
     return result
@@ -88,7 +89,7 @@ def evaluate(
 
 # Up to this many epochs in all, training on the arrays costs about what the sentinel would (its 21 epochs of fit on the
 # arrays, and one more model to build and trace).
-SHORT_EPOCHS = training.SENTINEL_EPOCHS + 5
+SHORT_EPOCHS = keras_side.SENTINEL_EPOCHS + 5
 
 
 def _train_auto(
@@ -102,27 +103,27 @@ def _train_auto(
     result.fit_input = "numpy"
 
     def on_the_arrays() -> list[SeedRun]:
-        return training.run(scenario, None, "numpy", noise_floor, per_batch, deadline)
+        return keras_side.run(scenario, None, "numpy", noise_floor, per_batch, deadline)
 
-    if _short(scenario, noise_floor) or not training.fast_path_pays():
+    if _short(scenario, noise_floor) or not keras_side.fast_path_pays():
         return on_the_arrays()
     first, *others = scenario.seeds
     try:
-        reference = training.sentinel(scenario, first, deadline, per_batch)
+        reference = keras_side.sentinel(scenario, first, deadline, per_batch)
     except Exception as exc:  # the real run on the arrays raises it again, where expect.raises can judge it
         result.fidelity = _unproven(f"fit on numpy arrays raised {type(exc).__name__}: {one_line(exc, 200)}")
         return on_the_arrays()
     result.numpy_epoch_seconds = reference.epoch_seconds
     try:  # stops at the first epoch that differs from the sentinel's, before its rounding-floor twin
-        fast = training.run_seed(scenario, first, deadline, "dataset", noise_floor, per_batch, reference)
+        fast = keras_side.run_seed(scenario, first, deadline, "dataset", noise_floor, per_batch, reference)
     except Exception as exc:  # the path's own failure, or the scenario's (e.g. in predict): the arrays will tell
         result.fidelity = _unproven(f"the run on the fast path raised {type(exc).__name__}: {one_line(exc, 200)}")
     else:
-        result.fidelity = training.agreement(reference, fast)
+        result.fidelity = keras_side.agreement(reference, fast)
     if not result.fidelity["agrees"]:
         return on_the_arrays()
     result.fit_input = "dataset"
-    return [fast, *(training.run_seed(scenario, s, deadline, "dataset", noise_floor, per_batch) for s in others)]
+    return [fast, *(keras_side.run_seed(scenario, s, deadline, "dataset", noise_floor, per_batch) for s in others)]
 
 
 def unmet_settings(scenario: Scenario, runs: list[SeedRun]) -> list[str]:

@@ -50,19 +50,19 @@ def sweep_rates(learning_rate: float, bound: float) -> list[float]:
 
 def explain(scenario: Scenario, seed: int | None, fit_input: str) -> Generator[str, None, bool]:
     """Lines of the explanation, yielded as each training run finishes; returns whether the scenario passes."""
-    from . import training
+    from . import keras as keras_side
 
-    problems = training.check(scenario)
+    problems = keras_side.check(scenario)
     if problems:
         raise ExplainInputError(str(ScenarioError(problems)))
     seed = scenario.seeds[0] if seed is None else seed
     fit_input = scenario.fit_input(fit_input)
-    v = training.versions()
+    v = keras_side.versions()
     yield (
         f"{scenario.shown}:{scenario.line}: scenario {scenario.name!r} — seed {seed}, fit input {fit_input}, "
         f"TF {v['tensorflow']}, {v['keras_package']} {v['keras']}"
     )
-    with training.quiet():  # tf_keras's first fit logs a tf.data notice as an error
+    with keras_side.quiet():  # tf_keras's first fit logs a tf.data notice as an error
         result = evaluate(scenario.with_seeds([seed]), fit_input, diagnose=True, calibrate=False)
     if result.error is not None:
         raise result.error
@@ -89,7 +89,7 @@ def explain(scenario: Scenario, seed: int | None, fit_input: str) -> Generator[s
     yield f"learning-rate sweep (seed {seed}, {scenario.spec.epochs} epochs, the scenario's expectations):"
     yield f"  {'lr':>10} {'× bound':>8}  {'verdict':<7} {'last loss':>10} {'epochs':>7}  curve"
     for lr in sweep_rates(diagnosis.learning_rate, diagnosis.bound):
-        with training.quiet():
+        with keras_side.quiet():
             trial = evaluate(scenario.with_seeds([seed]).with_learning_rate(lr), fit_input, calibrate=False)
         if trial.error is not None:
             raise trial.error

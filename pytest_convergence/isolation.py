@@ -11,7 +11,7 @@ public way to reach a pool's processes) fails that scenario with a message sayin
 new child.
 
 The pytest process itself never imports TensorFlow: the child checks each file's Keras names at collection
-(`CheckJob`, the same `training.check` an in-process run calls) and reports the versions and thread settings it
+(`CheckJob`, the same `keras_side.check` an in-process run calls) and reports the versions and thread settings it
 trains under when it starts (`warm`), which is what the records and the `skip:`/`xfail:` conditions use. So each
 process pays one TensorFlow import, not two, and its memory stays that of pytest.
 """
@@ -91,22 +91,22 @@ class CheckJob:
 
 def warm() -> dict[str, Any]:
     """Run first in a new child: import TensorFlow there before any time limit starts; what trains here."""
-    from . import training
+    from . import keras as keras_side
 
-    training.frameworks()
-    return {"pid": os.getpid(), "versions": training.versions(), "runtime": dict(training.runtime_settings())}
+    keras_side.frameworks()
+    return {"pid": os.getpid(), "versions": keras_side.versions(), "runtime": dict(keras_side.runtime_settings())}
 
 
 def check_file(job: CheckJob) -> dict[str, Any]:
-    """In the child: the problems `training.check` finds in a file's scenarios, or the error it raised, as plain
+    """In the child: the problems `keras_side.check` finds in a file's scenarios, or the error it raised, as plain
     data (an exception object could need TensorFlow to be rebuilt in the parent)."""
-    from . import training
+    from . import keras as keras_side
     from .errors import ScenarioError
     from .scenario import load_file
 
     try:
         scenarios = load_file(Path(job.file), display=job.display, root=Path(job.root))
-        return {"problems": [dataclasses.asdict(p) for s in scenarios for p in training.check(s, job.factories)]}
+        return {"problems": [dataclasses.asdict(p) for s in scenarios for p in keras_side.check(s, job.factories)]}
     except ScenarioError as exc:  # changed since the parent read it
         return {"problems": [dataclasses.asdict(p) for p in exc.problems]}
     except Exception as exc:
@@ -172,8 +172,8 @@ class Trainer:
         self._others: set[int | None] = set()  # this process's other children when the pool started: never killed
         self.pid = 0  # the child's process id (from warm)
         self.done = 0  # scenarios the current child ran
-        self.versions: dict[str, str] = {}  # what trains in the child (training.versions there, from warm)
-        self.runtime: dict[str, Any] = {}  # its thread settings (training.runtime_settings there)
+        self.versions: dict[str, str] = {}  # what trains in the child (keras_side.versions there, from warm)
+        self.runtime: dict[str, Any] = {}  # its thread settings (keras_side.runtime_settings there)
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:

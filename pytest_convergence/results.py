@@ -19,12 +19,14 @@ import tempfile
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import TypeAdapter, ValidationError
 
-from .expect import Verdict
 from .record import Check, CollectionError, Document, Environment, ScenarioRecord, SeedEntry, SeedRun
+
+if TYPE_CHECKING:
+    from .expect import Verdict
 
 SCHEMA = "pytest-convergence/1"
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}

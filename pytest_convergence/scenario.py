@@ -1,7 +1,7 @@
 """YAML scenario files → validated, frozen Scenario objects that know their source lines.
 
 No pytest and no Keras here: names of Keras objects (layers, optimizers, losses) are checked
-against the installed Keras in `training.check`, which reports through the same locations.
+against the installed Keras in `keras.names.check`, which reports through the same locations.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 It imports TensorFlow once, then answers one JSON line per JSON line it reads on stdin: {"file", "display", "root",
 "name", "epochs", "factories"} → {"seconds": [one per epoch]} or {"error": "Type: message"}. The scenario's model is
-built and compiled at its first request (`training.epoch_timer`); each request trains it `epochs` epochs more with
+built and compiled at its first request (`keras_side.epoch_timer`); each request trains it `epochs` epochs more with
 `fit` on the numpy arrays, as the scenario asks (its batch size, shuffling, validation split, callbacks: what the
 auto sentinel times too). The gate alternates two such workers, one per environment, so that both versions are
 timed in the same minutes (`gate.time_side_by_side`).
@@ -22,12 +22,12 @@ from typing import Any, TextIO
 
 
 def serve(requests: TextIO, answers: TextIO) -> None:
-    from . import training
+    from . import keras as keras_side
     from .errors import ScenarioError
     from .scenario import Scenario, load_file
     from .text import one_line
 
-    answer(answers, {"ready": training.versions()})
+    answer(answers, {"ready": keras_side.versions()})
     loaded: dict[tuple[str, str], list[Scenario]] = {}
     timers: dict[tuple[str, str, str], Callable[[int], list[float]]] = {}
     for line in requests:
@@ -44,7 +44,7 @@ def serve(requests: TextIO, answers: TextIO) -> None:
                 raise PermissionError("model factories are off (--no-factories)")
             timer = timers.get((*key, scenario.name))
             if timer is None:  # built, compiled and traced once: its first epoch is not steady
-                timer = timers[(*key, scenario.name)] = training.epoch_timer(scenario, scenario.seeds[0])
+                timer = timers[(*key, scenario.name)] = keras_side.epoch_timer(scenario, scenario.seeds[0])
             answer(answers, {"seconds": timer(int(job["epochs"]))})
         except (ScenarioError, Exception) as exc:
             answer(answers, {"error": f"{type(exc).__name__}: {one_line(str(exc), 300)}"})

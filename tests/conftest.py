@@ -22,6 +22,6 @@ def scenario_file(pytester: pytest.Pytester):
 def tensorflow_imported_once() -> None:
     """In-process pytester runs drop the modules a run imported; TensorFlow aborts when imported a second time
     into one process. Importing it here, outside those runs, keeps it loaded."""
-    from pytest_convergence import training
+    from pytest_convergence import keras as keras_side
 
-    training.frameworks()
+    keras_side.frameworks()

@@ -29,11 +29,11 @@ def test_explain_diagnoses_and_sweeps_around_the_bound(tmp_path: Path) -> None:
     assert out.returncode == 1, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith("s.yaml:9: scenario 'expected-to-converge' — seed 0, fit input auto")
-    from pytest_convergence import training
+    from pytest_convergence import keras as keras_side
 
     checked = "  fit input dataset: the fast path trained what fit on the numpy arrays trains, every one of 21 epochs*"
     # Keras 2 fits the arrays under auto, without a sentinel to report
-    assert bool(fnmatch.filter(lines, checked)) == (training.keras_major() >= 3)
+    assert bool(fnmatch.filter(lines, checked)) == (keras_side.keras_major() >= 3)
     assert any(line.startswith("  FAIL converges: final loss 2.68e+17 at epoch 30 is not below 0.01") for line in lines)
     assert "  λmax = 288.5, λmin = 0.4609 → bound lr < 2/λmax = 0.006931" in lines
     sweep = [line.split() for line in lines[lines.index(next(x for x in lines if x.startswith("learning-rate"))) + 2 :]]

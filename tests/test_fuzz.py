@@ -22,6 +22,7 @@ from pytest_convergence.errors import ExpressionError, ScenarioError
 from pytest_convergence.expr import evaluate
 from pytest_convergence.scenario import load_file
 
+pytestmark = pytest.mark.slow  # seconds of fuzzing: the full lane runs it, the fast lane does not
 FUZZ = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 WATCHED = ("exec", "os.system", "subprocess.Popen", "os.posix_spawn", "os.exec", "os.fork", "ctypes.dlopen")
 _state = {"armed": False, "seen": []}

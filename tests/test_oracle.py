@@ -147,12 +147,12 @@ def test_shuffled_mini_batches_train_what_bare_fit_trains(tmp_path: Path) -> Non
     path = tmp_path / "shuffled.yaml"
     path.write_text(SHUFFLED_MINI_BATCHES, encoding="utf-8")
     (scenario,) = load_file(path, root=tmp_path)
-    from pytest_convergence import training
+    from pytest_convergence import keras as keras_side
 
     result = evaluate(scenario, "auto", calibrate=False)
     assert result.ok and [r.epochs_run for r in result.runs] == [30, 30, 30]
     # on Keras 3 the fast path trained (the subject of the check); Keras 2 fits the arrays under auto
-    assert result.fit_input == ("dataset" if training.keras_major() >= 3 else "numpy")
+    assert result.fit_input == ("dataset" if keras_side.keras_major() >= 3 else "numpy")
     # and the fast path itself, unchecked (fit.input: dataset): Keras 2's adapter as well as Keras 3's
     forced = evaluate(scenario, "dataset", calibrate=False)
     for run, fast in zip(result.runs, forced.runs, strict=True):

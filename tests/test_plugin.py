@@ -173,9 +173,9 @@ def test_file_loading_layers_are_refused_before_they_are_made(pytester: pytest.P
     """TFSMLayer loads a SavedModel (whose graph runs in training) when it is made: the scenario is refused at
     collection without making it. An empty folder stands where a SavedModel would be: had the layer been made,
     Keras would have complained about that folder instead."""
-    from pytest_convergence import training
+    from pytest_convergence import keras as keras_side
 
-    if not hasattr(training.frameworks()[1].layers, "TFSMLayer"):
+    if not hasattr(keras_side.frameworks()[1].layers, "TFSMLayer"):
         pytest.skip("this Keras has no TFSMLayer")
     pytester.mkdir("evil_sm")
     pytester.makefile(
@@ -407,9 +407,9 @@ def test_baseline_lifecycle(pytester: pytest.Pytester, scenario_file) -> None:
 
 
 def test_version_conditions_and_api_expectations(pytester: pytest.Pytester) -> None:
-    from pytest_convergence import training
+    from pytest_convergence import keras as keras_side
 
-    keras3 = training.versions()["keras"].startswith("3")
+    keras3 = keras_side.versions()["keras"].startswith("3")
     pytester.makefile(
         ".yaml",
         api=HEADER
@@ -544,13 +544,13 @@ def test_auto_input_trains_fit_s_batches_and_says_how_it_knows(pytester: pytest.
     fast path, the scenario's own shuffling) decides the path, and the record says which path trained, that it
     trained fit's batches, and keeps the sentinel's epoch times of fit on the arrays for the gate's slowdown
     judgement. On Keras 2 the fast path saves little: auto trains on the arrays, without a sentinel."""
-    from pytest_convergence import training
+    from pytest_convergence import keras as keras_side
 
     scenario_file(DIVERGES, PREDICTS)
     result = pytester.runpytest("--scenarios", "linear.yaml", "--convergence-json", "r.json")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["convergence: fit input auto: fit's own batches*"])
-    keras3 = training.keras_major() >= 3
+    keras3 = keras_side.keras_major() >= 3
     for record in results.read(pytester.path / "r.json")["scenarios"]:
         runtime = record["runtime"]
         assert runtime["fit_input_asked"] == "auto" and runtime["fit_batches"] is True
@@ -566,14 +566,14 @@ def test_auto_input_trains_fit_s_batches_and_says_how_it_knows(pytester: pytest.
 def test_a_setting_that_cannot_take_effect_is_said_once(pytester: pytest.Pytester, scenario_file) -> None:
     """jit_compile: true on Keras 3, under op determinism, trains without XLA: one warning of ours per scenario and a
     line in the record, instead of Keras's own warning at every compile (sentinel, seeds). Keras 2 takes XLA."""
-    from pytest_convergence import training
+    from pytest_convergence import keras as keras_side
 
     scenario_file(PREDICTS.replace("epochs: 100", "epochs: 100\n    jit_compile: true\n    seeds: 2"))
     result = pytester.runpytest("--scenarios", "linear.yaml", "--convergence-json", "r.json", "-W", "default")
     result.assert_outcomes(passed=1)
     result.stdout.no_fnmatch_line("*Model doesn't support `jit_compile=True`*")
     (record,) = results.read(pytester.path / "r.json")["scenarios"]
-    if training.keras_major() >= 3:  # Keras 3
+    if keras_side.keras_major() >= 3:  # Keras 3
         note = (
             "jit_compile: true could not take effect: this Keras turned XLA off, as Keras 3 does under op determinism*"
         )

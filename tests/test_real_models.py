@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from texts import HEADER
 
-from pytest_convergence import compare, diagnose, expect, report, training
+from pytest_convergence import compare, diagnose, expect, report
+from pytest_convergence import keras as keras_side
 from pytest_convergence.cli import main
 from pytest_convergence.conditions import VersionCondition
 from pytest_convergence.errors import Problem, ScenarioError
@@ -404,9 +405,9 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Scenario]:
 @pytest.mark.keras
 def test_images_train_on_both_paths_with_keras_own_validation_split(real: dict[str, Scenario]) -> None:
     scenario = real["images-both-paths"]
-    assert training.check(scenario) == []
-    (on_numpy,) = training.run(scenario, fit_input="numpy")
-    (on_dataset,) = training.run(scenario, fit_input="dataset")
+    assert keras_side.check(scenario) == []
+    (on_numpy,) = keras_side.run(scenario, fit_input="numpy")
+    (on_dataset,) = keras_side.run(scenario, fit_input="dataset")
     assert set(on_numpy.metrics) == set(on_dataset.metrics) == {"accuracy", "val_accuracy", "val_loss"}
     assert len(on_numpy.metrics["val_loss"]) == len(on_dataset.metrics["val_loss"]) == 4
     # the dataset path holds out the same last 12 samples as fit(validation_split=0.25), and trains fit's batches
@@ -417,19 +418,19 @@ def test_images_train_on_both_paths_with_keras_own_validation_split(real: dict[s
 @pytest.mark.keras
 def test_integer_tokens_feed_an_embedding(real: dict[str, Scenario]) -> None:
     scenario = real["tokens"]
-    (run,) = training.run(scenario, fit_input="dataset")
+    (run,) = keras_side.run(scenario, fit_input="dataset")
     assert expect.judge(scenario.spec.expect, [run]).ok, run.metrics["accuracy"][-3:]
 
 
 @pytest.mark.keras
 def test_a_schedule_and_an_early_stop_are_built_by_the_plugin(real: dict[str, Scenario]) -> None:
     scenario = real["schedule-and-early-stop"]
-    (run,) = training.run(scenario, fit_input="numpy")
+    (run,) = keras_side.run(scenario, fit_input="numpy")
     assert run.stop_reason == "callback EarlyStopping" and run.epochs_run < 200
-    diagnosis = training.diagnose(scenario, [run])
+    diagnosis = keras_side.diagnose(scenario, [run])
     assert diagnosis.learning_rate == pytest.approx(0.005)
     assert "ExponentialDecay at step 0" in diagnosis.optimizer
-    (plateau,) = training.run(real["plateau"], fit_input="dataset")
+    (plateau,) = keras_side.run(real["plateau"], fit_input="dataset")
     rates = plateau.metrics.get("learning_rate") or plateau.metrics.get("lr")  # Keras 3 / Keras 2 name it so
     assert rates is not None and rates[-1] < rates[0] == pytest.approx(1e-4)
 
@@ -446,7 +447,7 @@ def test_keras_refuses_what_the_file_cannot_know_located(tmp_path: Path) -> None
     expect: {converges: {loss_below: 1}}
 """,
     )
-    problems = training.check(found["s"])
+    problems = keras_side.check(found["s"])
     assert [(p.line, p.key) for p in problems] == [
         (10, "scenarios[0].optimizer.learning_rate"),
         (12, "scenarios[0].loss"),
@@ -458,8 +459,8 @@ def test_keras_refuses_what_the_file_cannot_know_located(tmp_path: Path) -> None
 
 @pytest.mark.keras
 def test_precision_and_xla_are_set_for_the_run_recorded_and_restored(real: dict[str, Scenario]) -> None:
-    _, keras = training.frameworks()
-    (run,) = training.run(real["mixed-precision"], fit_input="dataset")
+    _, keras = keras_side.frameworks()
+    (run,) = keras_side.run(real["mixed-precision"], fit_input="dataset")
     assert all(math.isfinite(v) for v in run.losses)
     assert keras.mixed_precision.global_policy().name == "float32"  # set back after the run
     major = int(keras.__version__.split(".")[0])
@@ -470,13 +471,13 @@ def test_precision_and_xla_are_set_for_the_run_recorded_and_restored(real: dict[
 @pytest.mark.keras
 def test_dead_units_are_counted_at_the_end_of_training(real: dict[str, Scenario]) -> None:
     scenario = real["dead-relu"]
-    tf, keras = training.frameworks()
+    tf, keras = keras_side.frameworks()
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input(shape=(1,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
     model.layers[0].set_weights([-np.ones((1, 8), np.float32), -np.ones(8, np.float32)])  # every unit below zero
-    (state,) = training.unit_states(tf, model, scenario.x)
+    (state,) = keras_side.unit_states(tf, model, scenario.x)
     assert state == {"layer": model.layers[0].name, "activation": "relu", "units": 8, "stuck": 8}
-    (run,) = training.run(scenario, fit_input="numpy")
+    (run,) = keras_side.run(scenario, fit_input="numpy")
     assert [u["activation"] for u in run.units] == ["relu"] and run.units[0]["units"] == 8
 
 

@@ -72,13 +72,13 @@ def test_there_is_a_default_time_limit_and_it_can_be_turned_off(pytester: pytest
 
 def test_the_default_limit_is_checked_after_each_epoch(tmp_path: Path) -> None:
     """Without a batch hook (it costs Keras 3 a few per cent), the limit stops training after a whole epoch."""
-    from pytest_convergence import training
+    from pytest_convergence import keras as keras_side
     from pytest_convergence.scenario import load_file
 
     path = tmp_path / "s.yaml"
     path.write_text(HEADER + PREDICTS.replace("epochs: 100", "epochs: 100000"))
     (scenario,) = load_file(path)
-    (run,) = training.run(scenario, timeout_s=1.0, per_batch=False)
+    (run,) = keras_side.run(scenario, timeout_s=1.0, per_batch=False)
     assert run.stop_reason == "time limit" and 1 <= run.epochs_run < 100000
     assert len(run.epoch_seconds) == len(run.losses) and sum(run.epoch_seconds) < 3
 
@@ -193,15 +193,16 @@ def test_records_say_how_the_run_was_set_up(
 
 
 def test_threads_are_shared_among_xdist_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_convergence import training
+    from pytest_convergence import keras as keras_side
+    from pytest_convergence.keras import environment
 
-    monkeypatch.setattr(training.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(environment.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "4")
-    assert training.threads_per_process() == 2
+    assert keras_side.threads_per_process() == 2
     monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "16")
-    assert training.threads_per_process() == 1
+    assert keras_side.threads_per_process() == 1
     monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT")
-    assert training.threads_per_process() == 8
+    assert keras_side.threads_per_process() == 8
 
 
 def test_captured_stderr_keeps_real_errors_and_drops_tensorflow_chatter(pytester: pytest.Pytester) -> None:
@@ -214,7 +215,7 @@ def test_captured_stderr_keeps_real_errors_and_drops_tensorflow_chatter(pytester
     pytester.makepyfile(
         factories=f"""
 import os
-from pytest_convergence.training import frameworks
+from pytest_convergence.keras import frameworks
 
 def noisy():
     os.write(2, b"{notice}\\n")
@@ -353,12 +354,12 @@ def test_a_child_that_dies_while_checking_fails_that_file_and_the_next_gets_a_ne
 def test_an_error_while_checking_comes_back_as_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What the child sends back when checking raises: the error as plain text (an exception object could need
     TensorFlow to be rebuilt in the parent). Run here in-process, as the child would run it."""
-    from pytest_convergence import training
+    from pytest_convergence import keras as keras_side
 
     def broken(scenario: object, factories: bool) -> list[object]:
         raise PermissionError("cannot read factories.py")
 
-    monkeypatch.setattr(training, "check", broken)
+    monkeypatch.setattr(keras_side, "check", broken)
     (tmp_path / "s.yaml").write_text(HEADER + DIVERGES)
     out = isolation.check_file(isolation.CheckJob(str(tmp_path / "s.yaml"), "s.yaml", str(tmp_path), factories=True))
     assert out["error"]["type"] == "PermissionError" and out["error"]["message"] == "cannot read factories.py"

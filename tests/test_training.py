@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from texts import HEADER
 
-from pytest_convergence import expect, training
+from pytest_convergence import expect
+from pytest_convergence import keras as keras_side
+from pytest_convergence.keras import fit as keras_fit
 from pytest_convergence.scenario import Scenario, load_file
 
 pytestmark = pytest.mark.keras
@@ -50,7 +52,8 @@ MINI_BATCHES = """\
 def both_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[list, list]]:
     found = scenarios(tmp_path_factory.mktemp("fit"), MINI_BATCHES)
     return {
-        name: (training.run(s, fit_input="numpy"), training.run(s, fit_input="dataset")) for name, s in found.items()
+        name: (keras_side.run(s, fit_input="numpy"), keras_side.run(s, fit_input="dataset"))
+        for name, s in found.items()
     }
 
 
@@ -107,17 +110,17 @@ HESSIAN = """\
 @pytest.mark.parametrize("name", ["one-feature", "two-features-no-bias"])
 def test_hessian_vector_estimate_matches_the_analytic_lambda_max(tmp_path: Path, name: str) -> None:
     scenario = scenarios(tmp_path, HESSIAN)[name]
-    analytic = training.diagnose(scenario, [])
+    analytic = keras_side.diagnose(scenario, [])
     assert analytic.method == "exact"
-    assert training.sharpness(scenario, seed=0) == pytest.approx(analytic.lam_max, rel=0.01)
-    assert training.sharpness(scenario, seed=3) == pytest.approx(analytic.lam_max, rel=0.01)  # any weights
+    assert keras_side.sharpness(scenario, seed=0) == pytest.approx(analytic.lam_max, rel=0.01)
+    assert keras_side.sharpness(scenario, seed=3) == pytest.approx(analytic.lam_max, rel=0.01)  # any weights
 
 
 def test_measured_growth_of_the_motivating_case_matches_the_prediction(tmp_path: Path) -> None:
     """xs = 1..20, lr 0.01: Keras's own curve grows by (1 − lr·λmax)² ≈ 3.55 per epoch."""
     scenario = scenarios(tmp_path, HESSIAN)["one-feature"]
-    runs = training.run(scenario)
-    d = training.diagnose(scenario, runs)
+    runs = keras_side.run(scenario)
+    d = keras_side.diagnose(scenario, runs)
     assert d.predicted_factor == pytest.approx(3.5547, rel=1e-3)
     assert d.measured_factor == pytest.approx(d.predicted_factor, rel=0.02)
     assert d.optimizer == "sgd" and d.learning_rate == pytest.approx(0.01)
@@ -130,9 +133,9 @@ def test_a_verdict_reached_at_the_last_epoch_is_not_an_early_stop(tmp_path: Path
         "  - name: last\n    epochs: 5\n    expect: {converges: {loss_below: 1.0e-9, within_epochs: 5}}\n"
         "  - name: early\n    epochs: 10\n    expect: {converges: {loss_below: 1.0e-9, within_epochs: 5}}\n",
     )
-    (last,) = training.run(found["last"])
+    (last,) = keras_side.run(found["last"])
     assert (last.epochs_run, last.stop_reason) == (5, "completed")
-    (early,) = training.run(found["early"])
+    (early,) = keras_side.run(found["early"])
     assert (early.epochs_run, early.stop_reason) == (5, "expectations decided")
 
 
@@ -143,7 +146,7 @@ def test_tensorflow_start_up_chatter_is_filtered_and_real_errors_pass(capfd: pyt
         "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
         "I0000 00:00:1795638572.578023   25332 port.cc:153] oneDNN custom operations are on. You may see ...\n"
     )
-    with training.native_chatter_filtered():
+    with keras_side.native_chatter_filtered():
         os.write(2, chatter.encode())
         os.write(2, b"E0000 something really went wrong\n")
     err = capfd.readouterr().err
@@ -159,28 +162,28 @@ def test_the_fidelity_sentinel_falls_back_to_numpy_when_the_paths_train_differen
     the sentinel is made to run there too."""
     from pytest_convergence.evaluate import evaluate
 
-    monkeypatch.setattr(training, "fast_path_pays", lambda: True)
+    monkeypatch.setattr(keras_side, "fast_path_pays", lambda: True)
     scenario = scenarios(tmp_path, MINI_BATCHES)["shuffled"]
     taken = evaluate(scenario, "auto", calibrate=False)
     assert taken.fit_input == "dataset" and taken.ok and taken.fidelity is not None
-    assert taken.fidelity["agrees"] and taken.fidelity["epochs"] == training.SENTINEL_EPOCHS
+    assert taken.fidelity["agrees"] and taken.fidelity["epochs"] == keras_side.SENTINEL_EPOCHS
     assert taken.fidelity["largest_difference"] == 0.0
-    assert len(taken.numpy_epoch_seconds) == training.SENTINEL_EPOCHS
+    assert len(taken.numpy_epoch_seconds) == keras_side.SENTINEL_EPOCHS
 
-    real = training._fit_dataset
+    real = keras_fit._fit_dataset
 
     def reversed_dataset(tf, keras, scenario, epochs):  # type: ignore[no-untyped-def]
         flipped = dataclasses.replace(scenario, x=scenario.x[::-1].copy(), y=scenario.y[::-1].copy())
         return real(tf, keras, flipped, epochs)
 
-    monkeypatch.setattr(training, "_fit_dataset", reversed_dataset)
+    monkeypatch.setattr(keras_fit, "_fit_dataset", reversed_dataset)
     result = evaluate(scenario, "auto", calibrate=False)
     assert result.fidelity is not None and not result.fidelity["agrees"]
     # the fast run stopped at its first unequal epoch: nothing more of it was trained, to be thrown away
     assert result.fidelity["largest_difference"] > 0 and result.fidelity["at_epoch"] == result.fidelity["epochs"] == 1
     assert "differs from fit on the numpy arrays from epoch 1 of 1" in result.fidelity["reason"]
     assert result.fit_input == "numpy" and result.ok  # trained as fit on arrays does, and judged on that
-    assert [r.losses for r in result.runs] == [r.losses for r in training.run(scenario, fit_input="numpy")]
+    assert [r.losses for r in result.runs] == [r.losses for r in keras_side.run(scenario, fit_input="numpy")]
 
 
 def test_the_fast_path_s_own_failure_is_never_the_scenario_s_expected_error(
@@ -190,18 +193,18 @@ def test_the_fast_path_s_own_failure_is_never_the_scenario_s_expected_error(
     from pytest_convergence.evaluate import evaluate
 
     def no_adapter(*args: object) -> None:
-        raise training.FastPathError("ValueError: no array adapter")
+        raise keras_side.FastPathError("ValueError: no array adapter")
 
-    monkeypatch.setattr(training, "fast_path_pays", lambda: True)
-    monkeypatch.setattr(training, "_fit_dataset", no_adapter)
+    monkeypatch.setattr(keras_side, "fast_path_pays", lambda: True)
+    monkeypatch.setattr(keras_fit, "_fit_dataset", no_adapter)
     entry = MINI_BATCHES.split("  - name: diverges")[0].split("  - name: shuffled")[1]
     scenario = scenarios(
         tmp_path,
         "  - name: shuffled"
         + entry.replace("expect: {converges: {loss_below: 0.05}}", "expect: {raises: {error: ValueError}}"),
     )["shuffled"]
-    with pytest.raises(training.FastPathError):
-        training.run(scenario, fit_input="dataset")
+    with pytest.raises(keras_side.FastPathError):
+        keras_side.run(scenario, fit_input="dataset")
     result = evaluate(scenario, "auto", calibrate=False)
     assert result.fit_input == "numpy" and result.fidelity is not None
     assert result.fidelity["reason"].startswith("the run on the fast path raised FastPathError")
