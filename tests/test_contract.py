@@ -73,11 +73,13 @@ def test_the_keras_contract_names_every_module_outside_the_keras_package() -> No
     """pyproject.toml's import-linter contract lists the modules that must not import TensorFlow or Keras: all but the
     Keras package, including any module added since."""
     import pkgutil
-    import tomllib
     from pathlib import Path
 
+    import tomllib
+
     root = Path(__file__).resolve().parents[1]
-    contracts = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]["contracts"]
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    contracts = pyproject["tool"]["importlinter"]["contracts"]
     (only_keras,) = [c for c in contracts if c["name"].startswith("Only the Keras package")]
     modules = {f"pytest_convergence.{m.name}" for m in pkgutil.iter_modules([str(root / "pytest_convergence")])}
     assert set(only_keras["source_modules"]) == modules - {"pytest_convergence.keras"}
