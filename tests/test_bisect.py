@@ -1,5 +1,5 @@
 """bisect: the ordering of builds, the search with fake probes (skips, a change that comes and goes), the judgement
-of a probe against the good end, and the command's input errors. The real runs are in the README (they install
+of a probe against the good end, and the command's input errors. The real runs are in docs/gate.md (they install
 TensorFlow builds: minutes each, not for the test suite)."""
 
 from __future__ import annotations
