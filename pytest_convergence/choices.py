@@ -13,8 +13,12 @@ from typing import Literal
 FitInput = Literal["auto", "numpy", "dataset"]
 FIT_INPUTS: tuple[str, ...] = typing.get_args(FitInput)
 
-# what each kind means, in the order the output lists them
-KINDS: dict[str, str] = {
+# the kinds that can count (--fail-on) and that an accepted-changes file can accept
+CountableKind = Literal["outcome", "error", "shift", "slowdown", "drift"]
+COUNTABLE: tuple[CountableKind, ...] = typing.get_args(CountableKind)
+# the kinds of change a comparison reports, defined once; what each means, in the order the output lists them
+ChangeKind = Literal["outcome", "error", "shift", "slowdown", "drift", "declared", "missing"]
+KINDS: dict[ChangeKind, str] = {
     "outcome": "the test's outcome changed (passed → failed, …)",
     "error": "training raised where it did not before (an API break), or a file no longer collects",
     "shift": "a per-seed summary (final/lowest loss, decision epoch, prediction error, metric, pass rate) moved: "
@@ -27,24 +31,22 @@ KINDS: dict[str, str] = {
 # Counted by default: what a real, consequential change produces and rounding, seed choice or a busy machine
 # does not. Curve drift above its floor is real but, with outcomes and seed statistics unchanged, a numerical
 # difference (summation order, a kernel): shown, counted only when asked for (--fail-on …,drift).
-DEFAULT_FAIL_ON: tuple[str, ...] = ("outcome", "error", "shift", "slowdown")
+DEFAULT_FAIL_ON: tuple[CountableKind, ...] = ("outcome", "error", "shift", "slowdown")
 # What makes a build differ in `bisect` (either way; never a change within the noise), and its bound per probe
-BISECT_KINDS: tuple[str, ...] = ("outcome", "error", "shift", "drift")
+BISECT_KINDS: tuple[CountableKind, ...] = ("outcome", "error", "shift", "drift")
 BISECT_PROBE_TIMEOUT_S = 900.0
-# the kinds that can count (--fail-on) and that an accepted-changes file can accept
-CountableKind = Literal["outcome", "error", "shift", "slowdown", "drift"]
-COUNTABLE: tuple[str, ...] = typing.get_args(CountableKind)
 
 
-def parse_fail_on(text: str) -> tuple[str, ...]:
+def parse_fail_on(text: str) -> tuple[CountableKind, ...]:
     """'outcome,error' → ('outcome', 'error'); 'none' → (); raises ValueError naming what is allowed."""
     if text.strip() == "none":
         return ()
-    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
-    unknown = [k for k in kinds if k not in COUNTABLE]
+    given = [k.strip() for k in text.split(",") if k.strip()]
+    kinds = tuple(k for k in COUNTABLE if k in given)
+    unknown = [k for k in given if k not in COUNTABLE]
     if unknown or not kinds:
         raise ValueError(
             f"unknown change kind(s) {unknown or [text]}; choose from {', '.join(COUNTABLE)}, "
             "comma-separated, or 'none'"
         )
-    return kinds
+    return tuple(sorted(kinds, key=given.index))

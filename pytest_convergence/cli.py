@@ -485,7 +485,7 @@ def _probability(text: str) -> float:
     return value
 
 
-def _kinds(text: str) -> tuple[str, ...]:
+def _kinds(text: str) -> tuple[choices.CountableKind, ...]:
     try:
         return choices.parse_fail_on(text)
     except ValueError as exc:

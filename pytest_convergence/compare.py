@@ -19,7 +19,7 @@ from packaging.version import InvalidVersion, Version
 
 from . import results, stats, timing
 from .accepted import Accepted, crosses, inside
-from .choices import DEFAULT_FAIL_ON
+from .choices import DEFAULT_FAIL_ON, ChangeKind, CountableKind
 from .errors import InputError
 from .findings import Finding, State, group, state_of
 from .record import Document, Environment, ScenarioRecord, relative_difference
@@ -70,7 +70,7 @@ class Column:
 class Change:
     scenario: str
     column: str  # the label of the version that changed
-    kind: str  # one of choices.KINDS
+    kind: ChangeKind
     message: str
     worse: bool  # a change for the worse (an improvement or a change within the noise is reported, never counted)
     against: str = ""  # the label of the version compared with
@@ -86,7 +86,7 @@ class Rules:
 
     loss_rtol: float = DEFAULT_LOSS_RTOL
     slowdown: float = DEFAULT_SLOWDOWN
-    fail_on: tuple[str, ...] = DEFAULT_FAIL_ON
+    fail_on: tuple[CountableKind, ...] = DEFAULT_FAIL_ON
     alpha: float = DEFAULT_ALPHA
     floor_margin: float = DEFAULT_FLOOR_MARGIN
     accepted: Accepted | None = None  # known changes, accepted in a reviewed file (--accepted)
@@ -353,7 +353,7 @@ def judge(
     more seeds than the records hold (the gate's), for what a curve's drift line says of the seeds."""
     base, new = base_col.scenarios.get(sid), col.scenarios.get(sid)
 
-    def change(kind: str, message: str, worse: bool, factor: float | None = None, noise: bool = False) -> Change:
+    def change(kind: ChangeKind, message: str, worse: bool, factor: float | None = None, noise: bool = False) -> Change:
         return Change(sid, col.label, kind, message, worse, base_col.label, factor, noise)
 
     file = sid.partition("::")[0]

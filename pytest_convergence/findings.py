@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from .choices import ChangeKind
+
 if TYPE_CHECKING:
     from .compare import Change
 
@@ -43,7 +45,7 @@ class Finding:
     """Changes that share a cause: one state, one kind, one direction, first seen with one version."""
 
     state: State
-    kind: str  # as shown: a declared change shows the kind it is (error, outcome)
+    kind: ChangeKind  # as shown: a declared change shows the kind it is (error, outcome)
     worse: bool
     first: str  # the label of the first version showing it
     changes: list[Change]
@@ -62,7 +64,7 @@ class Finding:
         return [c.factor for c in self.changes if c.factor is not None]
 
 
-def kind_shown(change: Change) -> str:
+def kind_shown(change: Change) -> ChangeKind:
     """A declared change shows the kind it is (an error, an outcome)."""
     if change.kind == "declared":
         return "error" if change.message.startswith("error") else "outcome"

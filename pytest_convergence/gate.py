@@ -47,7 +47,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from . import compare, results, stats
 from . import render as render_mod
 from .accepted import Accepted
-from .choices import DEFAULT_FAIL_ON
+from .choices import DEFAULT_FAIL_ON, CountableKind
 from .errors import InputError
 from .findings import Finding, common_folder, group, kind_shown
 from .record import Document, ScenarioRecord, SeedEntry
@@ -565,7 +565,7 @@ class Settings:
     timing_budget_s: float = DEFAULT_TIMING_BUDGET_S
     slowdown: float = DEFAULT_SLOWDOWN
     timing: bool = True
-    fail_on: tuple[str, ...] = DEFAULT_FAIL_ON
+    fail_on: tuple[CountableKind, ...] = DEFAULT_FAIL_ON
     fail_on_unknown: bool = False
     alpha: float = compare.DEFAULT_ALPHA
     accepted: Accepted | None = None  # known changes, accepted in a reviewed file

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .choices import DEFAULT_FAIL_ON, FIT_INPUTS, parse_fail_on
+from .choices import DEFAULT_FAIL_ON, FIT_INPUTS, CountableKind, parse_fail_on
 
 SCENARIOS_HELP = (
     "Collect YAML training scenarios from PATH (a .yaml/.yml file, or a directory searched recursively). "
@@ -110,7 +110,7 @@ class Settings:
     timeout_default: bool = True  # the limit is the default one: checked per epoch, not per batch (cheaper)
     fit_input: str = "auto"  # for scenarios that do not say (fit.input)
     plots_dir: Path | None = None
-    fail_on: tuple[str, ...] = DEFAULT_FAIL_ON  # what counts against --convergence-baseline
+    fail_on: tuple[CountableKind, ...] = DEFAULT_FAIL_ON  # what counts against --convergence-baseline
     noise_floor: bool = False  # measure each seed's rounding floor
     min_seeds: int | None = None  # --convergence-seeds [START:]N
     seed_from: int = 0  # its START
@@ -243,7 +243,7 @@ def _given(config: pytest.Config, name: str) -> tuple[Any, str]:
     return config.getini(key), f"{key} in {config.inipath}"
 
 
-def _fail_on(config: pytest.Config) -> tuple[str, ...]:
+def _fail_on(config: pytest.Config) -> tuple[CountableKind, ...]:
     value, source = _given(config, "convergence-fail-on")
     if value in (None, ""):
         return DEFAULT_FAIL_ON

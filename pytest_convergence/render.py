@@ -9,6 +9,7 @@ import statistics
 import textwrap
 from collections.abc import Callable, Sequence
 
+from .choices import ChangeKind
 from .compare import Change, Column, Comparison, adjacent_pairs, environment_changes
 from .findings import STATES, Finding, State, common_folder, kind_shown, names, span
 from .record import ScenarioRecord, SeedEntry
@@ -22,7 +23,14 @@ SHORT = {
     "xpassed": "XPASS",
     None: "-",
 }
-LETTER = {"outcome": "o", "error": "e", "shift": "s", "slowdown": "t", "drift": "d", "missing": "m"}
+LETTER: dict[ChangeKind, str] = {
+    "outcome": "o",
+    "error": "e",
+    "shift": "s",
+    "slowdown": "t",
+    "drift": "d",
+    "missing": "m",
+}
 LEGEND = (
     "cells: the outcome, then each change against the baseline as its state's mark and its kind's letter:",
     "       " + "  ".join(f"{mark} {state}" for state, (mark, _) in STATES.items()),
