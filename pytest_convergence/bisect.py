@@ -43,7 +43,7 @@ from packaging.version import InvalidVersion, Version
 from . import compare, results
 from .choices import BISECT_KINDS, BISECT_PROBE_TIMEOUT_S
 from .envcheck import SIBLINGS
-from .errors import InputError
+from .errors import BisectInputError, InputError, ProbeFailed
 from .record import Document
 from .text import one_line
 
@@ -54,10 +54,6 @@ DEFAULT_INDEX = "https://pypi.org/simple/"
 DEFAULT_PROBE_TIMEOUT_S = BISECT_PROBE_TIMEOUT_S
 
 Verdict = Literal["good", "bad", "skip"]
-
-
-class BisectInputError(InputError):
-    """A good/bad version that names no build, an unknown package, nothing between the two ends."""
 
 
 @dataclass(frozen=True)
@@ -206,10 +202,6 @@ def differences(
             if change.kind in kinds and not change.within_noise:
                 found.append(change)
     return found
-
-
-class ProbeFailed(Exception):
-    """A probe that could not be installed or run: skipped."""
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import pytest
 
-from .errors import Problem, ScenarioError
+from .errors import ChildError, IsolatedFailure, Problem, ScenarioError, ScenarioFailed
 from .options import SCENARIOS_KEY
 from .text import one_line, without_native_chatter
 
@@ -25,10 +25,6 @@ XFAIL_KEY = pytest.StashKey[str]()  # the reason, when an xfail condition applie
 DECLARED_KEY: pytest.StashKey[Declared] = pytest.StashKey()  # the skip/xfail condition that applies to this run
 TRAINER_KEY: pytest.StashKey[Trainer] = pytest.StashKey()  # --convergence-isolate: this process's training child
 REPORT_ATTRIBUTE = "convergence_record"  # plain dict on the TestReport; xdist carries it to the controller
-
-
-class ScenarioFailed(Exception):
-    """An expectation did not hold. Its text is the whole failure message: no traceback is shown."""
 
 
 def collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFile | None:
@@ -72,9 +68,9 @@ class ScenarioFile(pytest.File):
         job = isolation.CheckJob(str(self.path), self.nodeid, str(self.config.rootpath), settings.factories)
         try:
             return trainer.check(job), trainer.versions
-        except isolation.IsolatedFailure as exc:
+        except IsolatedFailure as exc:
             raise self.CollectError(f"{self.nodeid}: {exc}") from None
-        except isolation.ChildError as exc:  # what in-process collection would raise, as text
+        except ChildError as exc:  # what in-process collection would raise, as text
             detail = f"\n\n{exc.trace}" if self.config.get_verbosity() > 0 else " (run with -v for the traceback)"
             raise self.CollectError(f"{self.nodeid}: checking the file raised {exc.type_name}: {exc}{detail}") from None
 
@@ -254,7 +250,7 @@ class ScenarioItem(pytest.Item):
             return str(excinfo.value)
         kind = getattr(excinfo.value, "type_name", None)
         trace = getattr(excinfo.value, "trace", None)  # an exception raised in the training child, as text
-        if kind in ("TrainingProcessDied", "TrainingProcessKilled"):
+        if isinstance(excinfo.value, IsolatedFailure):  # the child died or hung: no traceback of ours to show
             return f"{self.where}: scenario {self.scenario.name!r}: {excinfo.value}"
         # The training itself raised: say so first, in one line; the traceback is for -v.
         summary = (

@@ -20,7 +20,7 @@ from packaging.version import InvalidVersion, Version
 from . import results, stats, timing
 from .accepted import Accepted, crosses, inside
 from .choices import DEFAULT_FAIL_ON, ChangeKind, CountableKind
-from .errors import InputError
+from .errors import CompareInputError
 from .findings import Finding, State, group, state_of
 from .record import Document, Environment, ScenarioRecord, relative_difference
 
@@ -39,10 +39,6 @@ MIN_EPOCHS_TIMED = 20  # steady epochs (all seeds) a run needs before its fast d
 DEFAULT_ALPHA = 0.05
 FAILING_OUTCOMES = ("failed", "error", "xpassed")
 ENV_SHOWN = ("python", "numpy", "protobuf", "ml_dtypes", "platform", "cpu", "cpus")
-
-
-class CompareInputError(InputError):
-    """A results file that is missing or not one: exit code 2, with this message."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import expr
-from .errors import ExpressionError
+from .errors import DataError, ExpressionError
 from .loader import Key
 
 if TYPE_CHECKING:
@@ -32,15 +32,6 @@ def is_number(value: Any) -> bool:
     except OverflowError:
         return False
     return True
-
-
-class DataError(Exception):
-    """A data problem at `loc` (keys below `data:`)."""
-
-    def __init__(self, loc: tuple[Key, ...], message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
-        self.message = message
 
 
 def build(spec: DataSpec, base_dir: Path, root: Path | None = None) -> tuple[np.ndarray, np.ndarray]:

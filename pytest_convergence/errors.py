@@ -33,3 +33,90 @@ class InputError(Exception):
 
 class ExpressionError(ValueError):
     """An expression in `data.y` that is not in the allowed arithmetic subset."""
+
+
+# ---- input errors of the commands: exit code 2, with their one-line message
+
+
+class BisectInputError(InputError):
+    """A good/bad version that names no build, an unknown package, nothing between the two ends."""
+
+
+class CompareInputError(InputError):
+    """A results file that is missing or not one: exit code 2, with this message."""
+
+
+class ExplainInputError(InputError):
+    """A target that names no scenario, or a scenario file with problems."""
+
+
+class GateInputError(InputError):
+    """An environment that cannot be found or made, a run that did not produce results: exit code 2."""
+
+
+# ---- scenario data and Keras names
+
+
+class DataError(Exception):
+    """A data problem at `loc` (keys below `data:`)."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.message = message
+
+
+class UnknownName(ValueError):
+    """A Keras name (optimizer, …) this Keras does not know: the message lists the known ones."""
+
+
+class FactoryError(Exception):
+    """A model factory that cannot be found or is not allowed (outside the project, turned off)."""
+
+
+class FastPathError(Exception):
+    """The fast path cannot be built on this Keras (its array adapter is not where this plugin looks): never a
+    scenario's own error, so never what `expect.raises` matches."""
+
+
+# ---- running: a failed expectation, the training child, probes, the journal
+
+
+class ScenarioFailed(Exception):
+    """An expectation did not hold. Its text is the whole failure message: no traceback is shown."""
+
+
+class IsolatedFailure(Exception):
+    """Training in the child failed in a way that is not a Python exception of the scenario: it died, or hung. The
+    class name is what the record's error says."""
+
+    @property
+    def type_name(self) -> str:
+        return type(self).__name__
+
+
+class TrainingProcessDied(IsolatedFailure):
+    """The training child died (a native crash, out of memory, killed from outside)."""
+
+
+class TrainingProcessKilled(IsolatedFailure):
+    """The training child overran the hard time limit and was killed."""
+
+
+class ChildError(Exception):
+    """An exception raised in the child, carried back as text (its class name, message and traceback)."""
+
+    def __init__(self, type_name: str, message: str, trace: str) -> None:
+        super().__init__(message)
+        self.type_name, self.message, self.trace = type_name, message, trace
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ProbeFailed(Exception):
+    """A probe that could not be installed or run: skipped."""
+
+
+class JournalBusy(Exception):
+    """Another run holds the journal of the same results file."""

@@ -8,7 +8,7 @@ from collections.abc import Generator
 from pathlib import Path
 
 from . import report
-from .errors import InputError, ScenarioError
+from .errors import ExplainInputError, ScenarioError
 from .evaluate import evaluate, unmet_settings
 from .record import Fidelity
 from .scenario import Scenario, load_file
@@ -16,10 +16,6 @@ from .text import fmt
 
 SWEEP = (0.25, 0.5, 0.9, 1.1, 2.0)  # multiples of the bound
 SWEEP_UNBOUNDED = (0.1, 0.3, 3.0, 10.0)  # multiples of the configured rate, when there is no finite bound
-
-
-class ExplainInputError(InputError):
-    """A target that names no scenario, or a scenario file with problems."""
 
 
 def find(target: str) -> Scenario:

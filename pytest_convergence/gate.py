@@ -48,7 +48,7 @@ from . import compare, results, stats
 from . import render as render_mod
 from .accepted import Accepted
 from .choices import DEFAULT_FAIL_ON, CountableKind
-from .errors import InputError
+from .errors import GateInputError
 from .findings import Finding, common_folder, group, kind_shown
 from .record import Document, ScenarioRecord, SeedEntry
 from .text import one_line
@@ -70,10 +70,6 @@ MAX_ROUNDS = 20
 ISOLATE = 50  # scenarios per training child in the gate's runs
 PLUGIN_ENTRY_POINT = "convergence"  # the pytest11 name: blocked, so that this code (on PYTHONPATH) is what runs
 FAILING = ("failed", "error")
-
-
-class GateInputError(InputError):
-    """An environment that cannot be found or made, a run that did not produce results: exit code 2."""
 
 
 # ---------------------------------------------------------------- the environments

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import Problem
+from .errors import ChildError, Problem, TrainingProcessDied, TrainingProcessKilled
 from .record import SeedRun
 
 HARD_LIMIT_GRACE_S = 1.0  # past a limit checked after every batch, the child is killed
@@ -40,25 +40,6 @@ EPOCH_GRACE = 0.05  # past the default limit, checked after every epoch: 5 % of 
 WARM_TIMEOUT_S = 600.0  # starting a child and importing TensorFlow there; also the limit for checking one file
 DEFAULT_MEMORY_LIMIT_MIB = 2048.0  # a child above this resident size after a scenario is replaced
 DIED = "(a native crash — abort, segmentation fault — or the out-of-memory killer)"
-
-
-class IsolatedFailure(Exception):
-    """Training in the child failed in a way that is not a Python exception of the scenario: it died, or hung."""
-
-    def __init__(self, type_name: str, message: str) -> None:
-        super().__init__(message)
-        self.type_name = type_name  # TrainingProcessDied | TrainingProcessKilled: what the record's error says
-
-
-class ChildError(Exception):
-    """An exception raised in the child, carried back as text (its class name, message and traceback)."""
-
-    def __init__(self, type_name: str, message: str, trace: str) -> None:
-        super().__init__(message)
-        self.type_name, self.message, self.trace = type_name, message, trace
-
-    def __str__(self) -> str:
-        return self.message
 
 
 @dataclass(frozen=True)
@@ -190,8 +171,8 @@ class Trainer:
                 raise
             except Exception as exc:
                 self._kill(None)
-                raise IsolatedFailure(
-                    "TrainingProcessDied", f"the training process could not start: {type(exc).__name__}: {exc}"
+                raise TrainingProcessDied(
+                    f"the training process could not start: {type(exc).__name__}: {exc}"
                 ) from None
         return self._pool
 
@@ -244,13 +225,13 @@ class Trainer:
             return future.result(timeout=limit)
         except FutureTimeout:
             self._kill(future)
-            raise IsolatedFailure("TrainingProcessKilled", hung(time.perf_counter() - started)) from None
+            raise TrainingProcessKilled(hung(time.perf_counter() - started)) from None
         except KeyboardInterrupt:  # Ctrl-C: a child stuck in native code would keep the run from ending
             self._kill(None)
             raise
         except BrokenProcessPool:
             self._pool = None
-            raise IsolatedFailure("TrainingProcessDied", f"the training process {died}") from None
+            raise TrainingProcessDied(f"the training process {died}") from None
 
     def _kill(self, future: Any) -> None:
         """Kill the pool's process (hung inside native code, it would never return; or hung starting, before it

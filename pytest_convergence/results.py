@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import TypeAdapter, ValidationError
 
+from .errors import JournalBusy
 from .record import Check, CollectionError, Document, Environment, ScenarioRecord, SeedEntry, SeedRun
 
 if TYPE_CHECKING:
@@ -152,10 +153,6 @@ def write(path: Path, doc: Document) -> None:
 
 
 JOURNAL_SUFFIX = ".journal"
-
-
-class JournalBusy(Exception):
-    """Another run holds the journal of the same results file."""
 
 
 class Journal:

@@ -31,7 +31,7 @@ from pydantic import (
 from . import data as data_mod
 from .choices import FitInput
 from .conditions import Strict, VersionCondition
-from .errors import Problem, ScenarioError
+from .errors import DataError, Problem, ScenarioError
 from .loader import Key, LocDict, LocList, deep_merge, format_path, load, locate
 from .loader import Path as KeyPath
 from .text import did_you_mean
@@ -589,7 +589,7 @@ def _scenarios(doc: Any, file: Path, shown: str, root: Path) -> tuple[list[Scena
         seen[spec.name] = name_line
         try:
             x, y = data_mod.build(spec.data, file.parent, root)
-        except data_mod.DataError as exc:
+        except DataError as exc:
             path, line = locate(merged, ("data", *exc.loc), start)
             problems.append(Problem(shown, line, format_path(path), exc.message))
             continue
@@ -768,7 +768,7 @@ def _points(value: Any, what: str) -> np.ndarray:
         )
     try:
         rows = data_mod.table(value if isinstance(value, list) else [value], (what,))
-    except data_mod.DataError as exc:
+    except DataError as exc:
         raise ValueError(f"{what} {exc.message}; got {_short(value)}") from None
     if not np.isfinite(rows).all():
         raise ValueError(f"{what} must be finite, got {_short(value)}")

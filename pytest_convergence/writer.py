@@ -16,7 +16,7 @@ import pytest
 from . import compare, render, results
 from .accepted import read as read_accepted
 from .collect import REPORT_ATTRIBUTE
-from .errors import ScenarioError
+from .errors import CompareInputError, JournalBusy, ScenarioError
 from .options import BASELINE_FILE, Settings, is_yaml
 from .record import CollectionError, Document, ScenarioRecord
 from .scenario import load_file
@@ -40,7 +40,7 @@ class ResultsWriter:
         if target is not None:
             try:
                 self.journal = results.Journal(target, self.started)
-            except results.JournalBusy as exc:
+            except JournalBusy as exc:
                 raise pytest.UsageError(str(exc)) from None
             if self.journal.recovered:
                 saved, count = self.journal.recovered
@@ -100,7 +100,7 @@ class ResultsWriter:
             return False
         try:
             baseline = compare.load([path])[0]
-        except compare.CompareInputError as exc:
+        except CompareInputError as exc:
             self.summary.append(f"cannot use the baseline: {exc}")
             return True
         current = compare.column(doc, Path("this run"))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from texts import DIVERGES, HEADER, PREDICTS
 
-from pytest_convergence import isolation, results
+from pytest_convergence import errors, isolation, results
 
 # every test here trains with real Keras, in pytester runs inside this process
 pytestmark = [pytest.mark.keras, pytest.mark.usefixtures("tensorflow_imported_once")]
@@ -344,7 +344,7 @@ def test_a_child_that_dies_while_checking_fails_that_file_and_the_next_gets_a_ne
         assert problem.path == "bad.yaml" and "unitz" in problem.message
         first = trainer.pid
         os.kill(first, signal.SIGKILL)  # what a native crash does to it
-        with pytest.raises(isolation.IsolatedFailure, match=r"died while checking .* new process"):
+        with pytest.raises(errors.IsolatedFailure, match=r"died while checking .* new process"):
             trainer.check(good)
         assert trainer.check(good) == [] and trainer.pid not in (0, first)
     finally:

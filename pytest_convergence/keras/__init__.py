@@ -12,6 +12,7 @@ The rest of the plugin calls only what this front exports.
 
 from __future__ import annotations
 
+from ..errors import FastPathError
 from .environment import (
     fast_path_pays,
     frameworks,
@@ -22,7 +23,7 @@ from .environment import (
     threads_per_process,
     versions,
 )
-from .fit import SENTINEL_EPOCHS, FastPathError, agreement, epoch_timer, run, run_seed, sentinel
+from .fit import SENTINEL_EPOCHS, agreement, epoch_timer, run, run_seed, sentinel
 from .names import check
 from .probes import diagnose, sharpness, unit_states
 

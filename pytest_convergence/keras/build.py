@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import FactoryError, UnknownName
 from ..scenario import CallbackSpec, LossSpec, Scenario, ScheduleSpec, split_at
 from ..text import did_you_mean
 
@@ -103,10 +104,6 @@ def _model(keras: Any, scenario: Scenario) -> Any:
     return keras.Sequential([keras.Input(shape=scenario.x.shape[1:], dtype=scenario.x.dtype.name), *layers])
 
 
-class UnknownName(ValueError):
-    pass
-
-
 def make_optimizer(keras: Any, name: str, kwargs: dict[str, Any]) -> Any:
     try:
         default = keras.optimizers.get(name)
@@ -156,10 +153,6 @@ def _optimizer_names(keras: Any) -> list[str]:
         for n, v in vars(keras.optimizers).items()
         if isinstance(v, type) and issubclass(v, base) and n not in skip
     )
-
-
-class FactoryError(Exception):
-    pass
 
 
 def locate_factory(ref: str, near: Path, root: Path) -> tuple[Path, Path]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import FastPathError
 from ..expect import EXPECTATIONS_DECIDED, stop_reason
 from ..record import TIME_LIMIT, Fidelity, SeedRun, relative_difference
 from ..scenario import Scenario, split_at
@@ -77,11 +78,6 @@ def run_seed(
 
 
 SENTINEL_EPOCHS = 21  # fit on numpy arrays, timed: the first epoch traces; compare times 20 steady ones
-
-
-class FastPathError(Exception):
-    """The fast path cannot be built on this Keras (its array adapter is not where this plugin looks): never a
-    scenario's own error, so never what `expect.raises` matches."""
 
 
 def sentinel(scenario: Scenario, seed: int, deadline: float | None = None, per_batch: bool = True) -> SeedRun:

@@ -9,12 +9,10 @@ import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from ..errors import Problem
+from ..errors import FactoryError, Problem, UnknownName
 from ..scenario import Scenario
 from ..text import did_you_mean, one_line
 from .build import (
-    FactoryError,
-    UnknownName,
     locate_factory,
     make_callback,
     make_loss,
