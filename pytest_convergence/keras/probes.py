@@ -16,12 +16,6 @@ from .build import fit_batches, fresh_model, make_loss, make_optimizer, make_sch
 from .environment import dtype_policy, frameworks
 
 STUCK_ACTIVATIONS = ("relu", "sigmoid", "tanh")
-
-
-STUCK_ACTIVATIONS = ("relu", "sigmoid", "tanh")
-SATURATED = 0.01  # a sigmoid output within this of 0 or 1 (tanh: of ±1) passes almost no gradient back
-
-
 SATURATED = 0.01  # a sigmoid output within this of 0 or 1 (tanh: of ±1) passes almost no gradient back
 SATURATED_SHARE = 0.99  # of the samples, for a sigmoid/tanh unit to count as saturated (a dead ReLU: all of them)
 
