@@ -15,7 +15,7 @@ from .errors import DataError, ExpressionError
 from .loader import Key
 
 if TYPE_CHECKING:
-    from .scenario import DataSpec
+    from .spec import DataSpec
 
 MAX_SAMPLES = 1_000_000
 MAX_FILE_BYTES = 100 * 2**20  # a data file is refused unread above this: 1 000 000 rows of a few columns fit

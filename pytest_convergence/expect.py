@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .record import TIME_LIMIT, SeedRun
-from .scenario import Converges, Diverges, Expect, MetricCheck, Predict, Raises, Stable
+from .spec import Converges, Diverges, Expect, MetricCheck, Predict, Raises, Stable
 from .text import fmt
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .record import SeedRun
 
 if TYPE_CHECKING:
-    from .scenario import Expect
+    from .spec import Expect
 
 INSTALL_HINT = "--convergence-plots needs matplotlib: pip install matplotlib (the plots extra of pytest-convergence)"
 

@@ -15,7 +15,7 @@ from pydantic import TypeAdapter
 
 from .accepted import AcceptedFile
 from .record import Document
-from .scenario import CALLBACKS, MAX_SEEDS, SCHEDULES, ScenarioSpec
+from .spec import CALLBACKS, MAX_SEEDS, SCHEDULES, ScenarioSpec
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 BASE_URL = "https://pytest-convergence.invalid/schemas/"  # an identifier, not a download: nothing is fetched

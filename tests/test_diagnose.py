@@ -11,7 +11,7 @@ import pytest
 from pytest_convergence.diagnose import Optimizer, estimated, exact, linear_hessian, measured_factor
 from pytest_convergence.expect import judge_seed
 from pytest_convergence.record import SeedRun
-from pytest_convergence.scenario import Expect
+from pytest_convergence.spec import Expect
 
 SGD = Optimizer("sgd", 0.01)
 XS_20 = np.arange(1, 21, dtype=np.float64).reshape(-1, 1)

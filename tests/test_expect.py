@@ -10,7 +10,7 @@ import pytest
 from pytest_convergence.expect import judge, judge_seed, stop_reason
 from pytest_convergence.record import SeedRun
 from pytest_convergence.report import failure, sparkline
-from pytest_convergence.scenario import Expect
+from pytest_convergence.spec import Expect
 
 INF, NAN = math.inf, math.nan
 GROWING = [28.5 * 3.55**k for k in range(12)]  # the motivating case's divergence

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from pytest_convergence.evaluate import evaluate
-from pytest_convergence.scenario import Scenario, ScheduleSpec, load_file
+from pytest_convergence.scenario import Scenario, load_file
+from pytest_convergence.spec import ScheduleSpec
 
 pytestmark = [pytest.mark.keras, pytest.mark.oracle]
 

@@ -18,7 +18,8 @@ from pytest_convergence.cli import main
 from pytest_convergence.conditions import VersionCondition
 from pytest_convergence.errors import Problem, ScenarioError
 from pytest_convergence.record import SeedRun
-from pytest_convergence.scenario import MetricCheck, Scenario, load_file
+from pytest_convergence.scenario import Scenario, load_file
+from pytest_convergence.spec import MetricCheck
 
 
 def load(tmp_path: Path, entries: str) -> dict[str, Scenario]:

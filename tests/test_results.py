@@ -12,7 +12,7 @@ import pytest
 from pytest_convergence import results
 from pytest_convergence.expect import judge
 from pytest_convergence.record import SeedRun
-from pytest_convergence.scenario import Expect
+from pytest_convergence.spec import Expect
 
 
 def make_doc() -> dict:

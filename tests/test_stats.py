@@ -9,7 +9,7 @@ import pytest
 from pytest_convergence import stats, timing
 from pytest_convergence.expect import summarize
 from pytest_convergence.record import SeedRun, relative_difference
-from pytest_convergence.scenario import Expect
+from pytest_convergence.spec import Expect
 
 
 def test_mann_whitney_matches_the_exact_distribution() -> None:

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import FactoryError, UnknownName
-from ..scenario import CallbackSpec, LossSpec, Scenario, ScheduleSpec, split_at
+from ..scenario import Scenario, split_at
+from ..spec import CallbackSpec, LossSpec, ScheduleSpec
 from ..text import did_you_mean
 
 KERAS_BATCH_SIZE = 32  # what model.fit uses when batch_size is not given
@@ -114,7 +115,7 @@ def make_optimizer(keras: Any, name: str, kwargs: dict[str, Any]) -> Any:
 
 
 def make_callback(keras: Any, callback: CallbackSpec) -> Any:
-    """A callback of scenario.CALLBACKS, built from its scalar keywords."""
+    """A callback of spec.CALLBACKS, built from its scalar keywords."""
     return getattr(keras.callbacks, callback.class_name)(**callback.kwargs)
 
 
@@ -132,7 +133,7 @@ def make_loss(keras: Any, loss: LossSpec) -> Any:
 
 
 def make_schedule(keras: Any, schedule: ScheduleSpec) -> Any:
-    """A learning-rate schedule of scenario.SCHEDULES, built from its scalar keywords. Keras 2.12's
+    """A learning-rate schedule of spec.SCHEDULES, built from its scalar keywords. Keras 2.12's
     `keras.optimizers.schedules` holds them in its learning_rate_schedule module only."""
     schedules = keras.optimizers.schedules
     where = schedules if hasattr(schedules, schedule.class_name) else schedules.learning_rate_schedule

@@ -11,7 +11,8 @@ import numpy as np
 
 from .. import diagnose as diagnose_mod
 from ..record import SeedRun, UnitState
-from ..scenario import Scenario, ScheduleSpec
+from ..scenario import Scenario
+from ..spec import ScheduleSpec
 from .build import fit_batches, fresh_model, make_loss, make_optimizer, make_schedule, train_part
 from .environment import dtype_policy, frameworks
 
