@@ -188,7 +188,7 @@ def _layer_problem(keras: Any, name: str, kwargs: dict[str, Any]) -> str | None:
     if name not in COMPUTE_LAYERS:  # checked before the layer is made: making one may already read a file
         return (
             f"Keras layer {name!r} is not one a scenario file may build: scenario files build only layers that "
-            "compute (see the README's list); for layers that read files or run code, write a model factory"
+            "compute (docs/reliability.md lists them); for layers that read files or run code, write a model factory"
         )
     return _refused(lambda: cls(**kwargs), _Called(name, kwargs)) or None
 
