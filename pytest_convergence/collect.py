@@ -178,7 +178,7 @@ class ScenarioItem(pytest.Item):
         )
         trainer = training_child(self.config)
         try:
-            result: Evaluation = isolation.rebuild(trainer.run(job), self.scenario, self.timeout_s)
+            result: Evaluation = Evaluation.from_plain(trainer.run(job), self.scenario, self.timeout_s)
         except Exception as exc:  # died, killed, or could not be reached: this scenario fails, the run goes on
             return Evaluation(error=exc, pid=trainer.pid, fit_input=self.fit_input)
         return result

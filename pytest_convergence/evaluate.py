@@ -4,13 +4,16 @@ their own output: a test outcome and a record, or lines for a person."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
+import traceback
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import expect, timing
 from . import keras as keras_side
+from .errors import ChildError
 from .record import Fidelity, SeedRun
 from .text import one_line
 
@@ -38,6 +41,65 @@ class Evaluation:
     @property
     def ok(self) -> bool:
         return self.error is None and self.verdict is not None and self.verdict.ok
+
+    # ---- the one codec: plain data (JSON-able) for crossing from the training child to the pytest process
+
+    def to_plain(self) -> dict[str, Any]:
+        """Everything measured, as plain data; the verdict is left out (the receiver judges again, see from_plain)
+        and an error goes as text (its class name, message and traceback: rebuilding it could need TensorFlow)."""
+        explanation = self.explanation
+        return {
+            "runs": [dataclasses.asdict(r) for r in self.runs],
+            "calibration": self.calibration,
+            "diagnosis": None if self.diagnosis is None else dataclasses.asdict(self.diagnosis),
+            "explanation": explanation
+            if isinstance(explanation, str) or explanation is None
+            else dataclasses.asdict(explanation),
+            "fit_input": self.fit_input,
+            "fidelity": self.fidelity,
+            "numpy_epoch_seconds": self.numpy_epoch_seconds,
+            "error": None if self.error is None else error_as_text(self.error),
+            "rss_mib": self.rss_mib,
+            "pid": self.pid,
+        }
+
+    @classmethod
+    def from_plain(cls, out: dict[str, Any], scenario: Scenario, timeout_s: float | None) -> Evaluation:
+        """The evaluation from to_plain's data: runs and diagnosis rebuilt, the verdict judged again here."""
+        from .diagnose import Diagnosis
+
+        def diagnosis(d: dict[str, Any] | None) -> Diagnosis | None:
+            return None if d is None else Diagnosis(**d)
+
+        result = cls(
+            runs=[SeedRun(**r) for r in out["runs"]],
+            calibration=list(out["calibration"]),
+            fit_input=out["fit_input"],
+            fidelity=out["fidelity"],
+            numpy_epoch_seconds=list(out["numpy_epoch_seconds"]),
+            pid=out["pid"],
+            rss_mib=out["rss_mib"],
+        )
+        result.diagnosis = diagnosis(out["diagnosis"])
+        explanation = out["explanation"]
+        result.explanation = (
+            explanation if isinstance(explanation, str) or explanation is None else diagnosis(explanation)
+        )
+        if out["error"] is not None:
+            err = out["error"]
+            result.error = ChildError(err["type"], err["message"], err["trace"])
+            return result
+        result.verdict = expect.judge(scenario.spec.expect, result.runs, timeout_s, result.diagnosis)
+        return result
+
+
+def error_as_text(exc: BaseException) -> dict[str, str]:
+    """An exception as plain data: its class name, message and traceback."""
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "trace": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }
 
 
 def evaluate(

@@ -23,7 +23,6 @@ import dataclasses
 import multiprocessing
 import os
 import time
-import traceback
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -33,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ChildError, Problem, TrainingProcessDied, TrainingProcessKilled
-from .record import SeedRun
 
 HARD_LIMIT_GRACE_S = 1.0  # past a limit checked after every batch, the child is killed
 EPOCH_GRACE = 0.05  # past the default limit, checked after every epoch: 5 % of it (an epoch may be long)
@@ -79,10 +77,11 @@ def warm() -> dict[str, Any]:
 
 
 def check_file(job: CheckJob) -> dict[str, Any]:
-    """In the child: the problems `keras_side.check` finds in a file's scenarios, or the error it raised, as plain
+    """In the child: the problems `keras.check` finds in a file's scenarios, or the error it raised, as plain
     data (an exception object could need TensorFlow to be rebuilt in the parent)."""
     from . import keras as keras_side
     from .errors import ScenarioError
+    from .evaluate import error_as_text
     from .scenario import load_file
 
     try:
@@ -91,15 +90,7 @@ def check_file(job: CheckJob) -> dict[str, Any]:
     except ScenarioError as exc:  # changed since the parent read it
         return {"problems": [dataclasses.asdict(p) for p in exc.problems]}
     except Exception as exc:
-        return {"error": _error(exc)}
-
-
-def _error(exc: BaseException) -> dict[str, str]:
-    return {
-        "type": type(exc).__name__,
-        "message": str(exc),
-        "trace": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-    }
+        return {"error": error_as_text(exc)}
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -117,22 +108,8 @@ def run_job(job: Job) -> dict[str, Any]:
     result = evaluate(
         scenario, job.fit_input, timeout_s=job.timeout_s, per_batch=job.per_batch, noise_floor=job.noise_floor
     )
-    error = None if result.error is None else _error(result.error)
-    explanation = result.explanation
-    return {
-        "runs": [dataclasses.asdict(r) for r in result.runs],
-        "calibration": result.calibration,
-        "diagnosis": None if result.diagnosis is None else dataclasses.asdict(result.diagnosis),
-        "explanation": explanation
-        if isinstance(explanation, str) or explanation is None
-        else dataclasses.asdict(explanation),
-        "fit_input": result.fit_input,
-        "fidelity": result.fidelity,
-        "numpy_epoch_seconds": result.numpy_epoch_seconds,
-        "error": error,
-        "rss_mib": _rss_mib(),
-        "pid": os.getpid(),
-    }
+    result.rss_mib, result.pid = _rss_mib(), os.getpid()
+    return result.to_plain()
 
 
 def _rss_mib() -> float:
@@ -251,32 +228,3 @@ class Trainer:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-
-
-def rebuild(out: dict[str, Any], scenario: Any, timeout_s: float | None) -> Any:
-    """The parent's Evaluation from the child's plain data: runs and diagnosis rebuilt, the verdict judged again."""
-    from . import expect
-    from .diagnose import Diagnosis
-    from .evaluate import Evaluation
-
-    def diagnosis(d: dict[str, Any] | None) -> Diagnosis | None:
-        return None if d is None else Diagnosis(**d)
-
-    result = Evaluation(
-        runs=[SeedRun(**r) for r in out["runs"]],
-        calibration=list(out["calibration"]),
-        fit_input=out["fit_input"],
-        fidelity=out["fidelity"],
-        numpy_epoch_seconds=list(out["numpy_epoch_seconds"]),
-        pid=out["pid"],
-        rss_mib=out["rss_mib"],
-    )
-    result.diagnosis = diagnosis(out["diagnosis"])
-    explanation = out["explanation"]
-    result.explanation = explanation if isinstance(explanation, str) or explanation is None else diagnosis(explanation)
-    if out["error"] is not None:
-        err = out["error"]
-        result.error = ChildError(err["type"], err["message"], err["trace"])
-        return result
-    result.verdict = expect.judge(scenario.spec.expect, result.runs, timeout_s, result.diagnosis)
-    return result
