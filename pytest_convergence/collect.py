@@ -205,8 +205,7 @@ class ScenarioItem(pytest.Item):
             self.warn(pytest.PytestWarning(f"--convergence-plots: could not write {path}: {type(exc).__name__}: {exc}"))
 
     def _record(self, result: Evaluation) -> ScenarioRecord:
-        from . import results, timing
-        from .record import Timing
+        from . import results
 
         kind = getattr(result.error, "type_name", type(result.error).__name__)  # a child's exception keeps its name
         error = None if result.error is None else f"{kind}: {result.error}"
@@ -215,29 +214,14 @@ class ScenarioItem(pytest.Item):
         record = results.scenario_record(
             self.nodeid, self.file_id, self.scenario.line, self.scenario.name, runs, result.verdict, versions, error
         )
-        if result.explanation is not None:
-            explanation = result.explanation
-            record["diagnosis"] = explanation if isinstance(explanation, str) else explanation.to_dict()
         runtime["timeout_s"] = self.timeout_s
-        runtime["fit_input"] = result.fit_input
         runtime["fit_input_asked"] = self.fit_input
-        runtime["fit_batches"] = result.fit_input == "numpy" or bool(result.fidelity and result.fidelity["agrees"])
         runtime["isolate"] = self.config.stash[SCENARIOS_KEY].isolate
-        runtime["pid"] = result.pid
-        if result.rss_mib is not None:
-            runtime["child_rss_mib"] = result.rss_mib
         runtime["noise_floor"] = self.config.stash[SCENARIOS_KEY].noise_floor
         runtime["dtype_policy"] = self.scenario.settings["dtype_policy"]
         runtime["jit_compile"] = self.scenario.settings["jit_compile"]
         record["runtime"] = runtime
-        record["timing"] = Timing(
-            workload=timing.WORKLOAD,
-            calibration_s=result.calibration,
-            epochs=timing.epoch_summary([r.epoch_seconds for r in runs]),
-            numpy_epochs=timing.epoch_summary([result.numpy_epoch_seconds]),
-        )
-        if result.fidelity is not None:
-            record["fidelity"] = result.fidelity
+        result.into_record(record)  # what the evaluation measured: its runtime keys, timing, fidelity, diagnosis
         from .evaluate import unmet_settings
 
         unmet = unmet_settings(self.scenario, runs)

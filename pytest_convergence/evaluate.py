@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import expect, timing
 from . import keras as keras_side
 from .errors import ChildError
-from .record import Fidelity, SeedRun
+from .record import Fidelity, Runtime, ScenarioRecord, SeedRun, Timing
 from .text import one_line
 
 if TYPE_CHECKING:
@@ -41,6 +41,28 @@ class Evaluation:
     @property
     def ok(self) -> bool:
         return self.error is None and self.verdict is not None and self.verdict.ok
+
+    def into_record(self, record: ScenarioRecord) -> None:
+        """Write what this evaluation measured into a scenario's record: the runtime keys it knows (the path that
+        trained, whether those were fit's own batches, the process), the timing, the fidelity, the diagnosis."""
+        runtime = record.setdefault("runtime", Runtime())
+        runtime["fit_input"] = self.fit_input
+        runtime["fit_batches"] = self.fit_input == "numpy" or bool(self.fidelity and self.fidelity["agrees"])
+        runtime["pid"] = self.pid
+        if self.rss_mib is not None:
+            runtime["child_rss_mib"] = self.rss_mib
+        runs = [] if self.error is not None else self.runs
+        record["timing"] = Timing(
+            workload=timing.WORKLOAD,
+            calibration_s=self.calibration,
+            epochs=timing.epoch_summary([r.epoch_seconds for r in runs]),
+            numpy_epochs=timing.epoch_summary([self.numpy_epoch_seconds]),
+        )
+        if self.fidelity is not None:
+            record["fidelity"] = self.fidelity
+        if self.explanation is not None:
+            said = self.explanation
+            record["diagnosis"] = said if isinstance(said, str) else said.to_dict()
 
     # ---- the one codec: plain data (JSON-able) for crossing from the training child to the pytest process
 
