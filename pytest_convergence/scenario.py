@@ -305,6 +305,7 @@ def _belongs_under(key: str, loc: Sequence[Key]) -> str:
 
 
 def _model_at(model: type[BaseModel], loc: Sequence[Key]) -> Any:
+    """The pydantic model found by following `loc` (keys; list indices skipped) down from `model`, or None."""
     current: Any = model
     for part in loc:
         if isinstance(part, int):
@@ -318,17 +319,7 @@ def _model_at(model: type[BaseModel], loc: Sequence[Key]) -> Any:
 
 def _fields_at(model: type[BaseModel], loc: Sequence[Key]) -> list[str] | None:
     """The field names of the pydantic model found by following `loc` down from `model`."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        fields = getattr(current, "model_fields", None)
-        if not fields or part not in fields:
-            return None
-        current = _model_in(fields[part].annotation)
-        if current is None:
-            return None
-    fields = getattr(current, "model_fields", None)
+    fields = getattr(_model_at(model, loc), "model_fields", None)
     return list(fields) if fields else None
 
 
