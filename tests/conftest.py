@@ -25,3 +25,11 @@ def tensorflow_imported_once() -> None:
     from pytest_convergence import keras as keras_side
 
     keras_side.frameworks()
+
+
+@pytest.fixture(autouse=True)
+def _outside_the_outer_xdist(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under `tox -e tests` (-n 2) each test runs in an xdist worker, whose PYTEST_XDIST_* variables would leak into
+    what the test starts (pytester's subprocesses, the plugin's thread split): each test runs as in a plain pytest."""
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
