@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import choices, render, results
+from . import choices, comparison_text, results
 from . import compare as cmp
 from . import explain as explain_mod
 from .errors import InputError, ScenarioError
@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--width",
         type=int,
-        default=render.WIDTH,
+        default=comparison_text.WIDTH,
         help="fold the text's lines within this many columns; 0: one line per change, for grep (default %(default)s)",
     )
     c.add_argument("--accepted", type=Path, metavar="FILE", help=ACCEPTED_HELP)
@@ -432,11 +432,11 @@ def _compare(args: argparse.Namespace) -> int:
         accepted=accepted_file(args.accepted),
     )
     result = cmp.compare(columns, baseline, rules)
-    print(render.render_text(result, max(0, args.width)))
+    print(comparison_text.render_text(result, max(0, args.width)))
     if args.markdown:
-        args.markdown.write_text(render.render_markdown(result), encoding="utf-8")
+        args.markdown.write_text(comparison_text.render_markdown(result), encoding="utf-8")
     if args.html:
-        args.html.write_text(render.render_html(result), encoding="utf-8")
+        args.html.write_text(comparison_text.render_html(result), encoding="utf-8")
     return result.exit_code
 
 

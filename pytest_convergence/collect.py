@@ -130,7 +130,7 @@ class ScenarioItem(pytest.Item):
         return self.scenario.fit_input(self.config.stash[SCENARIOS_KEY].fit_input)
 
     def runtest(self) -> None:
-        from . import report
+        from . import failure_text
         from .evaluate import evaluate
 
         settings = self.config.stash[SCENARIOS_KEY]
@@ -153,7 +153,9 @@ class ScenarioItem(pytest.Item):
         if settings.plots_dir is not None:
             self._plot(settings.plots_dir, result.runs, result.verdict)
         if not result.verdict.ok:
-            message = report.failure(self.scenario.name, self.where, result.verdict, result.runs, result.explanation)
+            message = failure_text.failure(
+                self.scenario.name, self.where, result.verdict, result.runs, result.explanation
+            )
             raise ScenarioFailed(message)
 
     def _in_child(self) -> Evaluation:

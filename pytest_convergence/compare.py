@@ -1,7 +1,8 @@
 """Several results files (one per TensorFlow/Keras version) → the changes between them, judged so that the gate is
 red only for real changes: outcome and error changes unless the scenario declares them, curve drift only beyond
 the curve's measured rounding floor, seed statistics with a test and an effect size, slowdowns relative to the
-machine's calibration and beyond its measured noise. Rendering lives in `render`.
+machine's calibration and beyond its measured noise. A comparison's text, Markdown and HTML live in
+`comparison_text`.
 
 Reads JSON written by `results.write` (and an accepted-changes YAML file); never imports pytest, Keras or the
 scenario machinery (a contract in pyproject.toml, checked by `tox -e lint`).

@@ -7,7 +7,7 @@ import math
 from collections.abc import Generator
 from pathlib import Path
 
-from . import report
+from . import failure_text
 from .errors import ExplainInputError, ScenarioError
 from .evaluate import evaluate, unmet_settings
 from .record import Fidelity
@@ -71,11 +71,11 @@ def explain(scenario: Scenario, seed: int | None, fit_input: str) -> Generator[s
     fit_input = result.fit_input  # the sweep trains as the scenario did
     for check in result.verdict.seeds[0].checks:
         yield f"  {'ok  ' if check.ok else 'FAIL'} {check.expectation}: {check.message}"
-    yield f"  {report.curve_summary(run)}"
+    yield f"  {failure_text.curve_summary(run)}"
     if run.losses:
-        yield f"  curve (log scale, epochs 1..{run.epochs_run}): {report.sparkline(run.losses)}"
-    if report.units_summary(run):
-        yield f"  {report.units_summary(run)}"
+        yield f"  curve (log scale, epochs 1..{run.epochs_run}): {failure_text.sparkline(run.losses)}"
+    if failure_text.units_summary(run):
+        yield f"  {failure_text.units_summary(run)}"
     yield from diagnosis.lines()
     if diagnosis.flat:
         yield "no learning-rate sweep: with zero gradient no learning rate changes the run"
@@ -94,7 +94,7 @@ def explain(scenario: Scenario, seed: int | None, fit_input: str) -> Generator[s
         mark = "  ← configured" if lr == diagnosis.learning_rate else ""
         yield (
             f"  {lr:>10.4g} {lr / diagnosis.bound:>8.3g}  {'pass' if trial.ok else 'FAIL':<7} {last:>10} "
-            f"{len(losses):>7}  {report.sparkline(losses, 24)}{mark}"
+            f"{len(losses):>7}  {failure_text.sparkline(losses, 24)}{mark}"
         )
     yield f"verdict: {'pass' if result.verdict.ok else 'FAIL'}"
     return result.verdict.ok

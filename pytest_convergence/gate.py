@@ -33,8 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import compare, results
-from . import render as render_mod
+from . import compare, comparison_text, results
 from .accepted import Accepted
 from .choices import DEFAULT_FAIL_ON, CountableKind
 from .errors import GateInputError
@@ -376,7 +375,7 @@ def render(outcome: Outcome) -> list[str]:
         why += f"; {len(unknown)} scenario(s) undecided (--fail-on-unknown)"
     prefix = common_folder(sorted(outcome.judged))
     lines = [f"Decision: {verdict} — {why} (exit {outcome.exit_code})"]
-    lines += render_mod.finding_lines(
+    lines += comparison_text.finding_lines(
         findings,
         lambda f: "on NEW",
         prefix,
@@ -408,7 +407,7 @@ def render(outcome: Outcome) -> list[str]:
         f"{seeds} seeds per side in all, {paired} scenario(s) with seeds paired by their initial weights"
     )
     # the first screen folded within the terminal's 120 columns; the details one line each, for grep
-    lines = [wrapped for line in lines for wrapped in render_mod.fold(line, render_mod.WIDTH)]
+    lines = [wrapped for line in lines for wrapped in comparison_text.fold(line, comparison_text.WIDTH)]
     every = [(sid, c) for sid, j in sorted(outcome.judged.items()) for c in j.changes]
     if every:
         lines += ["", "Details: every change, NEW against OLD"]

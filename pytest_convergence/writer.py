@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from . import compare, render, results
+from . import compare, comparison_text, results
 from .accepted import read as read_accepted
 from .collect import REPORT_ATTRIBUTE
 from .errors import CompareInputError, JournalBusy, ScenarioError
@@ -116,7 +116,7 @@ class ResultsWriter:
         rules = compare.Rules(fail_on=self.settings.fail_on, accepted=accepted)
         result = compare.compare([dataclasses.replace(baseline, scenarios=kept), current], baseline, rules)
         self.summary.append(f"compared with the baseline {path}:")
-        self.summary.extend(render.render_text(result).splitlines())
+        self.summary.extend(comparison_text.render_text(result).splitlines())
         if stale:
             self.summary.append("stale baseline entries (these scenarios no longer exist; re-record the baseline):")
             self.summary.extend(f"  {sid}" for sid in stale)

@@ -1,4 +1,4 @@
-"""compare + render + cli on hand-made results files: every change kind, the noise floors, the seed statistics,
+"""compare + comparison_text + cli on hand-made results files: every change kind, the noise floors, the seed statistics,
 the calibrated timing, declared changes, where a change first appears, and every exit code."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""expect + report: every expectation kind passing and failing, early stops, pass rates, failure text."""
+"""expect + failure_text: every expectation kind passing and failing, early stops, pass rates, failure text."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from pytest_convergence.expect import judge, judge_seed, stop_reason
+from pytest_convergence.failure_text import failure, sparkline
 from pytest_convergence.record import SeedRun
-from pytest_convergence.report import failure, sparkline
 from pytest_convergence.spec import Expect
 
 INF, NAN = math.inf, math.nan

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from texts import HEADER
 
-from pytest_convergence import compare, diagnose, expect, report
+from pytest_convergence import compare, diagnose, expect, failure_text
 from pytest_convergence import keras as keras_side
 from pytest_convergence.cli import main
 from pytest_convergence.conditions import VersionCondition
@@ -307,10 +307,10 @@ def test_stuck_units_are_reported_per_layer() -> None:
         {"layer": "dense", "activation": "relu", "units": 16, "stuck": 16},
         {"layer": "dense_1", "activation": "relu", "units": 16, "stuck": 0},
     ]
-    line = report.units_summary(run)
+    line = failure_text.units_summary(run)
     assert line.startswith("units at the end of training: dense 16 of 16 relu dead") and "dense_1" not in line
     run.units[0]["stuck"] = 0
-    assert report.units_summary(run) == ""
+    assert failure_text.units_summary(run) == ""
 
 
 def test_runs_under_other_settings_have_their_curves_left_uncompared() -> None:
