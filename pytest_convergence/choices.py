@@ -11,7 +11,17 @@ from typing import Literal
 # auto: fit's own batches always — the dataset path where a sentinel shows every epoch equals fit on numpy arrays,
 # else numpy; numpy: fit on the arrays, as user code does; dataset: fit's batches via Keras's adapter, unchecked
 FitInput = Literal["auto", "numpy", "dataset"]
-FIT_INPUTS: tuple[str, ...] = typing.get_args(FitInput)
+FitPath = Literal["numpy", "dataset"]  # what trains, once auto is decided
+FIT_INPUTS: tuple[FitInput, ...] = typing.get_args(FitInput)
+
+
+def fit_input(text: str) -> FitInput:
+    """'auto' | 'numpy' | 'dataset' as the Literal it is; ValueError naming the choices otherwise."""
+    for choice in FIT_INPUTS:
+        if text == choice:
+            return choice
+    raise ValueError(f"expected one of {', '.join(FIT_INPUTS)}, got {text!r}")
+
 
 # the kinds that can count (--fail-on) and that an accepted-changes file can accept
 CountableKind = Literal["outcome", "error", "shift", "slowdown", "drift"]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import pytest
 
+from .choices import FitInput
 from .errors import ChildError, IsolatedFailure, Problem, ScenarioError, ScenarioFailed
 from .options import SCENARIOS_KEY
 from .text import one_line, without_native_chatter
@@ -125,7 +126,7 @@ class ScenarioItem(pytest.Item):
         return self.scenario.spec.timeout_s is not None or not self.config.stash[SCENARIOS_KEY].timeout_default
 
     @property
-    def fit_input(self) -> str:
+    def fit_input(self) -> FitInput:
         """What the run asks for this scenario: auto, numpy or dataset (the path that trains is in its record)."""
         return self.scenario.fit_input(self.config.stash[SCENARIOS_KEY].fit_input)
 
@@ -182,7 +183,7 @@ class ScenarioItem(pytest.Item):
         try:
             result: Evaluation = Evaluation.from_plain(trainer.run(job), self.scenario, self.timeout_s)
         except Exception as exc:  # died, killed, or could not be reached: this scenario fails, the run goes on
-            return Evaluation(error=exc, pid=trainer.pid, fit_input=self.fit_input)
+            return Evaluation(error=exc, pid=trainer.pid, fit_input="" if self.fit_input == "auto" else self.fit_input)
         return result
 
     def _environment(self) -> tuple[dict[str, str], Runtime]:

@@ -9,10 +9,11 @@ import os
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import expect, timing
 from . import keras as keras_side
+from .choices import FitInput, FitPath
 from .errors import ChildError
 from .record import Fidelity, Runtime, ScenarioRecord, SeedRun, Timing
 from .text import one_line
@@ -32,7 +33,7 @@ class Evaluation:
     # first seed's; a string when it could not be made (it only explains: it never turns a failure into an error)
     explanation: Diagnosis | str | None = None
     error: Exception | None = None  # training (or the diagnosis `stable` needs) raised this
-    fit_input: str = ""  # the path that trained: numpy or dataset
+    fit_input: FitPath | Literal[""] = ""  # the path that trained ("": none did)
     fidelity: Fidelity | None = None  # the sentinel that chose it, where the input was auto
     numpy_epoch_seconds: list[float] = field(default_factory=list)  # the sentinel's epochs of fit on numpy arrays
     pid: int = field(default_factory=os.getpid)  # the process that trained
@@ -126,7 +127,7 @@ def error_as_text(exc: BaseException) -> dict[str, str]:
 
 def evaluate(
     scenario: Scenario,
-    fit_input: str,
+    fit_input: FitInput,
     *,
     timeout_s: float | None = None,
     per_batch: bool = True,
@@ -143,12 +144,13 @@ def evaluate(
     if calibrate:
         result.calibration += timing.calibrate()
     deadline = time.perf_counter() + timeout_s if timeout_s else None
-    result.fit_input = scenario.fit_input(fit_input)
+    asked = scenario.fit_input(fit_input)
     try:
-        if result.fit_input == "auto":
+        if asked == "auto":  # _train_auto says which path trained
             result.runs = _train_auto(scenario, result, deadline, noise_floor, per_batch)
         else:
-            result.runs = keras_side.run(scenario, None, result.fit_input, noise_floor, per_batch, deadline)
+            result.fit_input = asked
+            result.runs = keras_side.run(scenario, None, asked, noise_floor, per_batch, deadline)
         if calibrate:
             result.calibration += timing.calibrate()
         # past the time limit nothing more is computed (the sharpness estimate can take seconds)

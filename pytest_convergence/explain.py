@@ -8,6 +8,7 @@ from collections.abc import Generator
 from pathlib import Path
 
 from . import failure_text
+from .choices import FitInput
 from .errors import ExplainInputError, ScenarioError
 from .evaluate import evaluate, unmet_settings
 from .record import Fidelity
@@ -44,7 +45,7 @@ def sweep_rates(learning_rate: float, bound: float) -> list[float]:
     return sorted({*(float(f"{r:.3g}") for r in multiples), learning_rate})
 
 
-def explain(scenario: Scenario, seed: int | None, fit_input: str) -> Generator[str, None, bool]:
+def explain(scenario: Scenario, seed: int | None, fit_input: FitInput) -> Generator[str, None, bool]:
     """Lines of the explanation, yielded as each training run finishes; returns whether the scenario passes."""
     from . import keras as keras_side
 
@@ -68,7 +69,7 @@ def explain(scenario: Scenario, seed: int | None, fit_input: str) -> Generator[s
         yield f"  {describe_fidelity(result.fit_input, result.fidelity)}"
     for note in unmet_settings(scenario, result.runs):
         yield f"  note: {note}"
-    fit_input = result.fit_input  # the sweep trains as the scenario did
+    fit_input = result.fit_input or fit_input  # the sweep trains as the scenario did
     for check in result.verdict.seeds[0].checks:
         yield f"  {'ok  ' if check.ok else 'FAIL'} {check.expectation}: {check.message}"
     yield f"  {failure_text.curve_summary(run)}"

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .choices import FitInput
 from .errors import ChildError, Problem, TrainingProcessDied, TrainingProcessKilled
 
 HARD_LIMIT_GRACE_S = 1.0  # past a limit checked after every batch, the child is killed
@@ -49,7 +50,7 @@ class Job:
     root: str
     name: str
     min_seeds: int | None
-    fit_input: str
+    fit_input: FitInput
     timeout_s: float | None
     per_batch: bool
     noise_floor: bool

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .choices import DEFAULT_FAIL_ON, FIT_INPUTS, CountableKind, parse_fail_on
+from .choices import DEFAULT_FAIL_ON, FIT_INPUTS, CountableKind, FitInput, fit_input, parse_fail_on
 
 SCENARIOS_HELP = (
     "Collect YAML training scenarios from PATH (a .yaml/.yml file, or a directory searched recursively). "
@@ -108,7 +108,7 @@ class Settings:
     accepted_path: Path | None = None  # --convergence-accepted / convergence_accepted
     timeout_s: float | None = DEFAULT_TIMEOUT_S
     timeout_default: bool = True  # the limit is the default one: checked per epoch, not per batch (cheaper)
-    fit_input: str = "auto"  # for scenarios that do not say (fit.input)
+    fit_input: FitInput = "auto"  # for scenarios that do not say (fit.input)
     plots_dir: Path | None = None
     fail_on: tuple[CountableKind, ...] = DEFAULT_FAIL_ON  # what counts against --convergence-baseline
     noise_floor: bool = False  # measure each seed's rounding floor
@@ -301,18 +301,17 @@ def _timeout(config: pytest.Config) -> tuple[float | None, bool]:
     return seconds, False
 
 
-def _fit_input(config: pytest.Config) -> str:
+def _fit_input(config: pytest.Config) -> FitInput:
     """--convergence-input (argparse checks its choices), else the ini key, else auto."""
     cli, ini = config.getoption("convergence_input"), config.getini("convergence_input")
     if cli is not None:
-        return str(cli)
+        return fit_input(str(cli))
     if ini in (None, ""):
         return "auto"
-    if ini not in FIT_INPUTS:
-        raise pytest.UsageError(
-            f"convergence_input in {config.inipath}: expected one of {', '.join(FIT_INPUTS)}, got {ini!r}"
-        )
-    return str(ini)
+    try:
+        return fit_input(str(ini))
+    except ValueError as exc:
+        raise pytest.UsageError(f"convergence_input in {config.inipath}: {exc}") from None
 
 
 def steer_collection(config: pytest.Config, settings: Settings) -> None:

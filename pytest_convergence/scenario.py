@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from . import data as data_mod
+from .choices import FitInput
 from .errors import DataError, Problem, ScenarioError
 from .loader import Key, LocDict, LocList, deep_merge, format_path, load, locate
 from .loader import Path as KeyPath
@@ -102,7 +103,7 @@ class Scenario:
         """The same scenario trained on `seeds` instead of its own."""
         return dataclasses.replace(self, spec=self.spec.model_copy(update={"seeds": list(seeds), "seed": None}))
 
-    def fit_input(self, default: str = "numpy") -> str:
+    def fit_input(self, default: FitInput = "numpy") -> FitInput:
         """How the data reaches model.fit: the scenario's fit.input, else the run's default."""
         return self.spec.fit.input or default
 

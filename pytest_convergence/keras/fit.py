@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..choices import FitInput, FitPath
 from ..errors import FastPathError
 from ..expect import EXPECTATIONS_DECIDED, stop_reason
 from ..record import TIME_LIMIT, Fidelity, SeedRun, relative_difference
@@ -26,7 +27,7 @@ from .probes import unit_states
 def run(
     scenario: Scenario,
     timeout_s: float | None = None,
-    fit_input: str = "numpy",
+    fit_input: FitInput = "numpy",
     noise_floor: bool = False,
     per_batch: bool = True,
     deadline: float | None = None,
@@ -38,8 +39,8 @@ def run(
     if deadline is None and timeout_s:
         deadline = time.perf_counter() + timeout_s
     chosen = scenario.fit_input(fit_input)
-    if chosen not in ("numpy", "dataset"):
-        raise ValueError(f"fit input {chosen!r}: decide auto first (evaluate.py)")
+    if chosen == "auto":
+        raise ValueError("fit input 'auto': decide it first (evaluate.py)")
     return [run_seed(scenario, seed, deadline, chosen, noise_floor, per_batch) for seed in scenario.seeds]
 
 
@@ -47,7 +48,7 @@ def run_seed(
     scenario: Scenario,
     seed: int,
     deadline: float | None = None,
-    fit_input: str = "numpy",
+    fit_input: FitPath = "numpy",
     noise_floor: bool = False,
     per_batch: bool = True,
     reference: SeedRun | None = None,
@@ -130,7 +131,7 @@ def _train(
     scenario: Scenario,
     record: SeedRun,
     deadline: float | None,
-    fit_input: str,
+    fit_input: FitPath,
     nudge: bool = False,
     per_batch: bool = True,
     plain: bool = False,
