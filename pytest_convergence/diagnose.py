@@ -16,11 +16,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .text import fmt
+
+if TYPE_CHECKING:
+    from .spec import Expect
 
 MSE_NAMES = frozenset({"mse", "mean_squared_error", "MeanSquaredError"})
 FLOOR = 1e-7  # losses below this fraction of the first are float32 rounding, not the decay rate
@@ -144,7 +147,7 @@ class Diagnosis:
         return [f"  try {' or '.join(tries)}"]
 
 
-def goal_of(expect: Any) -> str:
+def goal_of(expect: Expect) -> str:
     """What a scenario's expectations ask of the loss: "diverges", "converges" (converges or predict), or "other"
     (metrics or raises alone, which may pin down a failure: no advice to converge)."""
     if expect.diverges is not None:

@@ -3,6 +3,7 @@ callbacks, expectations, skip/xfail — and their limits. No pytest, no Keras; `
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Sequence
 from typing import Annotated, Any, Literal
@@ -283,8 +284,15 @@ class Predict(Strict):
         return self
 
     def points(self) -> tuple[np.ndarray, np.ndarray]:
-        """x as (points, features) and y as (points, outputs), both float64."""
-        return _points(self.x, "x"), _points(self.y, "y")
+        """x as (points, features) and y as (points, outputs), both float64 (parsed once, on first use)."""
+        return self.parsed_points
+
+    @functools.cached_property
+    def parsed_points(self) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = _points(self.x, "x"), _points(self.y, "y")
+        xs.setflags(write=False)  # shared by every caller: read-only
+        ys.setflags(write=False)
+        return xs, ys
 
     def tolerance(self, expected: float) -> float:
         return max(self.abs_tol or 0.0, (self.rel_tol or 0.0) * abs(expected))
