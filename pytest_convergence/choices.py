@@ -26,6 +26,12 @@ def fit_input(text: str) -> FitInput:
 # the kinds that can count (--fail-on) and that an accepted-changes file can accept
 CountableKind = Literal["outcome", "error", "shift", "slowdown", "drift"]
 COUNTABLE: tuple[CountableKind, ...] = typing.get_args(CountableKind)
+# the Keras dtype policies a scenario (or the run) may train under
+DtypePolicy = Literal["float32", "mixed_float16", "float64"]
+DTYPE_POLICIES: tuple[DtypePolicy, ...] = typing.get_args(DtypePolicy)
+# a scenario's declaration for some versions
+ConditionKind = Literal["skip", "xfail"]
+
 # the kinds of change a comparison reports, defined once; what each means, in the order the output lists them
 ChangeKind = Literal["outcome", "error", "shift", "slowdown", "drift", "declared", "missing"]
 KINDS: dict[ChangeKind, str] = {

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import pytest
 
-from .choices import FitInput
+from .choices import ConditionKind, FitInput
 from .errors import ChildError, IsolatedFailure, Problem, ScenarioError, ScenarioFailed
 from .options import SCENARIOS_KEY
 from .text import one_line, without_native_chatter
@@ -90,7 +90,7 @@ class ScenarioItem(pytest.Item):
         """Turn the scenario's `skip:` / `xfail:` entries that match these versions into pytest marks.
         xfail is strict: a scenario that passes where it was declared to fail is a failure."""
         spec = self.scenario.spec
-        kinds: tuple[tuple[Literal["skip", "xfail"], list[VersionCondition]], ...] = (
+        kinds: tuple[tuple[ConditionKind, list[VersionCondition]], ...] = (
             ("skip", spec.skip),
             ("xfail", spec.xfail),
         )

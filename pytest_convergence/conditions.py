@@ -4,10 +4,12 @@ accepted change's `where:`. Validated by pydantic; imports neither numpy nor Ker
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import BaseModel, ConfigDict, field_validator
+
+from .choices import DtypePolicy
 
 
 class Strict(BaseModel):
@@ -21,7 +23,7 @@ class Versions(Strict):
 
     tensorflow: str | None = None  # a PEP 440 specifier set, e.g. "<2.13" or ">=2.16,<2.18"
     keras: str | None = None
-    dtype_policy: Literal["float32", "mixed_float16", "float64"] | None = None  # the setting this run trains with
+    dtype_policy: DtypePolicy | None = None  # the setting this run trains with
     jit_compile: bool | None = None
 
     @field_validator("tensorflow", "keras")

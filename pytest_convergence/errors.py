@@ -113,6 +113,11 @@ class ChildError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    @classmethod
+    def from_plain(cls, data: dict[str, str]) -> ChildError:
+        """From evaluate.error_as_text's {type, message, trace}: the one decoder of a child's error."""
+        return cls(data["type"], data["message"], data["trace"])
+
 
 class ProbeFailed(Exception):
     """A probe that could not be installed or run: skipped."""

@@ -109,8 +109,7 @@ class Evaluation:
             explanation if isinstance(explanation, str) or explanation is None else diagnosis(explanation)
         )
         if out["error"] is not None:
-            err = out["error"]
-            result.error = ChildError(err["type"], err["message"], err["trace"])
+            result.error = ChildError.from_plain(out["error"])
             return result
         result.verdict = expect.judge(scenario.spec.expect, result.runs, timeout_s, result.diagnosis)
         return result

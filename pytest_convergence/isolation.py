@@ -168,7 +168,7 @@ class Trainer:
             f"died while checking the file's Keras names {DIED}; the other files go on in a new process",
         )
         if "error" in found:
-            raise ChildError(**found["error"])
+            raise ChildError.from_plain(found["error"])
         return [Problem(**p) for p in found["problems"]]
 
     def run(self, job: Job) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .choices import DEFAULT_FAIL_ON, FIT_INPUTS, CountableKind, FitInput, fit_input, parse_fail_on
+from .choices import DEFAULT_FAIL_ON, DTYPE_POLICIES, FIT_INPUTS, CountableKind, FitInput, fit_input, parse_fail_on
 
 SCENARIOS_HELP = (
     "Collect YAML training scenarios from PATH (a .yaml/.yml file, or a directory searched recursively). "
@@ -147,7 +147,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--convergence-dtype-policy",
         default=None,
-        choices=("float32", "mixed_float16", "float64"),
+        choices=DTYPE_POLICIES,
         help=DTYPE_POLICY_HELP,
     )
     group.addoption("--convergence-jit-compile", default=None, choices=("on", "off"), help=JIT_HELP)

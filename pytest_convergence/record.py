@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from typing_extensions import Required, TypedDict  # pydantic reads these on Python < 3.12 too
 
+from .choices import ConditionKind
+
 TIME_LIMIT = "time limit"  # a stop_reason: the scenario's timeout_s ran out
 
 
@@ -134,7 +136,7 @@ class SeedEntry(TypedDict, total=False):
 class Declared(TypedDict):
     """The scenario's `skip:` or `xfail:` entry that applied to this run."""
 
-    kind: Literal["skip", "xfail"]
+    kind: ConditionKind
     where: str
     reason: str
 
@@ -149,7 +151,7 @@ class Runtime(TypedDict, total=False):
     PYTHONHASHSEED: str | None
     TF_USE_LEGACY_KERAS: str | None
     timeout_s: float | None
-    fit_input: str  # the path that trained: numpy | dataset
+    fit_input: str  # the path that trained: numpy | dataset ("": nothing trained, e.g. the child died first)
     fit_input_asked: str  # auto | numpy | dataset
     # the batches `fit` makes of the numpy arrays, in its order: fit on the arrays, or the fast path that the auto
     # sentinel proved equal to it (records written before this key: numpy only)

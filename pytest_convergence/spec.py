@@ -3,7 +3,6 @@ callbacks, expectations, skip/xfail — and their limits. No pytest, no Keras; `
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Collection, Sequence
 from typing import Annotated, Any, Literal
@@ -15,12 +14,13 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from . import data as data_mod
-from .choices import FitInput
+from .choices import DtypePolicy, FitInput
 from .conditions import Strict, VersionCondition
 from .errors import DataError
 from .loader import Path as KeyPath
@@ -62,9 +62,6 @@ SCHEDULES = (
 
 
 CALLBACKS = ("EarlyStopping", "ReduceLROnPlateau", "TerminateOnNaN")
-
-
-DTYPE_POLICIES = ("float32", "mixed_float16", "float64")
 
 
 # Keyword values for layers and optimizers: YAML scalars and lists of them. Mappings are
@@ -274,25 +271,23 @@ class Predict(Strict):
     # how x reaches model.predict: a float32 numpy array, or a plain Python list as user code often passes
     input: Literal["array", "list"] = "array"
 
+    @field_validator("x", "y", mode="after")
+    @classmethod
+    def _rows(cls, value: Any, info: ValidationInfo) -> Any:
+        """Parsed once, here: the written form (a number, a list of numbers or of rows) → rows of floats."""
+        return tuple(tuple(float(v) for v in row) for row in _points(value, str(info.field_name)))
+
     @model_validator(mode="after")
     def _points(self) -> Predict:
         if self.abs_tol is None and self.rel_tol is None:
             raise ValueError("give a tolerance: abs_tol, rel_tol or both")
-        xs, ys = self.points()
-        if len(xs) != len(ys):
-            raise ValueError(f"x gives {len(xs)} points but y gives {len(ys)} values")
+        if len(self.x) != len(self.y):
+            raise ValueError(f"x gives {len(self.x)} points but y gives {len(self.y)} values")
         return self
 
     def points(self) -> tuple[np.ndarray, np.ndarray]:
-        """x as (points, features) and y as (points, outputs), both float64 (parsed once, on first use)."""
-        return self.parsed_points
-
-    @functools.cached_property
-    def parsed_points(self) -> tuple[np.ndarray, np.ndarray]:
-        xs, ys = _points(self.x, "x"), _points(self.y, "y")
-        xs.setflags(write=False)  # shared by every caller: read-only
-        ys.setflags(write=False)
-        return xs, ys
+        """x as (points, features) and y as (points, outputs), both float64."""
+        return np.array(self.x, dtype=np.float64), np.array(self.y, dtype=np.float64)
 
     def tolerance(self, expected: float) -> float:
         return max(self.abs_tol or 0.0, (self.rel_tol or 0.0) * abs(expected))
@@ -405,7 +400,7 @@ class ScenarioSpec(Strict):
     shuffle: bool | None = None
     validation_split: float | None = Field(default=None, gt=0, lt=1)
     callbacks: list[CallbackSpec] = Field(default=[])
-    dtype_policy: Literal["float32", "mixed_float16", "float64"] | None = None  # None: the run's (float32)
+    dtype_policy: DtypePolicy | None = None  # None: the run's (float32)
     jit_compile: bool | None = None  # None: Keras's default (Keras 2: off; Keras 3: on where XLA can)
     fit: FitSpec = FitSpec()
     seed: int | None = Field(default=None, ge=0)

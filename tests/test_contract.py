@@ -80,6 +80,22 @@ def test_the_keras_contract_names_every_module_outside_the_keras_package() -> No
     root = Path(__file__).resolve().parents[1]
     pyproject = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
     contracts = pyproject["tool"]["importlinter"]["contracts"]
-    (only_keras,) = [c for c in contracts if c["name"].startswith("Only the Keras package")]
+    named = [c for c in contracts if c["name"].startswith(("Only the Keras package", "The Keras package is entered"))]
     modules = {f"pytest_convergence.{m.name}" for m in pkgutil.iter_modules([str(root / "pytest_convergence")])}
-    assert set(only_keras["source_modules"]) == modules - {"pytest_convergence.keras"}
+    assert len(named) == 2
+    for contract in named:
+        assert set(contract["source_modules"]) == modules - {"pytest_convergence.keras"}, contract["name"]
+
+
+def test_an_error_crosses_from_the_training_child_as_text_and_back() -> None:
+    """The one codec of a child's error: evaluate.error_as_text there, errors.ChildError.from_plain here."""
+    from pytest_convergence.errors import ChildError
+    from pytest_convergence.evaluate import error_as_text
+
+    try:
+        raise PermissionError("cannot read factories.py")
+    except PermissionError as exc:
+        sent = error_as_text(exc)
+    back = ChildError.from_plain(sent)
+    assert (back.type_name, str(back)) == ("PermissionError", "cannot read factories.py")
+    assert "Traceback" in back.trace and "PermissionError" in back.trace

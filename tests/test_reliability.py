@@ -364,3 +364,5 @@ def test_an_error_while_checking_comes_back_as_text(tmp_path: Path, monkeypatch:
     out = isolation.check_file(isolation.CheckJob(str(tmp_path / "s.yaml"), "s.yaml", str(tmp_path), factories=True))
     assert out["error"]["type"] == "PermissionError" and out["error"]["message"] == "cannot read factories.py"
     assert "Traceback" in out["error"]["trace"] and set(out) == {"error"}
+    back = errors.ChildError.from_plain(out["error"])  # what Trainer.check raises in the parent
+    assert (back.type_name, str(back)) == ("PermissionError", "cannot read factories.py") and back.trace

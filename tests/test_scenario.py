@@ -271,21 +271,21 @@ def test_data_forms(tmp_path: Path) -> None:
         pytest.param(
             "  - name: a\n    expect: {predict: {x: [[1, 2], [3]], y: [2, 3], abs_tol: 1}}\n",
             9,
-            "scenarios[0].expect.predict",
+            "scenarios[0].expect.predict.x",
             "x rows have different lengths [1, 2]; each sample needs the same count; got [[1, 2], [3]]",
             id="predict-ragged-rows",  # the rules of data.x, said the same way
         ),
         pytest.param(
             "  - name: a\n    expect: {predict: {x: '25', y: 1, abs_tol: 1}}\n",
             9,
-            "scenarios[0].expect.predict",
+            "scenarios[0].expect.predict.x",
             "x must be a number (one point) or a list as data.x is written; got '25'",
             id="predict-string",
         ),
         pytest.param(
             "  - name: a\n    expect: {predict: {x: 25, y: .nan, abs_tol: 1}}\n",
             9,
-            "scenarios[0].expect.predict",
+            "scenarios[0].expect.predict.y",
             "y must be finite, got nan",
             id="predict-nan",
         ),
