@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
         "compare",
         help="compare results files of several TensorFlow/Keras versions",
         description="Grid of scenarios × versions with the changes against a baseline version. "
-        "Exit 0: nothing counted changed; 1: regressions; 2: bad input.",
+        "Exit 0: nothing that counts changed; 1: a finding counts (blocks); 2: bad input.",
         epilog="kinds of change:\n" + "\n".join(f"  {kind:<9} {text}" for kind, text in choices.KINDS.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -103,10 +103,6 @@ class Comparison:
         return change.state == "regression"
 
     @property
-    def regressions(self) -> list[Change]:
-        return [c for c in self.changes if self.counted(c)]
-
-    @property
     def findings(self) -> list[Finding]:
         """The changes against the baseline that share a cause, grouped: what the decision counts."""
 

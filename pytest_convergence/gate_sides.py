@@ -30,9 +30,6 @@ ISOLATE = 50  # scenarios per training child in the gate's runs
 PLUGIN_ENTRY_POINT = "convergence"  # the pytest11 name: blocked, so that this code (on PYTHONPATH) is what runs
 
 
-FAILING = ("failed", "error")
-
-
 @dataclass(frozen=True)
 class Side:
     """One of the two environments."""

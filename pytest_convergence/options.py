@@ -21,7 +21,7 @@ RECORD_HELP = (
 )
 BASELINE_HELP = (
     "Compare this run with the baseline stored in DIR by --convergence-record (e.g. the pinned TensorFlow's); "
-    "regressions (outcome, error, drift, slowdown) fail the run."
+    "changes that count (--convergence-fail-on) fail the run, unless an accepted-changes file accepts them."
 )
 BASELINE_FILE = "convergence-baseline.json"
 ACCEPTED_HELP = (
