@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import (
@@ -156,35 +156,38 @@ def _named(value: Any, what: str, allowed: Sequence[str] | None = None) -> dict[
     return named
 
 
-class LayerSpec(Strict):
+class NamedSpec(Strict):
+    """`{ClassName: {keyword: value}}` or just `ClassName`: a layer, a callback, a schedule. `WHAT` names it in
+    messages; `ALLOWED` (where set) is what a scenario file may build."""
+
+    WHAT: ClassVar[str] = "layer"
+    ALLOWED: ClassVar[tuple[str, ...] | None] = None
+
+    class_name: str
+    kwargs: dict[str, KeywordValue]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_yaml(cls, value: Any) -> Any:
+        return _named(value, cls.WHAT, cls.ALLOWED)
+
+
+class LayerSpec(NamedSpec):
     """One entry of `model:`, written `{ClassName: {keyword: value}}` or just `ClassName`."""
 
-    class_name: str
-    kwargs: dict[str, KeywordValue]
 
-    @model_validator(mode="before")
-    @classmethod
-    def _from_yaml(cls, value: Any) -> Any:
-        return _named(value, "layer")
-
-
-class CallbackSpec(Strict):
+class CallbackSpec(NamedSpec):
     """One entry of `callbacks:`, one of CALLBACKS, written as a layer is; the plugin builds it."""
 
-    class_name: str
-    kwargs: dict[str, KeywordValue]
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_yaml(cls, value: Any) -> Any:
-        return _named(value, "callback", CALLBACKS)
+    WHAT = "callback"
+    ALLOWED = CALLBACKS
 
 
-class ScheduleSpec(Strict):
+class ScheduleSpec(NamedSpec):
     """`learning_rate: {ExponentialDecay: {initial_learning_rate: 0.1, ...}}`: one of SCHEDULES."""
 
-    class_name: str
-    kwargs: dict[str, KeywordValue]
+    WHAT = "learning-rate schedule"
+    ALLOWED = SCHEDULES
 
     @model_validator(mode="before")
     @classmethod
@@ -195,7 +198,7 @@ class ScheduleSpec(Strict):
                 "learning_rate is a number, or a schedule written {ExponentialDecay: {initial_learning_rate: 0.1, "
                 f"...}} (schedules: {', '.join(SCHEDULES)}); got {_short(value)}"
             )
-        return _named(value, "learning-rate schedule", SCHEDULES)
+        return _named(value, cls.WHAT, cls.ALLOWED)
 
 
 class OptimizerSpec(BaseModel):
