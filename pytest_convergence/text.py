@@ -16,9 +16,33 @@ def fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+# Characters that move a terminal's cursor, colour or clear it (ESC, CSI), end a line where a CI log reads commands
+# at a line's start (GitHub's `::error …`), or reorder what a reader sees (bidirectional overrides): C0 and C1
+# controls but tab and newline, DEL, line/paragraph separators, bidi embeddings/overrides/isolates, and the BOM.
+UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
+_UNPRINTABLE_OR_NEWLINE = re.compile(f"{UNPRINTABLE.pattern}|\n")
+
+
+def printable(text: object, *, lines: bool = False) -> str:
+    """`text` safe to print where a terminal, a CI log or a person reads it: every character of UNPRINTABLE (and,
+    unless `lines`, every newline) written as its escape (`\\x1b`, `\\n`), so untrusted text (a file name, an id
+    from a results file, an exception's message) can neither colour or clear the screen nor start a line of its
+    own. The one place that decides what untrusted text may do on the way out."""
+    out = str(text)
+    pattern = UNPRINTABLE if lines else _UNPRINTABLE_OR_NEWLINE
+    return pattern.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), out)
+
+
+def unprintable_in(text: str, *, lines: bool = False) -> str | None:
+    """The first character of `text` that `printable` would escape, as its escape (`'\\x1b'`); None when none."""
+    found = (UNPRINTABLE if lines else _UNPRINTABLE_OR_NEWLINE).search(text)
+    return None if found is None else found.group().encode("unicode_escape").decode("ascii")
+
+
 def one_line(text: object, limit: int = 300) -> str:
-    """`text` (an exception too) on one line, whitespace collapsed, cut to `limit` characters with '...'."""
-    flat = " ".join(str(text).split())
+    """`text` (an exception too) on one line, whitespace collapsed, unprintable characters escaped, cut to `limit`
+    characters with '...'."""
+    flat = printable(" ".join(str(text).split()))
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
