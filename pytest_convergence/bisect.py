@@ -207,7 +207,9 @@ def differences(
 @dataclass
 class Workspace:
     """Throwaway virtual environments, one per build, made by uv; the scenario run there by this plugin's code (on
-    PYTHONPATH, loaded with -p, so every probe judges with the same plugin)."""
+    PYTHONPATH, loaded with -p, so every probe judges with the same plugin). Model factories are refused there
+    (`--convergence-no-factories`) unless `factories`: the targets may come from a results file, and a probe is no
+    place to run project code nobody asked for."""
 
     root: Path
     target: list[str]  # pytest arguments naming the scenario(s): FILE::NAME or FILE
@@ -218,6 +220,10 @@ class Workspace:
     timeout_s: float = DEFAULT_PROBE_TIMEOUT_S
     extra_pytest: list[str] = field(default_factory=list)
     uv: str = field(default_factory=lambda: shutil.which("uv") or "uv")
+    factories: bool = False
+
+    def __post_init__(self) -> None:
+        pytest_targets([*self.target, *self.scenario_files], BisectInputError)  # refused before anything is installed
 
     def env_dir(self, build: Build) -> Path:
         return self.root / "envs" / f"{build.package}-{build.version}"
@@ -250,7 +256,9 @@ class Workspace:
         for file in self.scenario_files:
             args += ["--scenarios", file]
         args += ["--convergence-noise-floor", "--convergence-json", str(self.results_path(build))]
-        return [*args, *self.extra_pytest, *self.target]
+        if not self.factories:
+            args.append("--convergence-no-factories")
+        return [*args, *self.extra_pytest, *pytest_targets(self.target, BisectInputError)]
 
     def install(self, build: Build) -> float:
         started = time.perf_counter()
@@ -342,6 +350,19 @@ def plugin_folder(root: Path) -> Path:
     return folder
 
 
+def pytest_targets(targets: Sequence[str], error: type[InputError]) -> list[str]:
+    """Scenario files and ids as pytest's last arguments, after `--`, so that none is read as an option: they may
+    come from a results file, which is data (an id `--config-file=evil.ini` would choose pytest's configuration).
+    pytest reads `-p NAME` (load a plugin) even after `--`, so a target that starts with '-' is refused as `error`."""
+    for target in targets:
+        if target.startswith("-"):
+            raise error(
+                f"{target!r} cannot be a scenario: pytest would read an argument that starts with '-' as an option "
+                "(a scenario file or FILE::NAME id is a path; write ./ before a file whose name starts with '-')"
+            )
+    return ["--", *targets]
+
+
 def plugin_requirements() -> list[str]:
     """This plugin's own runtime requirements (its code comes from PYTHONPATH, not from an install)."""
     try:
@@ -403,6 +424,8 @@ def bisect(
     except ProbeFailed as exc:
         workspace.remove(good)
         yield f"  good end {good}: {exc}"
+        if not workspace.factories:
+            yield "  (model factories are refused in the probes: where the scenario uses one, bisect with --factories)"
         return 2
     good_freeze = workspace.freeze(good)
     workspace.remove(good)

@@ -101,6 +101,14 @@ def _parser() -> argparse.ArgumentParser:
         default=comparison_text.WIDTH,
         help="fold the text's lines within this many columns; 0: one line per change, for grep (default %(default)s)",
     )
+    c.add_argument(
+        "--max-results-mib",
+        type=_positive,
+        default=results.MAX_MIB,
+        metavar="MIB",
+        help="refuse a results file (or journal) larger than this, before reading it: reading one takes about ten "
+        "times its size in memory (default %(default)g)",
+    )
     c.add_argument("--accepted", type=Path, metavar="FILE", help=ACCEPTED_HELP)
     c.add_argument("--markdown", type=Path, metavar="FILE", help="also write the comparison as Markdown")
     c.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML page with loss curves")
@@ -198,6 +206,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--python", default=sys.executable, help="the Python of the probes (default: this one)")
     b.add_argument("--index-url", help="the package index (default: PyPI)")
     b.add_argument("--workdir", type=Path, help="where the probes' environments and results go (default: a temp dir)")
+    b.add_argument(
+        "--factories",
+        action="store_true",
+        help="let the probes run model factories (project code); off by default: the probes pass "
+        "--convergence-no-factories",
+    )
     b.set_defaults(run=_bisect)
 
     from . import gate as gate_mod
@@ -372,6 +386,7 @@ def _bisect(args: argparse.Namespace) -> int:
         index_url=args.index_url,
         timeout_s=args.probe_timeout,
         extra_pytest=["--convergence-seeds", str(args.seeds)] if args.seeds else [],
+        factories=args.factories,
     )
     lines = bisect_mod.bisect(workspace, good, bad, tuple(args.on))
     while True:
@@ -422,7 +437,7 @@ def accepted_file(given: Path | None) -> Accepted | None:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    columns = cmp.load(args.files)
+    columns = cmp.load(args.files, max_bytes=int(min(args.max_results_mib * 2**20, 2**62)))
     baseline = cmp.pick_baseline(columns, args.baseline)
     rules = cmp.Rules(
         loss_rtol=args.loss_rtol,

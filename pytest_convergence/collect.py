@@ -11,7 +11,7 @@ import pytest
 from .choices import ConditionKind, FitInput
 from .errors import ChildError, IsolatedFailure, Problem, ScenarioError, ScenarioFailed
 from .options import SCENARIOS_KEY
-from .text import one_line, without_native_chatter
+from .text import one_line, printable, unprintable_in, without_native_chatter
 
 if TYPE_CHECKING:  # the modules behind these load numpy, pydantic, yaml: only once a scenario file is collected
     from . import expect
@@ -29,9 +29,19 @@ REPORT_ATTRIBUTE = "convergence_record"  # plain dict on the TestReport; xdist c
 
 
 def collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFile | None:
-    if parent.config.stash[SCENARIOS_KEY].is_scenario_file(file_path):
-        return ScenarioFile.from_parent(parent, path=file_path)
-    return None
+    if not parent.config.stash[SCENARIOS_KEY].is_scenario_file(file_path):
+        return None
+    if unprintable_in(str(file_path)) is not None:
+        # pytest prints a test's file in its own lines (progress, FAILED, ERROR collecting …), as it is: a name with a
+        # newline in it would start a line of its own in a CI log ("::error …"). Such a file is not collected.
+        parent.warn(
+            pytest.PytestCollectionWarning(
+                f"not collected: the scenario file {printable(file_path)} has a control character in its path "
+                "(a newline, ESC, …); rename it"
+            )
+        )
+        return None
+    return ScenarioFile.from_parent(parent, path=file_path)
 
 
 class ScenarioFile(pytest.File):
@@ -42,12 +52,12 @@ class ScenarioFile(pytest.File):
 
         settings = self.config.stash[SCENARIOS_KEY]
         try:
-            scenarios = load_file(self.path, display=self.nodeid, root=self.config.rootpath)
+            scenarios = load_file(self.path, display=self.nodeid, root=self.config.rootpath, limits=settings.limits)
             problems, versions = self._checked(scenarios)
             if problems:
                 raise ScenarioError(problems)
         except ScenarioError as exc:
-            raise self.CollectError(str(exc)) from None
+            raise self.CollectError(str(exc)) from None  # each problem is printable (Problem.__str__)
         for scenario in scenarios:
             if settings.min_seeds:
                 scenario = scenario.with_seed_window(settings.min_seeds, settings.seed_from)
@@ -66,14 +76,17 @@ class ScenarioFile(pytest.File):
         from . import isolation  # the training child checks them: this process never imports Keras
 
         trainer = training_child(self.config)
-        job = isolation.CheckJob(str(self.path), self.nodeid, str(self.config.rootpath), settings.factories)
+        job = isolation.CheckJob(
+            str(self.path), self.nodeid, str(self.config.rootpath), settings.factories, settings.limits.to_plain()
+        )
         try:
             return trainer.check(job), trainer.versions
         except IsolatedFailure as exc:
             raise self.CollectError(f"{self.nodeid}: {exc}") from None
         except ChildError as exc:  # what in-process collection would raise, as text
             detail = f"\n\n{exc.trace}" if self.config.get_verbosity() > 0 else " (run with -v for the traceback)"
-            raise self.CollectError(f"{self.nodeid}: checking the file raised {exc.type_name}: {exc}{detail}") from None
+            message = f"{self.nodeid}: checking the file raised {exc.type_name}: {exc}{detail}"
+            raise self.CollectError(printable(message, lines=True)) from None
 
 
 class ScenarioItem(pytest.Item):
@@ -117,7 +130,11 @@ class ScenarioItem(pytest.Item):
 
     @property
     def timeout_s(self) -> float | None:
-        return self.scenario.spec.timeout_s or self.config.stash[SCENARIOS_KEY].timeout_s
+        """The scenario's timeout_s under the run's (--convergence-timeout, a ceiling no scenario raises)."""
+        ceiling, own = self.config.stash[SCENARIOS_KEY].timeout_s, self.scenario.spec.timeout_s
+        if own is None or ceiling is None:
+            return own if ceiling is None else ceiling
+        return min(own, ceiling)
 
     @property
     def timeout_per_batch(self) -> bool:
@@ -178,6 +195,8 @@ class ScenarioItem(pytest.Item):
             noise_floor=settings.noise_floor,
             dtype_policy=settings.dtype_policy,
             jit_compile=settings.jit_compile,
+            limits=settings.limits.to_plain(),
+            digest=self.scenario.digest,
         )
         trainer = training_child(self.config)
         try:
@@ -233,6 +252,11 @@ class ScenarioItem(pytest.Item):
         return record
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        """What pytest shows for a failed scenario; text made printable (text.printable) on the way out."""
+        shown = self._failure(excinfo, style)
+        return printable(shown, lines=True) if isinstance(shown, str) else shown
+
+    def _failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any) -> Any:
         if isinstance(excinfo.value, ScenarioFailed):
             return str(excinfo.value)
         kind = getattr(excinfo.value, "type_name", None)
@@ -257,7 +281,8 @@ def training_child(config: pytest.Config) -> Trainer:
     if TRAINER_KEY not in config.stash:
         from . import isolation
 
-        trainer = isolation.Trainer(config.stash[SCENARIOS_KEY].isolate)
+        settings = config.stash[SCENARIOS_KEY]
+        trainer = isolation.Trainer(settings.isolate, address_space_mib=settings.limits.memory_mib)
         config.stash[TRAINER_KEY] = trainer
         config.add_cleanup(trainer.close)
     return config.stash[TRAINER_KEY]

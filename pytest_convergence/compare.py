@@ -15,12 +15,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from . import results, stats
 from .accepted import Accepted, crosses, inside
 from .choices import DEFAULT_FAIL_ON, ChangeKind, CountableKind
-from .errors import CompareInputError
+from .errors import CompareInputError, MalformedResults, ResultsTooLarge
 from .findings import Finding, State, group, state_of
 from .judging import (
     SETTINGS,
@@ -32,12 +32,14 @@ from .judging import (
     _summaries,
 )
 from .record import Document, Environment, ScenarioRecord
+from .text import one_line, printable
 
 DEFAULT_LOSS_RTOL = 0.01  # curve tolerance where no rounding floor was measured
 DEFAULT_FLOOR_MARGIN = 10.0  # a curve counts as moved when it moved this many times its rounding floor (and more than
 # judging.FLOOR_MINIMUM)
 DEFAULT_SLOWDOWN = 3.0  # the smallest calibrated slowdown that counts, before the noise widens it (see docs/gate.md)
 DEFAULT_ALPHA = 0.05
+UNFINISHED = "its run did not finish (it crashed, was killed or was interrupted)"
 FAILING_OUTCOMES = ("failed", "error", "xpassed")
 ENV_SHOWN = ("python", "numpy", "protobuf", "ml_dtypes", "platform", "cpu", "cpus")
 
@@ -52,11 +54,19 @@ class Column:
     scenarios: dict[str, ScenarioRecord]  # by id
     collection_errors: dict[str, str]  # file → message
     key: str = ""  # a short name for grids: A, B, C, …
+    # how the run stopped before it finished ("": it finished): the scenarios it has no result for are failures,
+    # and a comparison with it never passes
+    stopped: str = ""
+    notes: tuple[str, ...] = ()  # what could not be read of its file (a journal's bad lines), said with the findings
 
     @property
     def sort_key(self) -> tuple[Any, ...]:
         env = self.environment
         return (_version(env.get("tensorflow")), env.get("keras_package") != "keras", _version(env.get("keras")))
+
+    @property
+    def complete(self) -> bool:
+        return not self.stopped
 
     @property
     def package(self) -> str:
@@ -113,8 +123,13 @@ class Comparison:
         return group(self.changes, first)
 
     @property
+    def unfinished(self) -> list[Column]:
+        """The columns whose run did not finish: whatever else changed, the comparison does not pass."""
+        return [c for c in self.columns if not c.complete]
+
+    @property
     def exit_code(self) -> int:
-        return 1 if any(f.counts for f in self.findings) else 0
+        return 1 if self.unfinished or any(f.counts for f in self.findings) else 0
 
     @property
     def mixed(self) -> list[str]:
@@ -138,9 +153,10 @@ class Comparison:
         return shown, lacking
 
 
-def load(paths: Sequence[Path]) -> list[Column]:
+def load(paths: Sequence[Path], max_bytes: int = results.MAX_BYTES) -> list[Column]:
     """Read results files, ordered oldest version first (legacy Keras after Keras of the same TensorFlow), and
-    name them A, B, C, …. Raises CompareInputError with a clear message."""
+    name them A, B, C, …. A file (or journal) over `max_bytes` is refused before it is read. Raises
+    CompareInputError with a clear message."""
     if not paths:
         raise CompareInputError("give at least one results file (written by pytest --convergence-json)")
     columns = []
@@ -151,14 +167,29 @@ def load(paths: Sequence[Path]) -> list[Column]:
             died = journal.exists() and (
                 not Path(path).exists() or journal.stat().st_mtime >= Path(path).stat().st_mtime
             )
-            doc = results.recover(journal) if died else results.read(path)
+            if died:
+                found = results.read_journal(journal, max_bytes)
+                if not found.journal:
+                    raise CompareInputError(
+                        f"{journal}: not a journal of pytest-convergence (its first line is not the header a run "
+                        f"writes), and no results file {path} beside it: nothing to compare"
+                    )
+                notes = tuple(f"{journal.name} {problem}: skipped" for problem in found.problems)
+                columns.append(_column(found.document, Path(path), notes))
+            else:
+                columns.append(_column(results.read(path, max_bytes), Path(path)))
+        except ResultsTooLarge as exc:
+            raise CompareInputError(
+                f"{exc}; refused unread (raise the limit with --max-results-mib if a file this large is expected)"
+            ) from None
+        except MalformedResults as exc:
+            raise CompareInputError(f"{path}: malformed results file: {exc}") from None
         except FileNotFoundError:
             raise CompareInputError(f"{path}: no such file") from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise CompareInputError(f"{path}: cannot read: {exc}") from None
+            raise CompareInputError(f"{path}: cannot read: {printable(exc)}") from None
         except (ValueError, RecursionError) as exc:  # json.JSONDecodeError is a ValueError; deep nesting recurses
-            raise CompareInputError(f"{path}: not a results file: {str(exc)[:300]}") from None
-        columns.append(column(doc, Path(path)))
+            raise CompareInputError(f"{path}: not a results file: {one_line(exc)}") from None
     columns = (
         [replace(c, label=f"{c.label} [{_file_name(c, columns)}]") for c in columns] if _clash(columns) else columns
     )
@@ -182,14 +213,26 @@ def column(doc: Document, path: Path) -> Column:
     """One results document as a column of the grid; a document with keys of the wrong kind is refused here,
     with the first such key named, so that nothing later trips over it."""
     try:
-        results.check(doc)
-    except ValueError as exc:
+        doc = results.checked(doc)
+    except MalformedResults as exc:
         raise CompareInputError(f"{path}: malformed results file: {exc}") from None
+    return _column(doc, path)
+
+
+def _column(doc: Document, path: Path, notes: tuple[str, ...] = ()) -> Column:
+    """A checked document (results.checked) as a column."""
     scenarios = {s["id"]: s for s in doc["scenarios"]}
     errors = {e["file"]: e["message"] for e in doc.get("collection_errors", [])}
     env = doc["environment"].copy()
     recovered = " (recovered from a run that died)" if doc.get("recovered_from") else ""
-    return Column(label(env) + recovered, path, env, scenarios, errors)
+    stopped = (
+        "recovered from the journal of a run that died"
+        if recovered
+        else "its results file is marked incomplete: interrupted, or stopped at a first failure"
+        if doc.get("complete") is False
+        else ""
+    )
+    return Column(label(env) + recovered, path, env, scenarios, errors, stopped=stopped, notes=notes)
 
 
 def label(env: Environment) -> str:
@@ -353,10 +396,13 @@ def judge(
     if base is None or new is None:
         where, missing_in = (base_col, base_col.label) if base is None else (col, col.label)
         if file in where.collection_errors:
-            first = where.collection_errors[file].splitlines()[0]
+            first = where.collection_errors[file].split("\\n")[0]  # line breaks arrive escaped (results.checked)
             yield change("error", f"collection error in {missing_in}: {first}", new is None)
+        elif new is None and not col.complete:  # a crashed run's missing scenarios are failures, not just missing
+            yield change("error", f"did not run to a result in {missing_in}: {UNFINISHED}", True)
         else:
-            yield change("missing", f"not in the results of {missing_in}", False)
+            why = "" if where.complete else f": {UNFINISHED}"
+            yield change("missing", f"not in the results of {missing_in}{why}", False)
         return
     declared = _declared(base, new)
     base_error, new_error = base.get("error"), new.get("error")
@@ -414,7 +460,11 @@ def _letters(i: int) -> str:
 
 
 def _version(text: Any) -> Version:
+    """The version to sort by; 0 for what is none (a results file may say anything: a 5000-digit release number is
+    no version, and int() refuses it)."""
+    if len(str(text)) > 64:
+        return Version("0")
     try:
         return Version(str(text))
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion is one
         return Version("0")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import statistics
 import textwrap
 from collections.abc import Callable, Sequence
@@ -70,8 +71,12 @@ def decision(cmp: Comparison) -> str:
     counting = [f for f in found if f.counts]
     accepted = [f for f in found if f.state == "accepted"]
     also = f"; {len(accepted)} accepted" if accepted else ""
-    if counting:
-        return f"BLOCKS — {_count(len(counting), 'finding counts', 'findings count')}{also} (exit 1)"
+    why = [_count(len(counting), "finding counts", "findings count")] if counting else []
+    if cmp.unfinished:
+        keys = ", ".join(c.key for c in cmp.unfinished)
+        why.insert(0, f"the run of {keys} did not finish (it crashed, was killed or was interrupted)")
+    if why:
+        return f"BLOCKS — {'; '.join(why)}{also} (exit 1)"
     return f"PASSES — nothing that counts changed{also} (exit 0)"
 
 
@@ -83,6 +88,13 @@ def first_screen(cmp: Comparison, code: bool = False, width: int = WIDTH) -> lis
     lines = [f"Decision: {decision(cmp)}", f"  versions: {versions} (* the baseline, which each is compared with)"]
     for line in cmp.mixed:
         lines.append(f"  warning: runs made with other settings side by side: {line}")
+    for col in cmp.unfinished:
+        lines.append(
+            f"  warning: {col.key} is a run that did not finish ({col.stopped}): its scenarios without a result count "
+            "as errors, and the comparison cannot pass; run it again to the end"
+        )
+    for col in cmp.columns:
+        lines += [f"  warning: {col.key}: {note}" for note in col.notes]
     lines += finding_lines(cmp.findings, lambda f: _where_finding(cmp, f), prefix, code, width=width)
     if cmp.rules.accepted is not None:
         lines += cmp.rules.accepted.report(cmp.rules.fail_on)
@@ -267,15 +279,16 @@ def _wrap(line: str, width: int) -> list[str]:
 
 def render_markdown(cmp: Comparison) -> str:
     """For a GitHub job summary: the decision as the heading, the findings below it, the details (versions, grid,
-    every change) folded in a <details> element."""
+    every change) folded in a <details> element. Every text goes through `_md` (or `_md_code`): the markup is this
+    function's own."""
     screen = first_screen(cmp, code=False, width=0)  # a page: each change's text in full
     out = [f"## Convergence across versions: {_md(decision(cmp))}", ""]
     for line in screen[1:]:
         text = line.strip()
         if line.endswith(":") and not line.startswith(" "):  # a section's heading
             out += ["", f"**{_md(text)}**", ""]
-        elif text[:1].isdigit() and ". " in text[:4]:  # a finding: an item of the ordered list
-            out.append(f"{_md(text)}  ")
+        elif item := re.match(r"(\d+)\. ", text):  # a finding: an item of the ordered list
+            out.append(f"{item[1]}. {_md(text[item.end() :])}  ")
         elif line.startswith("     "):  # the finding's scenarios: the item's next lines
             out.append(f"   {_md(text)}  ")
         else:
@@ -284,19 +297,22 @@ def render_markdown(cmp: Comparison) -> str:
     out += ["| | version | environment |", "|---|---|---|"]
     for col, line in zip(cmp.columns, _env_texts(cmp), strict=True):
         mark = " (baseline)" if col is cmp.baseline else ""
-        out.append(f"| **{col.key}** | {_md(col.label)}{mark} | {_md(line)} |")
-    out += ["", "| scenario | " + " | ".join(c.key for c in cmp.columns) + " |", "|---|" + "---|" * len(cmp.columns)]
+        out.append(f"| **{_md(col.key)}** | {_md(col.label + mark)} | {_md(line)} |")
+    out += ["", "| scenario | " + " | ".join(_md(c.key) for c in cmp.columns) + " |"]
+    out.append("|---|" + "---|" * len(cmp.columns))
     for sid in cmp.rows:
         texts = [cell(cmp, sid, c) for c in cmp.columns]
-        out.append(f"| {_md(sid)} | " + " | ".join(f"**{_md(t)}**" if "!" in t else _md(t) for t in texts) + " |")
+        out.append(f"| {_md_code(sid)} | " + " | ".join(f"**{_md(t)}**" if "!" in t else _md(t) for t in texts) + " |")
     out += ["", *(f"{_md(line.strip())}  " for line in LEGEND), ""]
-    out += [
-        f"    - {_md(line.strip())}" if line.startswith("    ") else _md(line)
-        for line in _change_lines(cmp, code=False)
-    ]
-    out += [_md(line) for line in _adjacent_lines(cmp)]
-    out += [_md(line) for line in _timing_lines(cmp)]
-    out += [_md(_summary(cmp)), "", "</details>"]
+    details = [*_change_lines(cmp, code=False), *_adjacent_lines(cmp), *_timing_lines(cmp), _summary(cmp)]
+    for line in details:
+        if line.startswith("    "):  # a slowdown's scenarios: items of its list
+            out.append(f"    - {_md(line.strip())}")
+        elif line.startswith("- "):
+            out.append(f"- {_md(line[2:])}")
+        else:
+            out.append(_md(line))
+    out += ["", "</details>"]
     return "\n".join(out) + "\n"
 
 
@@ -448,9 +464,30 @@ def _code(text: str, code: bool) -> str:
     return f"`{text}`" if code else text
 
 
+# CommonMark lets a backslash make any ASCII punctuation character literal, and only punctuation starts markup:
+# emphasis, code, links and images, raw HTML and entities, table cells, headings, lists and quotes, and GitHub's
+# extensions: links made of bare URLs (`https:`), www. names and addresses (`@`), mentions, math (`$`). Each of these
+# escaped leaves text as text (, ; ' " % / ? start nothing and stay as they are, for a readable source).
+_MD_PUNCTUATION = re.compile(r"([!#$&()*+\-.:<=>@\[\\\]^_`{|}~])")
+_ESCAPED_PIPE = r"\|"
+
+
 def _md(text: str) -> str:
-    """Text for a Markdown cell or line: no raw HTML, no table breaks, no line breaks."""
-    return html.escape(_one_line(text), quote=False).replace("|", "\\|").replace("*", "\\*").replace("~", "\\~")
+    """Text for a Markdown line or table cell, read as text whatever it holds: one line, every punctuation character
+    that could start markup backslash-escaped (no image, link, HTML, emphasis or table break can come from it)."""
+    return _MD_PUNCTUATION.sub(r"\\\1", _one_line(text))
+
+
+def _md_code(text: str) -> str:
+    """Text as one code span in a table cell: fenced by one backtick more than its longest run of backticks, padded
+    with a space each side (CommonMark strips one, and a backtick at either end cannot join the fence); its pipes
+    escaped, which GitHub's tables read before the span (and give back as pipes). A backslash is literal in a span
+    but not to the table's reading of pipes: text with one is escaped text instead."""
+    flat = _one_line(text)
+    if "\\" in flat:
+        return _md(flat)
+    fence = "`" * (max((len(run) for run in re.findall("`+", flat)), default=0) + 1)
+    return f"{fence} {flat.replace('|', _ESCAPED_PIPE)} {fence}"
 
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")
@@ -517,8 +554,11 @@ def svg_bands(series: Sequence[tuple[str, str, Sequence[Sequence[float]]]], widt
     epochs = max((len(ls) for _, _, curves in series for ls in curves), default=0)
     if not finite or epochs == 0:
         return "<p>no finite losses recorded</p>"
-    lo, hi = math.log10(min(finite)), math.log10(max(finite))
-    hi = hi if hi > lo else lo + 1
+    # the axis is labelled with the losses themselves: 10 ** log10(1.8e308) overflows
+    bottom, top = min(finite), max(finite)
+    lo, hi = math.log10(bottom), math.log10(top)
+    if hi <= lo:  # one value: a decade below it
+        lo, bottom = hi - 1, top / 10
     pad = 40
 
     def xy(i: int, v: float) -> str:
@@ -530,8 +570,8 @@ def svg_bands(series: Sequence[tuple[str, str, Sequence[Sequence[float]]]], widt
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
         f'<rect x="{pad}" y="{pad}" width="{inner_w}" height="{inner_h}" fill="none" stroke="#ccc"/>',
-        f'<text x="{pad}" y="{pad - 8}" font-size="11">{10**hi:.3g}</text>',
-        f'<text x="{pad}" y="{below}" font-size="11">{10**lo:.3g} · epoch 1</text>',
+        f'<text x="{pad}" y="{pad - 8}" font-size="11">{top:.3g}</text>',
+        f'<text x="{pad}" y="{below}" font-size="11">{bottom:.3g} · epoch 1</text>',
         f'<text x="{width - pad}" y="{below}" font-size="11" text-anchor="end">epoch {epochs}</text>',
     ]
     for colour, title, curves in series:
@@ -560,7 +600,7 @@ def svg_bands(series: Sequence[tuple[str, str, Sequence[Sequence[float]]]], widt
             f'points="{" ".join(medians)}"><title>{t}: median</title></polyline>'
         )
         if mark is not None:
-            x = xy(mark, 10**hi).split(",")[0]
+            x = xy(mark, top).split(",")[0]
             parts.append(f'<text x="{x}" y="{pad + 4}" fill="{colour}" font-size="12">×</text>')
     parts.append("</svg>")
     return "".join(parts)

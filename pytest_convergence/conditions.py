@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .choices import DtypePolicy
 
@@ -21,8 +21,8 @@ class Strict(BaseModel):
 class Versions(Strict):
     """Applies when every given specifier matches the versions that train (and every given setting equals the run's)."""
 
-    tensorflow: str | None = None  # a PEP 440 specifier set, e.g. "<2.13" or ">=2.16,<2.18"
-    keras: str | None = None
+    tensorflow: str | None = Field(default=None, max_length=200)  # a PEP 440 specifier set, e.g. ">=2.16,<2.18"
+    keras: str | None = Field(default=None, max_length=200)
     dtype_policy: DtypePolicy | None = None  # the setting this run trains with
     jit_compile: bool | None = None
 
@@ -32,7 +32,7 @@ class Versions(Strict):
         if value is not None:
             try:
                 SpecifierSet(value)
-            except InvalidSpecifier:
+            except (InvalidSpecifier, ValueError):  # ValueError: a version of over 4300 digits
                 raise ValueError(f"{value!r} is not a version specifier such as '>=3' or '<2.13,>=2.12'") from None
         return value
 
@@ -58,7 +58,13 @@ class Versions(Strict):
 class VersionCondition(Versions):
     """`skip:` / `xfail:` — applies when every given specifier matches the versions that train; and why."""
 
-    reason: str = ""
+    reason: str = Field(default="", max_length=1000)
+
+    @field_validator("reason")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        """pytest prints the reason on its SKIPPED/XFAIL line: a reason is one line, its whitespace folded."""
+        return " ".join(value.split())
 
 
 def _said(value: Any) -> str:

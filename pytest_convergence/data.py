@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import math
+import os
+import stat
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from . import expr
 from .errors import DataError, ExpressionError
+from .limits import DEFAULTS, Limits
 from .loader import Key
 
 if TYPE_CHECKING:
     from .spec import DataSpec
 
 MAX_SAMPLES = 1_000_000
-MAX_FILE_BYTES = 100 * 2**20  # a data file is refused unread above this: 1 000 000 rows of a few columns fit
 MAX_VALUES = 10_000_000  # numbers in one array of a data file (80 MB as float64)
 X_FORMS = "an inline list, {linspace: [start, stop, num]} or {arange: [start, stop]} / {arange: [start, stop, step]}"
 
@@ -34,7 +39,9 @@ def is_number(value: Any) -> bool:
     return True
 
 
-def build(spec: DataSpec, base_dir: Path, root: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+def build(
+    spec: DataSpec, base_dir: Path, root: Path | None = None, limits: Limits = DEFAULTS
+) -> tuple[np.ndarray, np.ndarray]:
     """Arrays x (samples, *x_shape) and y (samples, outputs), finite, of equal length; y float32, x float32 or
     int32 (x_dtype; an .npz file's integer x by default). A data file is read only where it resolves (symlinks
     followed) inside `root` (default: `base_dir`)."""
@@ -47,7 +54,7 @@ def build(spec: DataSpec, base_dir: Path, root: Path | None = None) -> tuple[np.
         for key in ("x", "y"):
             if getattr(spec, key) is not None:
                 raise DataError((key,), "give either data.file or inline x/y, not both")
-        x, y = _from_file(spec, base_dir, root or base_dir)
+        x, y = _from_file(spec, base_dir, root or base_dir, limits)
     else:
         for key in ("x_columns", "y_columns"):
             if getattr(spec, key) is not None:
@@ -183,7 +190,7 @@ def _y(value: Any, x: np.ndarray) -> np.ndarray:
     raise DataError(("y",), f"y must be an inline list or an expression string such as '0.5 * x', got {value!r:.80}")
 
 
-def _from_file(spec: DataSpec, base_dir: Path, root: Path) -> tuple[np.ndarray, np.ndarray]:
+def _from_file(spec: DataSpec, base_dir: Path, root: Path, limits: Limits) -> tuple[np.ndarray, np.ndarray]:
     assert spec.file is not None
     path = (base_dir / spec.file).resolve()
     # before anything else: a path outside the tree may not even be told to exist
@@ -196,87 +203,133 @@ def _from_file(spec: DataSpec, base_dir: Path, root: Path) -> tuple[np.ndarray, 
     suffix = path.suffix.lower()
     if suffix not in (".npz", ".csv"):
         raise DataError(("file",), f"data.file must be a .csv or .npz file, got {path.name!r}")
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise DataError(("file",), f"{path.name} has {size} bytes; data files of at most {MAX_FILE_BYTES} are read")
     if suffix == ".npz":
         for key in ("x_columns", "y_columns"):
             if getattr(spec, key) is not None:
                 raise DataError((key,), "an .npz file holds arrays named x and y; columns are for CSV")
-        return _npz(path)
-    return _csv(path, spec)
+    with _open_inside(path, spec.file, root, limits.data_file_bytes) as fh:
+        return _npz(fh, path.name) if suffix == ".npz" else _csv(fh, path.name, spec, limits.line_chars)
 
 
-def _npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """x and y of an .npz file, their shapes and types checked from the array headers before any is loaded (a
-    small compressed file can hold a huge array)."""
+@contextlib.contextmanager
+def _open_inside(path: Path, given: str, root: Path, cap: int) -> Iterator[BinaryIO]:
+    """The data file, opened once and checked as opened: the file read is the one that resolves inside `root` now
+    (a file swapped for a symlink between the check above and the open is refused), a regular file of at most
+    `cap` bytes."""
+    with path.open("rb") as fh:
+        opened = os.fstat(fh.fileno())
+        now = Path(os.path.realpath(path))
+        try:
+            same = now.is_relative_to(root.resolve()) and os.path.samestat(opened, now.stat())
+        except OSError:
+            same = False
+        if not same or not stat.S_ISREG(opened.st_mode):
+            raise DataError(("file",), f"data.file {given!r} changed while it was opened; it must stay inside {root}")
+        if opened.st_size > cap:
+            raise DataError(
+                ("file",),
+                f"{path.name} has {opened.st_size} bytes; data files of at most {cap} are read (raise it with "
+                "--convergence-limit data_file_bytes=N)",
+            )
+        yield fh
+
+
+NPZ_MEMBERS = {"x": "x.npy", "y": "y.npy"}  # the only members read (np.load would prefer a member named plain x)
+
+
+def _npz(fh: BinaryIO, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of an .npz file: the members x.npy and y.npy, each read from the header that was checked (shape and
+    type, before any data is loaded: a small compressed file can hold a huge array), never unpickled."""
+    arrays = []
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = {n.removesuffix(".npy") for n in archive.namelist()}
-            missing = [k for k in ("x", "y") if k not in names]
+        with zipfile.ZipFile(fh) as archive:
+            members = archive.namelist()
+            missing = [m for m in NPZ_MEMBERS.values() if m not in members]
             if missing:
-                raise DataError(("file",), f"{path.name} lacks array(s) {missing}; it has {sorted(names)}")
-            for key in ("x", "y"):
-                with archive.open(f"{key}.npy") as member:
+                shown = ", ".join(repr(m) for m in members[:10]) + (" …" if len(members) > 10 else "")
+                raise DataError(("file",), f"{name} lacks the array(s) {missing}; it holds {shown or 'nothing'}")
+            for key, member_name in NPZ_MEMBERS.items():
+                with archive.open(member_name) as member:
                     version = np.lib.format.read_magic(member)
                     read_header = {
                         (1, 0): np.lib.format.read_array_header_1_0,
                         (2, 0): np.lib.format.read_array_header_2_0,
                     }.get(version)
                     if read_header is None:
-                        raise DataError(("file",), f"{path.name}: array {key} is in .npy format {version}; 1.0 or 2.0")
-                    shape, _, dtype = read_header(member)
-                _check_array(path, key, shape, dtype)
-        with np.load(path, allow_pickle=False) as loaded:  # never unpickle: data must not run code
-            x, y = loaded["x"], loaded["y"]  # each read once
-            # integer x (tokens) stays integer: x_dtype decides in `build`
-            arrays = [np.asarray(x, dtype=np.int64 if x.dtype.kind in "biu" else np.float64), y.astype(np.float64)]
+                        raise DataError(("file",), f"{name}: array {key} is in .npy format {version}; 1.0 or 2.0")
+                    shape, fortran, dtype = read_header(member)
+                    _check_array(name, key, shape, dtype)
+                    count = math.prod(shape)
+                    raw = member.read(count * dtype.itemsize)
+                    if len(raw) != count * dtype.itemsize:
+                        raise DataError(("file",), f"{name}: array {key} is shorter than its header says")
+                    flat = np.frombuffer(raw, dtype=dtype)
+                    arrays.append(flat.reshape(shape, order="F") if fortran else flat.reshape(shape))
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(("file",), f"cannot read {path.name} as .npz: {type(exc).__name__}") from None
-    x, y = arrays  # x keeps its shape (images, sequences); y is (samples, outputs)
+        raise DataError(("file",), f"cannot read {name} as .npz: {type(exc).__name__}") from None
+    x, y = arrays
+    # integer x (tokens) stays integer: x_dtype decides in `build`
+    x = np.asarray(x, dtype=np.int64 if x.dtype.kind in "biu" else np.float64)
+    y = y.astype(np.float64)
     return (x.reshape(len(x), 1) if x.ndim == 1 else x), y.reshape(len(y), -1)
 
 
-def _check_array(path: Path, key: str, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
-    if dtype.kind not in "biuf":
-        raise DataError(("file",), f"{path.name}: array {key} holds {dtype.name}; numbers are needed")
+def _check_array(name: str, key: str, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
+    if dtype.kind not in "biuf" or dtype.hasobject:
+        raise DataError(("file",), f"{name}: array {key} holds {dtype.name}; numbers are needed")
     if len(shape) == 0 or shape[0] == 0:
-        raise DataError(("file",), f"{path.name}: array {key} has shape {shape}; one row per sample is needed")
+        raise DataError(("file",), f"{name}: array {key} has shape {shape}; one row per sample is needed")
     if shape[0] > MAX_SAMPLES or math.prod(shape) > MAX_VALUES:
         raise DataError(
             ("file",),
-            f"{path.name}: array {key} has shape {shape}; at most {MAX_SAMPLES} samples and {MAX_VALUES} values",
+            f"{name}: array {key} has shape {shape}; at most {MAX_SAMPLES} samples and {MAX_VALUES} values",
         )
 
 
-def _csv(path: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
+def _lines(fh: io.TextIOBase, name: str, cap: int) -> Iterator[str]:
+    """The lines of a CSV file, each read with a bound: a longer line is refused before it is held whole."""
+    number = 0
+    while line := fh.readline(cap + 1):
+        number += 1
+        if len(line) > cap:
+            raise DataError(
+                ("file",),
+                f"{name}, line {number} is longer than {cap} characters (raise it with --convergence-limit "
+                "line_chars=N)",
+            )
+        yield line
+
+
+def _csv(raw: BinaryIO, name: str, spec: DataSpec, line_chars: int) -> tuple[np.ndarray, np.ndarray]:
     for key in ("x_columns", "y_columns"):
         if not getattr(spec, key):
             raise DataError((key,), f"a CSV file needs {key}: the header names of its columns")
     rows: list[list[str]] = []
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            for row in csv.reader(fh):
-                rows.append(row)
-                if len(rows) > MAX_SAMPLES + 1:
-                    raise DataError(("file",), f"{path.name} has more than {MAX_SAMPLES} rows")
+        fh = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        for row in csv.reader(_lines(fh, name, line_chars)):
+            rows.append(row)
+            if len(rows) > MAX_SAMPLES + 1:
+                raise DataError(("file",), f"{name} has more than {MAX_SAMPLES} rows")
+        fh.detach()
     except UnicodeDecodeError:
-        raise DataError(("file",), f"{path.name} is not UTF-8 text; a CSV file with a header row is needed") from None
+        raise DataError(("file",), f"{name} is not UTF-8 text; a CSV file with a header row is needed") from None
     except csv.Error as exc:
-        raise DataError(("file",), f"{path.name} is not a CSV file this can read ({exc})") from None
+        raise DataError(("file",), f"{name} is not a CSV file this can read ({exc})") from None
     if not rows:
-        raise DataError(("file",), f"{path.name} is empty")
+        raise DataError(("file",), f"{name} is empty")
     header = [h.strip() for h in rows[0]]
     columns = []
     for key in ("x_columns", "y_columns"):
         names: list[str] = getattr(spec, key)
-        for i, name in enumerate(names):
-            if name not in header:
-                raise DataError((key, i), f"no column {name!r} in {path.name}; its columns are {header}")
+        for i, column in enumerate(names):
+            if column not in header:
+                shown = ", ".join(repr(h[:40]) for h in header[:20]) + (", …" if len(header) > 20 else "")
+                raise DataError((key, i), f"no column {column!r} in {name}; its columns are [{shown}]")
         columns.append([header.index(n) for n in names])
     body = [(n, r) for n, r in enumerate(rows[1:], start=2) if any(c.strip() for c in r)]
     if not body:
-        raise DataError(("file",), f"{path.name} has a header but no rows")
+        raise DataError(("file",), f"{name} has a header but no rows")
     out = []
     for idx in columns:
         values = []
@@ -284,7 +337,7 @@ def _csv(path: Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
             try:
                 values.append([float(row[i]) for i in idx])
             except (ValueError, IndexError):  # the cell's text is not echoed: it is the file's content
-                message = f"{path.name}, row {line}: a wanted column is missing or not a number"
+                message = f"{name}, row {line}: a wanted column is missing or not a number"
                 raise DataError(("file",), message) from None
         out.append(np.asarray(values, dtype=np.float64))
     return out[0], out[1]

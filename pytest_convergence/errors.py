@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .text import printable
+
+MAX_MESSAGE = 1000  # characters of one problem's message: a file's content quoted in it cannot flood a log
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -15,8 +19,11 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        """One line, shown where pytest, a terminal or a CI log shows it: printable (text.printable), and at most
+        MAX_MESSAGE characters of message."""
+        message = self.message if len(self.message) <= MAX_MESSAGE else f"{self.message[:MAX_MESSAGE]}... (cut)"
         where = f"{self.path}:{self.line}" if self.line else self.path
-        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+        return printable(f"{where}: {self.key}: {message}" if self.key else f"{where}: {message}")
 
 
 class ScenarioError(Exception):
@@ -74,6 +81,10 @@ class FactoryError(Exception):
     """A model factory that cannot be found or is not allowed (outside the project, turned off)."""
 
 
+class ModelTooLarge(Exception):
+    """A model above the run's cap on parameters (--convergence-limit params): the scenario fails, untrained."""
+
+
 class FastPathError(Exception):
     """The fast path cannot be built on this Keras (its array adapter is not where this plugin looks): never a
     scenario's own error, so never what `expect.raises` matches."""
@@ -121,6 +132,18 @@ class ChildError(Exception):
 
 class ProbeFailed(Exception):
     """A probe that could not be installed or run: skipped."""
+
+
+class ResultsTooLarge(ValueError):
+    """A results file or journal over the size limit: refused before it is read."""
+
+    def __init__(self, path: object, size: int, limit: int) -> None:
+        super().__init__(f"{path}: {size / 2**20:.0f} MiB, over the limit of {limit / 2**20:g} MiB")
+        self.path, self.size, self.limit = path, size, limit
+
+
+class MalformedResults(ValueError):
+    """A results document (or journal entry) with a key of the wrong kind; the message says where and what fits."""
 
 
 class JournalBusy(Exception):

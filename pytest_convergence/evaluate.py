@@ -155,7 +155,10 @@ def evaluate(
         # past the time limit nothing more is computed (the sharpness estimate can take seconds)
         late = deadline is not None and time.perf_counter() >= deadline
         if (diagnose or scenario.spec.expect.stable) and not late:
-            result.diagnosis = keras_side.diagnose(scenario, result.runs)
+            try:
+                result.diagnosis = keras_side.diagnose(scenario, result.runs, deadline=deadline)
+            except TimeoutError:  # the sharpness estimate reached the time limit: judged as a run past it
+                late = True
     except Exception as exc:
         result.error = exc
         return result
@@ -166,7 +169,7 @@ def evaluate(
         result.explanation = "no stability diagnosis: the time limit was reached"
     elif seed is not None and (result.diagnosis is None or seed != scenario.seeds[0]):
         try:
-            result.explanation = keras_side.diagnose(scenario, result.runs, seed)
+            result.explanation = keras_side.diagnose(scenario, result.runs, seed, deadline)
         except Exception as exc:
             result.explanation = f"no stability diagnosis: {type(exc).__name__}: {exc}"
     return result

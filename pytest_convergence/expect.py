@@ -7,7 +7,6 @@ over that epoch's batches).
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -317,7 +316,7 @@ def _raises(r: Raises, run: SeedRun) -> Check:
         return Check("raises", False, f"expected {wanted}, but the run raised nothing")
     if r.error not in run.error_types:
         return Check("raises", False, f"expected {wanted}, but got {run.error}")
-    if r.match and not re.search(r.match, run.error):
+    if not r.matches(run.error):
         return Check("raises", False, f"expected {wanted}, but the message was: {run.error}")
     return Check("raises", True, f"raised as expected: {run.error}")
 

@@ -159,6 +159,8 @@ class Runner:
         floors: bool,
         workers: int = 0,
     ) -> list[str]:
+        from .bisect import pytest_targets
+
         args = [str(side.python), "-m", "pytest", "-p", f"no:{PLUGIN_ENTRY_POINT}", "-p", "pytest_convergence.plugin"]
         args += ["-p", "no:cacheprovider", "-q", "--no-header", "-p", "no:randomly"]
         if workers > 1:
@@ -174,7 +176,7 @@ class Runner:
             args += ["--convergence-seeds", f"{start}:{count}" if start else str(count)]
         if not self.factories:
             args.append("--convergence-no-factories")
-        return [*args, *(targets or self.paths)]
+        return [*args, *pytest_targets(targets or self.paths, GateInputError)]
 
     def run_both(
         self,

@@ -27,12 +27,13 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .choices import FitInput
 from .errors import ChildError, Problem, TrainingProcessDied, TrainingProcessKilled
+from .limits import Limits
 
 HARD_LIMIT_GRACE_S = 1.0  # past a limit checked after every batch, the child is killed
 EPOCH_GRACE = 0.05  # past the default limit, checked after every epoch: 5 % of it (an epoch may be long)
@@ -57,6 +58,8 @@ class Job:
     dtype_policy: str | None = None  # the run's defaults for scenarios without their own
     jit_compile: bool | None = None
     seed_from: int = 0  # --convergence-seeds START:N
+    limits: dict[str, int] = field(default_factory=dict)  # Limits.to_plain(): the operator's caps
+    digest: str = ""  # of the file as collection checked it: the child trains that file or nothing
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class CheckJob:
     display: str
     root: str
     factories: bool
+    limits: dict[str, int] = field(default_factory=dict)
 
 
 def warm() -> dict[str, Any]:
@@ -86,7 +90,7 @@ def check_file(job: CheckJob) -> dict[str, Any]:
     from .scenario import load_file
 
     try:
-        scenarios = load_file(Path(job.file), display=job.display, root=Path(job.root))
+        scenarios = load_file(Path(job.file), display=job.display, root=Path(job.root), limits=_limits(job.limits))
         return {"problems": [dataclasses.asdict(p) for s in scenarios for p in keras_side.check(s, job.factories)]}
     except ScenarioError as exc:  # changed since the parent read it
         return {"problems": [dataclasses.asdict(p) for p in exc.problems]}
@@ -99,9 +103,11 @@ def run_job(job: Job) -> dict[str, Any]:
     from .evaluate import evaluate
     from .scenario import load_file
 
-    found = [s for s in load_file(Path(job.file), display=job.display, root=Path(job.root)) if s.name == job.name]
-    if len(found) != 1:
-        raise LookupError(f"{job.display} no longer holds scenario {job.name!r} (changed since collection?)")
+    loaded = load_file(Path(job.file), display=job.display, root=Path(job.root), limits=_limits(job.limits))
+    found = [s for s in loaded if s.name == job.name]
+    if len(found) != 1 or (job.digest and found[0].digest != job.digest):
+        # what was checked at collection is what trains: a file changed since then could name unchecked layers
+        raise LookupError(f"{job.display} changed since collection; run the tests again to check and train it")
     (scenario,) = found
     if job.min_seeds:
         scenario = scenario.with_seed_window(job.min_seeds, job.seed_from)
@@ -111,6 +117,19 @@ def run_job(job: Job) -> dict[str, Any]:
     )
     result.rss_mib, result.pid = _rss_mib(), os.getpid()
     return result.to_plain()
+
+
+def _limits(plain: dict[str, int]) -> Limits:
+    return Limits.from_plain(plain) if plain else Limits()
+
+
+def _cap_address_space(mib: int) -> None:
+    """In a new child (the pool's initializer): `--convergence-limit memory_mib`. An allocation above it fails in
+    the child (an error, or the child dies: one scenario fails), never the machine."""
+    if mib:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (mib << 20, mib << 20))
 
 
 def _rss_mib() -> float:
@@ -125,8 +144,8 @@ class Trainer:
     """The pytest process's training child: started on first use, replaced after `every` scenarios, above
     `memory_mib`, or after it died or was killed."""
 
-    def __init__(self, every: int, memory_mib: float = DEFAULT_MEMORY_LIMIT_MIB) -> None:
-        self.every, self.memory_mib = every, memory_mib
+    def __init__(self, every: int, memory_mib: float = DEFAULT_MEMORY_LIMIT_MIB, address_space_mib: int = 0) -> None:
+        self.every, self.memory_mib, self.address_space_mib = every, memory_mib, address_space_mib
         self._pool: ProcessPoolExecutor | None = None
         self._others: set[int | None] = set()  # this process's other children when the pool started: never killed
         self.pid = 0  # the child's process id (from warm)
@@ -139,7 +158,12 @@ class Trainer:
             # replaced by this class after `every` scenarios rather than by max_tasks_per_child, so that every new
             # child imports TensorFlow (warm) before a scenario's time limit starts
             self._others = {child.pid for child in multiprocessing.active_children()}
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_cap_address_space,
+                initargs=(self.address_space_mib,),
+            )
             self.done, self.pid = 0, 0
             try:
                 started = self._pool.submit(warm).result(timeout=WARM_TIMEOUT_S)  # not the scenario's time

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from .errors import Problem, ScenarioError
+from .text import unprintable_in
 
 Key = str | int
 Path = tuple[Key, ...]
@@ -46,6 +47,21 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader that builds LocDict/LocList and rejects duplicate keys."""
 
     nodes_built = 0
+    nodes_composed = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        """PyYAML's, counted: a document of more than MAX_NODES nodes stops while it is parsed, not after its whole
+        tree is held in memory."""
+        self.nodes_composed += 1
+        if self.nodes_composed > MAX_NODES:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise _TooLarge(mark.line + 1)
+        return super().compose_node(parent, index)
+
+
+class _TooLarge(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
 
 
 # PyYAML follows YAML 1.1, where `1e-4` (no dot) is a string. Users write learning rates that way,
@@ -79,6 +95,7 @@ def _build(loader: _Loader, node: yaml.Node, path: Path, file: str) -> Any:
             line = key_node.start_mark.line + 1
             if not isinstance(key, (str, int)) or isinstance(key, bool):
                 raise ScenarioError([Problem(file, line, format_path(path), f"keys must be strings, got {key!r}")])
+            _printable(key, file, line, path)
             if key in out:
                 first = out.where[key][1]
                 raise ScenarioError(
@@ -101,12 +118,33 @@ def _build(loader: _Loader, node: yaml.Node, path: Path, file: str) -> Any:
             seq.where.append(((*path, i), item.start_mark.line + 1))
         return seq
     try:
-        return loader.construct_object(node, deep=True)
+        value = loader.construct_object(node, deep=True)
     except (ValueError, OverflowError) as exc:  # a plain scalar YAML resolves but cannot build: 2020-13-01, …
         line = node.start_mark.line + 1
         raise ScenarioError(
             [Problem(file, line, format_path(path), f"not a valid value: {str(node.value)[:60]!r} ({exc})")]
         ) from None
+    _printable(value, file, node.start_mark.line + 1, path)
+    return value
+
+
+def _printable(value: Any, file: str, line: int, path: Path) -> None:
+    """Text in a scenario file ends up in pytest's report lines, CI logs and job summaries: a control character in
+    it (ESC, a carriage return, a bidi override; "\\n::error" written as a YAML escape) is refused where it is
+    written. Tabs and newlines stay (block scalars); a field shown on one line folds them (spec)."""
+    bad = unprintable_in(value, lines=True) if isinstance(value, str) else None
+    if bad is not None:
+        raise ScenarioError(
+            [
+                Problem(
+                    file,
+                    line,
+                    format_path(path),
+                    f"the control character '{bad}' is not allowed in text (a scenario file's text is shown in "
+                    "terminals and CI logs; write plain text)",
+                )
+            ]
+        )
 
 
 def _yaml_problem(exc: yaml.MarkedYAMLError, mark: Any) -> str:
@@ -145,6 +183,8 @@ def load(text: str, file: str) -> Any:
         raise ScenarioError([Problem(file, 0, "", f"not valid YAML: {exc}")]) from None
     except RecursionError:
         raise ScenarioError([Problem(file, 0, "", "not usable: the YAML is nested too deeply")]) from None
+    except _TooLarge as exc:
+        raise ScenarioError([Problem(file, exc.line, "", f"document has over {MAX_NODES} values")]) from None
     finally:
         loader.dispose()
 

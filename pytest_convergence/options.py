@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from . import limits as limits_mod
 from .choices import DEFAULT_FAIL_ON, DTYPE_POLICIES, FIT_INPUTS, CountableKind, FitInput, fit_input, parse_fail_on
+from .limits import DEFAULTS, Limits
 
 SCENARIOS_HELP = (
     "Collect YAML training scenarios from PATH (a .yaml/.yml file, or a directory searched recursively). "
@@ -53,9 +55,9 @@ DEFAULT_TIMEOUT_S = 3600.0  # a safety net that no real suite meets by accident:
 # keys (int, float): pytest refuses a bad typed value with "could not convert string to float: 'soon'", naming
 # neither the key nor the file. Their help says the type first instead.
 TIMEOUT_HELP = (
-    "SECONDS (a number; 0 or none: no limit). Time limit for training one scenario (all its seeds); a scenario's "
-    "timeout_s wins. Past it, training stops after the current batch and the scenario fails. Default: 3600, checked "
-    "at the end of each epoch."
+    "SECONDS (a number; 0 or none: no limit). Time limit for training one scenario (all its seeds), and the ceiling "
+    "of a scenario's own timeout_s (which may lower it, never raise it). Past it, training stops after the current "
+    "batch and the scenario fails. Default: 3600, checked at the end of each epoch."
 )
 
 INPUT_HELP = (
@@ -118,6 +120,7 @@ class Settings:
     isolate: int = 0  # --convergence-isolate: scenarios per training child; 0: train in this process
     dtype_policy: str | None = None  # --convergence-dtype-policy, for scenarios without one
     jit_compile: bool | None = None  # --convergence-jit-compile on|off, for scenarios without one
+    limits: Limits = DEFAULTS  # --convergence-limit NAME=VALUE / convergence_limits: caps no scenario can raise
 
     @property
     def gathers_records(self) -> bool:
@@ -151,6 +154,7 @@ def add_options(parser: pytest.Parser) -> None:
         help=DTYPE_POLICY_HELP,
     )
     group.addoption("--convergence-jit-compile", default=None, choices=("on", "off"), help=JIT_HELP)
+    group.addoption("--convergence-limit", action="append", default=[], metavar="NAME=VALUE", help=limits_mod.HELP)
     parser.addini("convergence_scenarios", INI_SCENARIOS_HELP, type="paths", default=[])
     parser.addini("convergence_accepted", ACCEPTED_HELP, default=None)
     parser.addini("convergence_timeout", TIMEOUT_HELP, default=None)
@@ -160,6 +164,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("convergence_seeds", SEEDS_HELP, default=None)
     parser.addini("convergence_no_factories", NO_FACTORIES_HELP, type="bool", default=False)
     parser.addini("convergence_isolate", ISOLATE_HELP, default=None)
+    parser.addini("convergence_limits", limits_mod.HELP, type="linelist", default=[])
 
 
 def resolve(config: pytest.Config) -> Settings:
@@ -203,7 +208,20 @@ def resolve(config: pytest.Config) -> Settings:
         seed_from=seeds[0],
         factories=not (config.getoption("convergence_no_factories") or config.getini("convergence_no_factories")),
         isolate=_isolate(config),
+        limits=_limits(config),
     )
+
+
+def _limits(config: pytest.Config) -> Limits:
+    """The ini key's caps, then the command line's on top (a NAME given on both: the command line's)."""
+    try:
+        ini = limits_mod.parse(config.getini("convergence_limits"), f"convergence_limits in {config.inipath}")
+        cli = config.getoption("convergence_limit")
+        limits_mod.parse(cli, "--convergence-limit")  # its own errors, named as its own
+        lines = [f"{k}={v}" for k, v in ini.to_plain().items()] + list(cli)
+        return limits_mod.parse(lines, "--convergence-limit")
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _accepted(config: pytest.Config, comparing: bool) -> Path | None:

@@ -7,6 +7,7 @@ against the installed Keras in `keras.names.check`, which reports through the sa
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import types
 import typing
@@ -24,6 +25,7 @@ from pydantic import (
 from . import data as data_mod
 from .choices import FitInput
 from .errors import DataError, Problem, ScenarioError
+from .limits import DEFAULTS, Limits
 from .loader import Key, LocDict, LocList, deep_merge, format_path, load, locate
 from .loader import Path as KeyPath
 from .spec import (
@@ -34,7 +36,7 @@ from .spec import (
     ScenarioSpec,
     _short,
 )
-from .text import did_you_mean
+from .text import did_you_mean, one_line
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,6 +52,8 @@ class Scenario:
     start: tuple[KeyPath, int] = field(repr=False)
     shown: str = ""  # the file as problems name it
     base: Path | None = None  # the run's root directory: data files and model factories must lie inside it
+    limits: Limits = DEFAULTS  # the operator's caps (the model's size is checked when it is built)
+    digest: str = ""  # sha256 of the file's bytes as read: what an isolated child must find to train it
 
     @property
     def root(self) -> Path:
@@ -113,22 +117,35 @@ class Scenario:
         return Problem(self.shown or str(self.file), line, format_path(path), message)
 
 
-def load_file(file: Path, display: str | None = None, root: Path | None = None) -> list[Scenario]:
+def load_file(
+    file: Path, display: str | None = None, root: Path | None = None, limits: Limits = DEFAULTS
+) -> list[Scenario]:
     """Read, validate and build every scenario of one file. Raises ScenarioError listing problems. Data files
-    must lie inside `root` (the run's root directory; default: the file's folder)."""
+    must lie inside `root` (the run's root directory; default: the file's folder); the file, its data files and its
+    models stay within `limits`."""
     shown = display or str(file)
+    cap = limits.scenario_file_bytes
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as fh:
+            raw = fh.read(cap + 1)  # never more than the cap is held, whatever the file's size
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError([Problem(shown, 0, "", f"cannot read: {exc}")]) from None
+    if len(raw) > cap:
+        message = (
+            f"larger than {cap} bytes, the limit for a scenario file (raise it with --convergence-limit "
+            "scenario_file_bytes=N, or split the file)"
+        )
+        raise ScenarioError([Problem(shown, 0, "", message)])
     doc = load(text, shown)
-    scenarios, problems = _scenarios(doc, file, shown, root or file.parent)
+    scenarios, problems = _scenarios(doc, file, shown, root or file.parent, limits)
     if problems:
         raise ScenarioError(_unique(problems))
-    return scenarios
+    digest = hashlib.sha256(raw).hexdigest()
+    return [dataclasses.replace(s, limits=limits, digest=digest) for s in scenarios]
 
 
-def _scenarios(doc: Any, file: Path, shown: str, root: Path) -> tuple[list[Scenario], list[Problem]]:
+def _scenarios(doc: Any, file: Path, shown: str, root: Path, limits: Limits) -> tuple[list[Scenario], list[Problem]]:
     if not isinstance(doc, LocDict):
         got = "an empty file" if doc is None else ("a list" if isinstance(doc, list) else f"the value {_short(doc)}")
         msg = f"a scenario file is a mapping with the keys {', '.join(FILE_KEYS)}; got {got}"
@@ -166,6 +183,9 @@ def _scenarios(doc: Any, file: Path, shown: str, root: Path) -> tuple[list[Scena
         except ValidationError as exc:
             problems.extend(_validation_problems(exc, merged, start, shown))
             continue
+        except Exception as exc:  # a value no check foresaw: still a located problem, never a traceback
+            problems.append(_unforeseen(exc, shown, start))
+            continue
         name_path, name_line = merged.where["name"]
         if spec.name in seen:
             msg = f"duplicate scenario name {spec.name!r} (first used on line {seen[spec.name]})"
@@ -173,10 +193,13 @@ def _scenarios(doc: Any, file: Path, shown: str, root: Path) -> tuple[list[Scena
             continue
         seen[spec.name] = name_line
         try:
-            x, y = data_mod.build(spec.data, file.parent, root)
+            x, y = data_mod.build(spec.data, file.parent, root, limits)
         except DataError as exc:
             path, line = locate(merged, ("data", *exc.loc), start)
             problems.append(Problem(shown, line, format_path(path), exc.message))
+            continue
+        except Exception as exc:
+            problems.append(_unforeseen(exc, shown, locate(merged, ("data",), start)))
             continue
         problem = _fits_data(spec, x)
         if problem is not None:
@@ -185,6 +208,15 @@ def _scenarios(doc: Any, file: Path, shown: str, root: Path) -> tuple[list[Scena
             continue
         scenarios.append(Scenario(spec, file, name_line, x, y, merged, start, shown, root))
     return scenarios, problems
+
+
+def _unforeseen(exc: Exception, shown: str, at: tuple[KeyPath, int]) -> Problem:
+    """A problem from an exception no check foresaw (a bug of ours, or a value numpy refuses): located at the scenario
+    (or its data), said in one line."""
+    message = (
+        f"cannot be used: {type(exc).__name__}: {one_line(exc, 300)} (please report this if the message is unclear)"
+    )
+    return Problem(shown, at[1], format_path(at[0]), message)
 
 
 def _fits_data(spec: ScenarioSpec, x: np.ndarray) -> tuple[tuple[Key, ...], str] | None:

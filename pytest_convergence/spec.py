@@ -3,7 +3,7 @@ callbacks, expectations, skip/xfail — and their limits. No pytest, no Keras; `
 
 from __future__ import annotations
 
-import re
+import functools
 from collections.abc import Collection, Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -41,6 +41,13 @@ EXCLUSIVE: dict[KeyPath, Sequence[Collection[str]]] = {
 
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.+=@-]*$"
+
+
+MARK_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"  # a name pytest.mark takes (not `_x`), and one `-m` can select
+
+
+# pytest's own marks take arguments a scenario file cannot give; `skip:` and `xfail:` say those things here.
+PYTEST_MARKS = ("skip", "skipif", "xfail", "parametrize", "usefixtures", "filterwarnings")
 
 
 MAX_SEEDS = 1000  # seeds of one scenario, as a count or a list
@@ -113,7 +120,7 @@ def _check_keywords(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 class Noise(Strict):
     std: float = Field(ge=0)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
 
 
 class DataSpec(Strict):
@@ -313,17 +320,38 @@ class Raises(Strict):
     """The run (training, then prediction) must raise this exception: an API expectation."""
 
     error: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # a class name, matched along the exception's MRO
-    match: str | None = None  # a regular expression searched in the message
+    match: str | None = Field(default=None, max_length=1000)  # a regular expression searched in the message (RE2)
 
     @field_validator("match")
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"match is not a valid regular expression: {exc}") from None
+            bounded_regex(value)
         return value
+
+    def matches(self, message: str) -> bool:
+        """Whether `match` (when given) is found in `message`, by RE2: time linear in the message, whatever the
+        pattern (no catastrophic backtracking from a file's regular expression)."""
+        return self.match is None or bounded_regex(self.match).search(message) is not None
+
+
+@functools.lru_cache(maxsize=256)
+def bounded_regex(pattern: str) -> Any:
+    """`pattern` compiled by RE2 (google-re2), the matcher for regular expressions a scenario file gives: Python's
+    syntax without backreferences and lookarounds, in linear time. ValueError says what is wrong with it."""
+    import re2  # imported when a scenario file gives one
+
+    options = re2.Options()
+    options.log_errors = False  # the error comes back as ours, not as a line on stderr
+    options.max_mem = 8 << 20  # the compiled program's memory: `a{1000}{1000}` is refused, not built
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise ValueError(
+            f"match is not a regular expression this can run: {reason} (RE2 syntax: Python's, without "
+            "backreferences or lookarounds, which make matching take exponential time)"
+        ) from None
 
 
 class Stable(Strict):
@@ -391,8 +419,8 @@ class ScenarioSpec(Strict):
     """One scenario as written (after `defaults:` are merged in)."""
 
     name: str = Field(pattern=NAME_PATTERN, max_length=200)
-    description: str = ""
-    marks: list[str] = Field(default=[])
+    description: str = Field(default="", max_length=10_000)
+    marks: list[Annotated[str, Field(pattern=MARK_PATTERN, max_length=100)]] = Field(default=[], max_length=100)
     data: DataSpec
     model: ModelField
     optimizer: OptimizerSpec
@@ -409,7 +437,7 @@ class ScenarioSpec(Strict):
     seed: int | None = Field(default=None, ge=0)
     seeds: list[Annotated[int, Field(ge=0)]] | None = None  # also `seeds: K` (0..K-1)
     expect: Expect
-    timeout_s: float | None = Field(default=None, gt=0)
+    timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # under --convergence-timeout
     skip: list[VersionCondition] = Field(default=[], json_schema_extra=_one_or_list)
     xfail: list[VersionCondition] = Field(default=[], json_schema_extra=_one_or_list)
 
@@ -417,6 +445,17 @@ class ScenarioSpec(Strict):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, dict) else value
+
+    @field_validator("marks")
+    @classmethod
+    def _not_pytest_marks(cls, value: list[str]) -> list[str]:
+        for mark in value:
+            if mark in PYTEST_MARKS:
+                raise ValueError(
+                    f"marks: {mark!r} is one of pytest's own marks, which take arguments; a scenario says it with "
+                    "skip: / xfail: (with the versions where it applies)"
+                )
+        return value
 
     @field_validator("optimizer", "loss", mode="before")
     @classmethod

@@ -48,6 +48,20 @@ class ResultsWriter:
                     f"an earlier run writing {target} died before it finished: the {count} result(s) it had were "
                     f"saved to {saved}"
                 )
+            if self.journal.kept:
+                self.summary.append(
+                    f"the journal {self.journal.path.name} of an earlier run could not be read in full (kept as it was "
+                    f"in {self.journal.kept}):"
+                )
+                self.summary.extend(f"  {problem}" for problem in self.journal.problems)
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        if self.journal and _is_scenario(nodeid):  # a run that dies now leaves this scenario as one it never finished
+            self.journal.append({"start": nodeid}, sync=False)
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        if self.journal and _is_scenario(nodeid) and nodeid not in self.records:  # ended without a record to keep
+            self.journal.append({"finish": nodeid}, sync=False)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = getattr(report, REPORT_ATTRIBUTE, None)

@@ -243,3 +243,59 @@ def test_bisect_says_when_uv_is_missing(tmp_path: Path) -> None:
     lines = bisect.bisect(space, build("3.15.1", "keras"), build(NIGHTLIES[-1]), versions=lambda name: NIGHTLIES)
     with pytest.raises(bisect.BisectInputError, match="makes its probes with uv, not found as 'no-such-uv-here'"):
         next(lines)
+
+
+def test_probe_runs_take_scenario_ids_as_paths_and_no_factories_unless_asked(tmp_path: Path) -> None:
+    """The ids come from a results file (data): after `--`, never read as pytest options; and a probe runs the
+    scenario in a throwaway environment with model factories refused unless the operator turned them on."""
+    space = bisect.Workspace(tmp_path, ["s.yaml::logistic"], ["s.yaml"], [])
+    command = space.run_command(build("3.15.1", "keras"))
+    assert command[-2:] == ["--", "s.yaml::logistic"] and "--convergence-no-factories" in command
+    assert "--convergence-no-factories" in space.reproduce(build("3.15.1", "keras"))
+    trusted = bisect.Workspace(tmp_path, ["s.yaml::logistic"], ["s.yaml"], [], factories=True)
+    assert "--convergence-no-factories" not in trusted.run_command(build("3.15.1", "keras"))
+
+
+@pytest.mark.parametrize("target", ["--config-file=evil.ini", "-pevil", "-p::x"])
+def test_a_scenario_id_that_pytest_would_read_as_an_option_is_refused(target: str, tmp_path: Path) -> None:
+    """pytest loads `-p NAME` even after `--`: such an id is refused before anything is installed."""
+    with pytest.raises(bisect.BisectInputError, match=f"{target!r} cannot be a scenario: .* starts with '-'"):
+        bisect.Workspace(tmp_path, [target], [target.partition("::")[0]], [])
+
+
+def test_bisect_from_results_files_refuses_an_id_that_is_an_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "--config-file=evil.ini").write_text("[pytest]\naddopts = -p evil\n")  # the file the id names exists
+    files = []
+    for name, keras in (("good.json", "3.15.1"), ("bad.json", "3.16.0.dev2026102704")):
+        made = results_of("2.21.0", keras, [0.7, 0.5, 0.3] if name == "good.json" else [0.7, 0.52, 0.3])
+        made["scenarios"][0]["id"] = "--config-file=evil.ini"
+        results.write(tmp_path / name, made)
+        files.append(str(tmp_path / name))
+    monkeypatch.setattr(bisect, "published_versions", lambda *a, **k: pytest.fail("nothing may be listed"))
+    assert main(["bisect", "--results", *files, "--workdir", str(tmp_path / "work")]) == 2
+    assert "'--config-file=evil.ini' cannot be a scenario" in capsys.readouterr().err
+
+
+def test_pytest_obeys_the_double_dash_except_for_p_which_is_why_such_ids_are_refused(tmp_path: Path) -> None:
+    """The oracle for the two rules above, on the real pytest: after `--` an id `--config-file=…` is a path, but
+    `-pNAME` still loads a plugin."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "evilplugin.py").write_text("import pathlib\npathlib.Path('marker').write_text('ran')\n")
+    (tmp_path / "evil.ini").write_text("[pytest]\naddopts = -p evilplugin\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env.pop("PYTEST_ADDOPTS", None)
+
+    def marked(*args: str) -> bool:
+        (tmp_path / "marker").unlink(missing_ok=True)
+        pytest_run = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
+        subprocess.run(pytest_run, cwd=tmp_path, env=env, capture_output=True, timeout=120)
+        return (tmp_path / "marker").exists()
+
+    assert marked("--config-file=evil.ini") and not marked("--", "--config-file=evil.ini")
+    assert marked("--", "-pevilplugin")

@@ -278,3 +278,15 @@ def test_a_real_gate_of_this_environment_against_itself_passes(
     (scenario,) = found["scenarios"].values()
     assert scenario["state"] == "same" and scenario["paired"] is True  # one version: the same initial weights
     assert scenario["timing"]["verdict"] in ("same", "unknown") and scenario["timing"]["rounds"] >= gate.MIN_ROUNDS
+
+
+def test_scenario_ids_reach_pytest_as_paths_never_as_options(tmp_path: Path) -> None:
+    """Ids read from --old-results/--new-results are data: after `--`, and refused where pytest would still read
+    them as an option (`-p NAME` loads a plugin even after `--`)."""
+    runner = gate.Runner(tmp_path, ["scenarios"], factories=False)
+    side = Side("OLD", "tf215", "tox", python=Path(".tox/tf215/bin/python"))
+    added = runner.command(side, tmp_path / "old-2.json", ["scenarios/a.yaml::x"], (1, 8), floors=False)
+    assert added[-2:] == ["--", "scenarios/a.yaml::x"] and "--convergence-no-factories" in added
+    for target in ("-pevil", "--config-file=evil.ini::x"):
+        with pytest.raises(gate.GateInputError, match=f"{target!r} cannot be a scenario: .* starts with '-'"):
+            runner.command(side, tmp_path / "old-2.json", [target], (1, 8), floors=False)

@@ -125,21 +125,31 @@ def test_a_serial_run_that_dies_keeps_what_finished(
     pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The process itself dies (no xdist to catch it): the journal beside the results file keeps every result that
-    finished; compare reads it, and the next run saves it before starting afresh."""
+    finished and names the scenario it died in; compare reads it and blocks (a crashed run never passes); each next
+    run saves it before starting afresh, a second crash's beside the first's."""
     pytester.makepyfile(factories=FACTORIES)
     pytester.makefile(".yaml", s=HEADER + DIVERGES + factory_scenario("killed", "dies"))
     died = pytester.runpytest_subprocess("--scenarios", "s.yaml", "--convergence-json", "r.json")
     assert died.ret == -9 and not (pytester.path / "r.json").exists()
     from pytest_convergence.cli import main
 
-    assert main(["compare", str(pytester.path / "r.json"), "--width", "0"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(pytester.path / "r.json"), "--width", "0"]) == 1
     out = capsys.readouterr().out
-    assert "(recovered from a run that died)" in out and "s.yaml::sgd-default-lr-diverges  pass" in out
-    pytester.makefile(".yaml", s=HEADER + DIVERGES)
+    assert "did not finish" in out.splitlines()[0] and "(recovered from a run that died)" in out
+    assert re.search(r"s\.yaml::sgd-default-lr-diverges +pass", out) and re.search(r"s\.yaml::killed +ERROR", out)
     again = pytester.runpytest_subprocess("--scenarios", "s.yaml", "--convergence-json", "r.json")
-    again.stdout.fnmatch_lines(["*an earlier run writing *r.json died before it finished: the 1 result(s) it had*"])
-    saved = results.read(pytester.path / "r.interrupted.json")
-    assert [x["name"] for x in saved["scenarios"]] == ["sgd-default-lr-diverges"] and saved["complete"] is False
+    assert again.ret == -9
+    pytester.makefile(".yaml", s=HEADER + DIVERGES)
+    last = pytester.runpytest_subprocess("--scenarios", "s.yaml", "--convergence-json", "r.json")
+    last.stdout.fnmatch_lines(["*an earlier run writing *r.json died before it finished: the 2 result(s) it had*"])
+    for name in ("r.interrupted.json", "r.interrupted-2.json"):
+        saved = results.read(pytester.path / name)
+        assert {x["name"]: x["outcome"] for x in saved["scenarios"]} == {
+            "sgd-default-lr-diverges": "passed",
+            "killed": "error",
+        }
+        assert saved["complete"] is False and "never finished" in saved["scenarios"][0]["error"]
     assert (pytester.path / "r.json").exists() and not (pytester.path / "r.json.journal").exists()
 
 

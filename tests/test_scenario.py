@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from pytest_convergence.errors import Problem, ScenarioError
+from pytest_convergence.limits import DEFAULTS, Limits
 from pytest_convergence.scenario import Scenario, load_file
 
 BASE = """\
@@ -468,7 +470,7 @@ def test_extreme_numbers_are_located_errors(tmp_path: Path, data: str) -> None:
     assert problem.line == 9 and problem.key.startswith("scenarios[0].data.")
 
 
-def file_problem(root: Path, file: str, columns: bool = True) -> Problem:
+def file_problem(root: Path, file: str, columns: bool = True, limits: Limits = DEFAULTS) -> Problem:
     """The one problem of a scenario in root/project/s.yaml whose data is `file`, read with root/project as the
     run's root directory."""
     project = root / "project"
@@ -479,7 +481,7 @@ def file_problem(root: Path, file: str, columns: bool = True) -> Problem:
         BASE + f"  - name: a\n    data: {{file: '{file}'{cols}}}\n    expect: {{diverges: {{within_epochs: 3}}}}\n"
     )
     with pytest.raises(ScenarioError) as err:
-        load_file(path, display="s.yaml", root=project)
+        load_file(path, display="s.yaml", root=project, limits=limits)
     (problem,) = err.value.problems
     assert (problem.line, problem.key) == (9, "scenarios[0].data.file"), problem
     return problem
@@ -531,11 +533,96 @@ def test_data_files_are_bounded_before_they_are_read(tmp_path: Path, monkeypatch
     message = file_problem(tmp_path, "bomb.npz", columns=False).message
     assert "array x has shape (2000000,); at most 1000000 samples" in message
     (project / "big.csv").write_text("a,b\n" + "1,2\n" * 1000)
-    monkeypatch.setattr("pytest_convergence.data.MAX_FILE_BYTES", 1000)
-    assert "big.csv has 4004 bytes; data files of at most 1000 are read" in file_problem(tmp_path, "big.csv").message
-    monkeypatch.setattr("pytest_convergence.data.MAX_FILE_BYTES", 10**9)
+    capped = file_problem(tmp_path, "big.csv", limits=Limits(data_file_bytes=1000)).message
+    assert "big.csv has 4004 bytes; data files of at most 1000 are read" in capped
+    assert "--convergence-limit data_file_bytes=N" in capped
     monkeypatch.setattr("pytest_convergence.data.MAX_SAMPLES", 500)
     assert "big.csv has more than 500 rows" in file_problem(tmp_path, "big.csv").message
+
+
+def test_npz_reads_the_members_it_checked(tmp_path: Path) -> None:
+    """An .npz whose small x.npy passes the header check while a member named plain `x` (what np.load's ["x"] picks)
+    holds a huge array: only x.npy and y.npy are read, from the headers that were checked. Members without .npy: a
+    located problem, not a KeyError."""
+    import zipfile
+
+    project = tmp_path / "project"
+    project.mkdir()
+    with zipfile.ZipFile(project / "two.npz", "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in (("x.npy", np.ones(3)), ("y.npy", np.ones(3)), ("x", np.zeros((2_000_000, 2)))):
+            with archive.open(name, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, array)
+    (sample,) = load_file(_data_file(project, "two.npz"), root=project)
+    assert sample.x.shape == (3, 1)
+    with zipfile.ZipFile(project / "bare.npz", "w") as archive:
+        for name in ("x", "y"):
+            with archive.open(name, "w") as member:
+                np.lib.format.write_array(member, np.ones(3))
+    message = file_problem(tmp_path, "bare.npz", columns=False).message
+    assert message == "bare.npz lacks the array(s) ['x.npy', 'y.npy']; it holds 'x', 'y'"
+
+
+def test_a_data_file_is_checked_as_it_was_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file swapped for a symlink to one outside the root between the path check and the open: the file that
+    was opened is refused, not read."""
+    project, outside = tmp_path / "project", tmp_path / "secret.csv"
+    project.mkdir()
+    outside.write_text("a,b\n1,2\n")
+    (project / "d.csv").write_text("a,b\n3,4\n")
+    real_open = Path.open
+
+    def swapped(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self.name == "d.csv":  # the race, won by the attacker every time
+            self.unlink()
+            self.symlink_to(outside)
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", swapped)
+    message = file_problem(tmp_path, "d.csv").message
+    assert message.startswith("data.file 'd.csv' changed while it was opened; it must stay inside")
+
+
+def test_csv_lines_and_error_messages_are_bounded(tmp_path: Path) -> None:
+    """A one-line CSV of megabytes is refused at its first line; a huge header is not echoed whole."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "wide.csv").write_text("a," * 400_000 + "b\n1,2\n")
+    message = file_problem(tmp_path, "wide.csv").message
+    assert message == (
+        "wide.csv, line 1 is longer than 65536 characters (raise it with --convergence-limit line_chars=N)"
+    )
+    (project / "many.csv").write_text(",".join(f"column{i}" for i in range(5000)) + "\n1\n")
+    path = project / "s.yaml"
+    path.write_text(
+        BASE + "  - name: a\n    data: {file: many.csv, x_columns: [a], y_columns: [b]}\n"
+        "    expect: {diverges: {within_epochs: 3}}\n"
+    )
+    with pytest.raises(ScenarioError) as err:
+        load_file(path, display="s.yaml", root=project, limits=Limits(line_chars=10**6))
+    message = err.value.problems[0].message
+    assert message.startswith("no column 'a' in many.csv; its columns are ['column0', 'column1',")
+    assert len(message) < 1000 and message.endswith(", …]")
+
+
+def test_a_scenario_file_is_bounded_before_it_is_parsed(tmp_path: Path) -> None:
+    """Above the cap the file is refused unread (not parsed for a minute into a gigabyte of nodes)."""
+    path = tmp_path / "s.yaml"
+    path.write_text(BASE + "  - name: a\n    data: {x: [" + "1, " * 200_000 + "1], y: '2 * x'}\n")
+    with pytest.raises(ScenarioError) as err:
+        load_file(path, display="s.yaml")
+    (problem,) = err.value.problems
+    assert problem.message.startswith("larger than 262144 bytes, the limit for a scenario file (raise it with")
+    with pytest.raises(ScenarioError) as err:
+        load_file(path, display="s.yaml", limits=Limits(scenario_file_bytes=10**7))
+    assert "document has over 200000 values" in str(err.value)
+
+
+def _data_file(project: Path, file: str) -> Path:
+    path = project / "s.yaml"
+    path.write_text(
+        BASE + f"  - name: a\n    data: {{file: '{file}'}}\n    expect: {{diverges: {{within_epochs: 3}}}}\n"
+    )
+    return path
 
 
 def test_indentation_mistakes_are_said_as_such(tmp_path: Path) -> None:

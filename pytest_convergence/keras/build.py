@@ -6,17 +6,23 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import hashlib
 import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import sys
+import types
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import FactoryError, UnknownName
+from ..errors import FactoryError, ModelTooLarge, UnknownName
 from ..scenario import Scenario, split_at
 from ..spec import CallbackSpec, LossSpec, ScheduleSpec
 from ..text import did_you_mean
@@ -85,7 +91,20 @@ def fresh_model(keras: Any, scenario: Scenario, seed: int) -> Any:
     with warnings.catch_warnings():
         # Keras 2 seeds its initialisers with random.randint(1, 1e9), which Python 3.10+ deprecates
         warnings.filterwarnings("ignore", "non-integer arguments to randrange", DeprecationWarning)
-        return _model(keras, scenario)
+        model = _model(keras, scenario)
+    _within_limits(model, scenario)
+    return model
+
+
+def _within_limits(model: Any, scenario: Scenario) -> None:
+    """The operator's cap on a model's size (--convergence-limit params), checked once the model is built and before
+    it trains: nine lines of YAML (`{Dense: {units: 50000000}}`) must not take gigabytes of memory to train."""
+    cap = scenario.limits.params
+    count = int(model.count_params()) if model.built else 0
+    if count > cap:
+        raise ModelTooLarge(
+            f"the model has {count:,} parameters; this run allows {cap:,} (--convergence-limit params=N raises it)"
+        )
 
 
 def _model(keras: Any, scenario: Scenario) -> Any:
@@ -158,59 +177,192 @@ def _optimizer_names(keras: Any) -> list[str]:
 
 def locate_factory(ref: str, near: Path, root: Path) -> tuple[Path, Path]:
     """'package.module:function' → (the folder to import it from, the module's file), found without importing
-    anything: the module is a Python file under the YAML file's folder or the root directory, it resolves (symlinks
-    followed) inside the root directory, and it defines the function at its top level."""
+    anything: the module is a Python file under the YAML file's folder or the root directory, every file importing
+    it would run (each package's `__init__.py`, the module) is reviewed source inside the root directory (see
+    `_find`), and the module defines the function at its top level."""
+    base, chain = _located(ref, near, root)
+    source = chain[-1][1].source
+    assert source is not None  # _chain ends on a module with source
+    return base, source
+
+
+def load_factory(ref: str, near: Path, root: Path) -> Callable[[], Any]:
+    """The factory function, imported when the scenario runs (never at collection), from the file that
+    `locate_factory` found. Its module, its packages and the project modules they import (also while the factory
+    runs) are compiled from their source text by `_ReviewedSource`: no `__pycache__` file is read or written."""
+    base, chain = _located(ref, near, root)
+    root = root.resolve()
+    module_name, _, attr = ref.partition(":")
+    _imported_elsewhere(chain)
+    with _confined(base, root, ref):
+        module = importlib.import_module(module_name)
+    _imported_elsewhere(chain)
+    factory = getattr(module, attr)
+
+    @functools.wraps(factory)
+    def confined_factory() -> Any:
+        with _confined(base, root, ref):  # what it imports lazily is confined too
+            return factory()
+
+    return confined_factory
+
+
+def _located(ref: str, near: Path, root: Path) -> tuple[Path, list[tuple[str, _Found]]]:
     module_name, _, attr = ref.partition(":")
     root = root.resolve()
     for base in dict.fromkeys((near.resolve(), root)):
         if not base.is_relative_to(root):
             continue
-        for candidate in (
-            base.joinpath(*module_name.split(".")).with_suffix(".py"),
-            base.joinpath(*module_name.split("."), "__init__.py"),
-        ):
-            if not candidate.is_file():
-                continue
-            real = candidate.resolve()
-            if not real.is_relative_to(root):
-                raise FactoryError(
-                    f"the model factory's module {module_name!r} leads outside {root} (the run's root directory): "
-                    "a factory must be project code"
-                )
-            try:
-                tree = ast.parse(real.read_text(encoding="utf-8"))
-            except (SyntaxError, UnicodeDecodeError, ValueError) as exc:
-                raise FactoryError(f"cannot parse {candidate.name} for the model factory {ref!r}: {exc}") from None
-            if not any(isinstance(node, ast.FunctionDef) and node.name == attr for node in tree.body):
-                raise FactoryError(
-                    f"module {module_name!r} ({candidate.name}) defines no function {attr!r} at its top level "
-                    f"(model factory {ref!r})"
-                )
-            return base, real
+        chain = _chain(module_name, base, root, ref)
+        if not chain:
+            continue
+        source = chain[-1][1].source
+        assert source is not None  # _chain ends on a module with source
+        try:
+            tree = ast.parse(source.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError) as exc:
+            raise FactoryError(f"cannot parse {source.name} for the model factory {ref!r}: {exc}") from None
+        if not any(isinstance(node, ast.FunctionDef) and node.name == attr for node in tree.body):
+            raise FactoryError(
+                f"module {module_name!r} ({source.name}) defines no function {attr!r} at its top level "
+                f"(model factory {ref!r})"
+            )
+        return base, chain
     raise FactoryError(
         f"cannot find {module_name!r} for the model factory {ref!r}: a factory is a function in a Python file "
         f"under {near} or {root} (the run's root directory)"
     )
 
 
-def load_factory(ref: str, near: Path, root: Path) -> Callable[[], Any]:
-    """The factory function, imported when the scenario runs (never at collection), from the file that
-    `locate_factory` found."""
-    base, real = locate_factory(ref, near, root)
-    module_name, _, attr = ref.partition(":")
-    with _path_prepended(base):
-        module = importlib.import_module(module_name)
-    if Path(str(module.__file__)).resolve() != real:
-        raise FactoryError(f"{module_name!r} was imported from {module.__file__}, not from {real}: rename the module")
-    return getattr(module, attr)  # type: ignore[no-any-return]
+@dataclass(frozen=True)
+class _Found:
+    """How the import system would find one module in a folder: its source (resolved; None for a namespace
+    package, a folder without `__init__.py`) and, for a package, its folder."""
+
+    source: Path | None
+    package: Path | None
+
+
+# what the import system prefers over a module's .py, or runs without one: no reviewer can read these
+_UNREVIEWABLE = (*importlib.machinery.EXTENSION_SUFFIXES, *importlib.machinery.BYTECODE_SUFFIXES)
+
+
+def _find(folder: Path, fullname: str, root: Path, ref: str) -> _Found | None:
+    """Module `fullname` in `folder` as the import system looks for it (the package `name/__init__`, then the module
+    `name.py`, then a namespace folder), or None where there is none. A FactoryError where what would be imported is
+    not a regular .py file inside the root directory (links followed), where an extension module or bytecode file of
+    that name could be imported instead of the source, or where it would replace a standard-library module."""
+    name = fullname.rpartition(".")[2]
+    package = folder / name
+    for shadow in [folder / f"{name}{s}" for s in _UNREVIEWABLE] + [package / f"__init__{s}" for s in _UNREVIEWABLE]:
+        if shadow.is_symlink() or shadow.exists():
+            raise FactoryError(
+                f"{shadow} would be imported instead of the source (model factory {ref!r}): only Python source "
+                f"files (.py) inside {root} may run as a factory or what it imports; remove it"
+            )
+    for source, folder_of_package in ((package / "__init__.py", package), (folder / f"{name}.py", None)):
+        if not (source.is_symlink() or source.exists()):
+            continue
+        real = source.resolve()
+        if not real.is_relative_to(root):
+            raise FactoryError(
+                f"the model factory's module {fullname!r} leads outside {root} (the run's root directory): {source} "
+                f"is {real}; a factory, its packages and the project modules they import must be project code "
+                f"(model factory {ref!r})"
+            )
+        if not real.is_file():
+            raise FactoryError(f"{source} is not a regular file (model factory {ref!r})")
+        if fullname in sys.stdlib_module_names:
+            raise FactoryError(
+                f"{source} has the name of the standard-library module {fullname!r} (model factory {ref!r}): "
+                "rename it; it would be ignored where that module is loaded already and replace it where not"
+            )
+        return _Found(real, folder_of_package)
+    return _Found(None, package) if package.is_dir() else None
+
+
+def _chain(module_name: str, base: Path, root: Path, ref: str) -> list[tuple[str, _Found]]:
+    """Every module importing `module_name` from `base` runs, parents first, each checked by `_find`; empty where
+    `base` does not hold it as a module with source."""
+    chain: list[tuple[str, _Found]] = []
+    folder: Path | None = base
+    parts = module_name.split(".")
+    for depth in range(1, len(parts) + 1):
+        name = ".".join(parts[:depth])
+        found = _find(folder, name, root, ref) if folder is not None else None
+        if found is None:
+            return []
+        chain.append((name, found))
+        folder = found.package
+    return chain if chain[-1][1].source is not None else []
+
+
+def _imported_elsewhere(chain: Sequence[tuple[str, _Found]]) -> None:
+    """A FactoryError where a module of the chain is already loaded from somewhere else (installed, or a module
+    Python loads itself): the factory would come from there."""
+    for name, found in chain:
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        if found.source is None:
+            if found.package is not None and str(found.package) in list(getattr(module, "__path__", [])):
+                continue
+        elif Path(str(getattr(module, "__file__", None))).resolve() == found.source:
+            continue
+        where = getattr(module, "__file__", None) or list(getattr(module, "__path__", [])) or "Python itself"
+        expected = found.source or found.package
+        raise FactoryError(f"{name!r} was imported from {where}, not from {expected}: rename the module")
+
+
+class _ReviewedSource(importlib.machinery.SourceFileLoader):
+    """Loads a module as the standard source loader does (resources, tracebacks), but compiled from its source text
+    every time: never from bytecode (a committed `__pycache__` entry with an unchecked hash would run whatever the
+    source says), and writing none."""
+
+    def get_code(self, fullname: str) -> types.CodeType:
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+
+class _ProjectFinder(importlib.abc.MetaPathFinder):
+    """Finds the modules and packages in `base` (the factory's folder) and in the packages found there, each checked
+    by `_find` and loaded by `_ReviewedSource`. Namespace packages are left to the path-based finder, so that a
+    folder without `__init__.py` does not hide an installed package of that name."""
+
+    def __init__(self, base: Path, root: Path, ref: str) -> None:
+        self.base, self.root, self.ref = base, root, ref
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        folders = [self.base] if path is None else [Path(p) for p in path if Path(p).is_relative_to(self.base)]
+        for folder in folders:
+            found = _find(folder, fullname, self.root, self.ref)
+            if found is not None and found.source is not None:
+                locations = [str(found.package)] if found.package is not None else None
+                return importlib.util.spec_from_file_location(
+                    fullname,
+                    found.source,
+                    loader=_ReviewedSource(fullname, str(found.source)),
+                    submodule_search_locations=locations,
+                )
+        return None
 
 
 @contextlib.contextmanager
-def _path_prepended(folder: Path) -> Iterator[None]:
-    entry = str(folder)
+def _confined(base: Path, root: Path, ref: str) -> Iterator[None]:
+    """`base` first on sys.path, as a script's folder is, with `_ProjectFinder` ahead of the path-based finder (after
+    the built-in and frozen modules): what the import system would find in `base` is checked and loaded from its
+    source by that finder; the path-based finder sees only namespace folders there."""
+    finder = _ProjectFinder(base, root, ref)
+    at = next((i for i, f in enumerate(sys.meta_path) if f is importlib.machinery.PathFinder), len(sys.meta_path))
+    sys.meta_path.insert(at, finder)
+    entry = str(base)
     sys.path.insert(0, entry)
     try:
         yield
     finally:
         with contextlib.suppress(ValueError):
             sys.path.remove(entry)
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(finder)

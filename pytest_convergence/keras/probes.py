@@ -5,6 +5,7 @@ Hessian-vector products, and the stability diagnosis handed to `diagnose`.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 import numpy as np
@@ -61,9 +62,12 @@ def _activation(layer: Any) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def diagnose(scenario: Scenario, runs: list[SeedRun], seed: int | None = None) -> diagnose_mod.Diagnosis:
+def diagnose(
+    scenario: Scenario, runs: list[SeedRun], seed: int | None = None, deadline: float | None = None
+) -> diagnose_mod.Diagnosis:
     """The stability diagnosis for `seed` (default: the first): exact for a linear model under MSE,
-    else estimated from the sharpness at that seed's initial weights."""
+    else estimated from the sharpness at that seed's initial weights. Past `deadline` (time.perf_counter), the
+    scenario's time limit, it stops with TimeoutError."""
     _, keras = frameworks()
     spec = scenario.spec
     seed = scenario.seeds[0] if seed is None else seed
@@ -76,7 +80,7 @@ def diagnose(scenario: Scenario, runs: list[SeedRun], seed: int | None = None) -
         units, bias = linear
         found = diagnose_mod.exact(x, bias, units, optimizer, steps, losses)
     else:
-        lam = sharpness(scenario, seed)
+        lam = sharpness(scenario, seed, deadline=deadline)
         found = diagnose_mod.estimated(lam, optimizer, steps, losses)
     goal = diagnose_mod.goal_of(spec.expect)
     return dataclasses.replace(found, seed=seed, goal=goal)
@@ -116,10 +120,12 @@ def _optimizer_facts(keras: Any, name: str, kwargs: dict[str, Any]) -> diagnose_
     )
 
 
-def sharpness(scenario: Scenario, seed: int, iterations: int = 100, rtol: float = 1e-5) -> float:
+def sharpness(
+    scenario: Scenario, seed: int, iterations: int = 100, rtol: float = 1e-5, deadline: float | None = None
+) -> float:
     """λmax of the Hessian of the full-batch loss at `seed`'s initial weights, by power iteration
     on Hessian-vector products (nested gradient tapes). An estimate: the largest-magnitude eigenvalue,
-    converged to `rtol` or after `iterations` products."""
+    converged to `rtol` or after `iterations` products; TimeoutError past `deadline`."""
     tf, keras = frameworks()
     with dtype_policy(keras, scenario.spec.dtype_policy):
         model = fresh_model(keras, scenario, seed)
@@ -141,6 +147,8 @@ def sharpness(scenario: Scenario, seed: int, iterations: int = 100, rtol: float 
     vector: list[np.ndarray] = [rng.standard_normal(tuple(w.shape)).astype(np.float32) for w in weights]
     estimate = 0.0
     for _ in range(iterations):
+        if deadline is not None and time.perf_counter() >= deadline:
+            raise TimeoutError("the time limit was reached during it")
         norm = float(np.sqrt(sum(float(np.sum(v.astype(np.float64) ** 2)) for v in vector)))
         if norm == 0.0 or not np.isfinite(norm):
             break
