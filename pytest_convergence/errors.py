@@ -138,7 +138,7 @@ class ResultsTooLarge(ValueError):
     """A results file or journal over the size limit: refused before it is read."""
 
     def __init__(self, path: object, size: int, limit: int) -> None:
-        super().__init__(f"{path}: {size / 2**20:.0f} MiB, over the limit of {limit / 2**20:g} MiB")
+        super().__init__(f"{path}: {_size(size)}, over the limit of {_size(limit)}")
         self.path, self.size, self.limit = path, size, limit
 
 
@@ -148,3 +148,7 @@ class MalformedResults(ValueError):
 
 class JournalBusy(Exception):
     """Another run holds the journal of the same results file."""
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**20:.1f} MiB" if count >= 2**20 else f"{count:,} bytes"

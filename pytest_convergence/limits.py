@@ -17,6 +17,7 @@ class Limits:
     data_file_bytes: int = 100 * 2**20  # a data.file (CSV or NPZ), refused unread above this
     line_chars: int = 65_536  # one line of a CSV data file
     memory_mib: int = 0  # the training child's address space under --convergence-isolate (0: no limit)
+    results_bytes: int = 64 * 2**20  # a journal or baseline this run reads back (compare: --max-results-mib)
 
     def to_plain(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -30,7 +31,8 @@ NAMES = tuple(f.name for f in dataclasses.fields(Limits))
 HELP = (
     "NAME=VALUE (repeatable): a cap no scenario file can raise. "
     + ", ".join(f"{f.name} (default {f.default:_})" for f in dataclasses.fields(Limits))
-    + ". params: weights of one model; *_bytes: files refused unread above it; line_chars: a CSV line; memory_mib: "
+    + ". params: weights of one model; *_bytes: files refused unread above it (results_bytes: the journal and baseline "
+    "this run reads back); line_chars: a CSV line; memory_mib: "
     "the training child's address space under --convergence-isolate (a model or batch that would need more fails "
     "its scenario with an allocation error instead of exhausting the machine; 0: none)."
 )

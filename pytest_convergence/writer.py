@@ -39,7 +39,7 @@ class ResultsWriter:
         target = settings.json_path or (settings.record_dir / BASELINE_FILE if settings.record_dir else None)
         if target is not None:
             try:
-                self.journal = results.Journal(target, self.started)
+                self.journal = results.Journal(target, self.started, settings.limits.results_bytes)
             except JournalBusy as exc:
                 raise pytest.UsageError(str(exc)) from None
             if self.journal.recovered:
@@ -113,7 +113,7 @@ class ResultsWriter:
             )
             return False
         try:
-            baseline = compare.load([path])[0]
+            baseline = compare.load([path], self.settings.limits.results_bytes)[0]
         except CompareInputError as exc:
             self.summary.append(f"cannot use the baseline: {exc}")
             return True

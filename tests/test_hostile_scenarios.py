@@ -270,3 +270,17 @@ def test_the_documented_untrusted_run_loads_no_code_from_the_checkout(tmp_path: 
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert (tmp_path / "FROM-CONFTEST").exists(), plain.stdout + plain.stderr  # what the flags are for
+
+
+@pytest.mark.keras
+@pytest.mark.usefixtures("tensorflow_imported_once")
+def test_the_journal_a_run_reads_back_is_capped_by_the_operator(pytester: pytest.Pytester) -> None:
+    """`--convergence-limit results_bytes`: an earlier run's journal above it is not read (kept whole, named)."""
+    pytester.makefile(".yaml", s=HEADER + ONE)
+    (pytester.path / "r.json.journal").write_text('{"record": {}}\n' * 100)
+    result = pytester.runpytest(
+        "--scenarios", "s.yaml", "--convergence-json", "r.json", "--collect-only", "--convergence-limit",
+        "results_bytes=1000",
+    )  # fmt: skip
+    result.stdout.fnmatch_lines(["*/r.json.journal: 1,500 bytes, over the limit of 1,000 bytes: not read"])
+    assert (pytester.path / "r.interrupted.journal").stat().st_size == 1500
