@@ -18,6 +18,7 @@ from . import compare as cmp
 from . import explain as explain_mod
 from .errors import InputError, ScenarioError
 from .record import Document
+from .text import printable
 
 if TYPE_CHECKING:
     from .accepted import Accepted
@@ -143,6 +144,25 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--tensorflow", metavar="X.Y", help="expected TensorFlow minor release")
     e.add_argument("--keras-package", choices=("keras", "tf_keras"), default="keras", help="expected Keras package")
     e.set_defaults(run=_check_env)
+
+    m = sub.add_parser(
+        "merge",
+        help="merge the results files of CI shards into the one file an unsplit run writes",
+        description="The results files of one run split across jobs (pytest-split's --splits N --group I, each job "
+        "--convergence-json of its own) as one results file, for compare and gate to decide once. The shards must "
+        "share environment (versions) and run settings and hold each scenario once; a shard that did not finish "
+        "makes the merged run one that did not finish. Exit 2 on bad input.",
+    )
+    m.add_argument("out", type=Path, metavar="OUT", help="the merged results file to write")
+    m.add_argument("shards", type=Path, nargs="+", metavar="SHARD", help="the shards' results files")
+    m.add_argument(
+        "--max-results-mib",
+        type=_positive,
+        default=results.MAX_MIB,
+        metavar="MIB",
+        help="refuse a shard larger than this, before reading it (default %(default)g)",
+    )
+    m.set_defaults(run=_merge)
 
     s = sub.add_parser(
         "schema",
@@ -434,6 +454,18 @@ def accepted_file(given: Path | None) -> Accepted | None:
         return accepted.read(given)
     except ScenarioError as exc:
         raise InputError(f"accepted-changes file not usable:\n{exc}") from None
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from . import merge
+
+    merged = merge.write_merged(args.out, args.shards, int(args.max_results_mib * 2**20))
+    errors = len(merged.get("collection_errors", []))
+    print(
+        f"merged {len(args.shards)} shard(s): {len(merged['scenarios'])} scenario(s), {errors} collection error(s) "
+        f"-> {printable(args.out)}"
+    )
+    return 0
 
 
 def _compare(args: argparse.Namespace) -> int:

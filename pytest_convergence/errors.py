@@ -57,6 +57,10 @@ class ExplainInputError(InputError):
     """A target that names no scenario, or a scenario file with problems."""
 
 
+class MergeInputError(InputError):
+    """Shards that are not parts of one run (other versions or settings, a scenario twice): exit code 2."""
+
+
 class GateInputError(InputError):
     """An environment that cannot be found or made, a run that did not produce results: exit code 2."""
 

