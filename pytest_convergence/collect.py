@@ -14,7 +14,8 @@ from .options import SCENARIOS_KEY
 from .text import one_line, printable, unprintable_in, without_native_chatter
 
 if TYPE_CHECKING:  # the modules behind these load numpy, pydantic, yaml: only once a scenario file is collected
-    from . import expect
+    from . import expect, isolation
+    from .cluster import Cluster
     from .conditions import VersionCondition
     from .evaluate import Evaluation
     from .isolation import Trainer
@@ -25,6 +26,9 @@ RECORD_KEY: pytest.StashKey[ScenarioRecord] = pytest.StashKey()
 XFAIL_KEY = pytest.StashKey[str]()  # the reason, when an xfail condition applies to this run
 DECLARED_KEY: pytest.StashKey[Declared] = pytest.StashKey()  # the skip/xfail condition that applies to this run
 TRAINER_KEY: pytest.StashKey[Trainer] = pytest.StashKey()  # --convergence-isolate: this process's training child
+CLUSTER_KEY: pytest.StashKey[Cluster] = pytest.StashKey()  # --convergence-ray: the controller's connection
+SUBMITTED_KEY: pytest.StashKey[Any] = pytest.StashKey()  # --convergence-ray: the item's task (an ObjectRef)
+TRAINED_KEY: pytest.StashKey[tuple[dict[str, str], Any]] = pytest.StashKey()  # its worker's versions and runtime
 REPORT_ATTRIBUTE = "convergence_record"  # plain dict on the TestReport; xdist carries it to the controller
 
 
@@ -69,17 +73,20 @@ class ScenarioFile(pytest.File):
     def _checked(self, scenarios: list[Scenario]) -> tuple[list[Problem], dict[str, str]]:
         """The problems with the Keras names the scenarios use, and the versions that would train them."""
         settings = self.config.stash[SCENARIOS_KEY]
-        if not settings.isolate:
+        if not settings.isolate and not settings.ray:
             from . import keras as keras_side  # imports Keras: only once there are scenarios to check
 
             return [p for s in scenarios for p in keras_side.check(s, settings.factories)], keras_side.versions()
         from . import isolation  # the training child checks them: this process never imports Keras
 
-        trainer = training_child(self.config)
         job = isolation.CheckJob(
             str(self.path), self.nodeid, str(self.config.rootpath), settings.factories, settings.limits.to_plain()
         )
         try:
+            if settings.ray:  # a worker of the cluster checks it, in the environment that trains
+                ray_side = cluster_of(self.config)
+                return ray_side.check(job), ray_side.versions
+            trainer = training_child(self.config)
             return trainer.check(job), trainer.versions
         except IsolatedFailure as exc:
             raise self.CollectError(f"{self.nodeid}: {exc}") from None
@@ -152,7 +159,9 @@ class ScenarioItem(pytest.Item):
         from .evaluate import evaluate
 
         settings = self.config.stash[SCENARIOS_KEY]
-        if settings.isolate:
+        if settings.ray:
+            result = self._on_cluster()
+        elif settings.isolate:
             result = self._in_child()
         else:
             result = evaluate(
@@ -176,13 +185,12 @@ class ScenarioItem(pytest.Item):
             )
             raise ScenarioFailed(message)
 
-    def _in_child(self) -> Evaluation:
-        """The same evaluation in this pytest process's training child (--convergence-isolate)."""
+    def job(self) -> isolation.Job:
+        """This scenario's training job as plain data: what a training child or a Ray worker runs."""
         from . import isolation
-        from .evaluate import Evaluation
 
         settings = self.config.stash[SCENARIOS_KEY]
-        job = isolation.Job(
+        return isolation.Job(
             file=str(self.path),
             display=self.file_id,
             root=str(self.config.rootpath),
@@ -198,6 +206,12 @@ class ScenarioItem(pytest.Item):
             limits=settings.limits.to_plain(),
             digest=self.scenario.digest,
         )
+
+    def _in_child(self) -> Evaluation:
+        """The same evaluation in this pytest process's training child (--convergence-isolate)."""
+        from .evaluate import Evaluation
+
+        job = self.job()
         trainer = training_child(self.config)
         try:
             result: Evaluation = Evaluation.from_plain(trainer.run(job), self.scenario, self.timeout_s)
@@ -205,9 +219,30 @@ class ScenarioItem(pytest.Item):
             return Evaluation(error=exc, pid=trainer.pid, fit_input="" if self.fit_input == "auto" else self.fit_input)
         return result
 
+    def _on_cluster(self) -> Evaluation:
+        """The same evaluation on the Ray cluster (--convergence-ray): the task submitted before the run began."""
+        from .evaluate import Evaluation
+
+        ray_side = cluster_of(self.config)
+        ref = self.stash.get(SUBMITTED_KEY, None)
+        try:
+            if ref is None:  # not submitted up front (a rerun plugin, --lf …): now
+                ref = ray_side.submit(self.job(), task_of(self))
+            out = ray_side.result(ref)
+        except Exception as exc:  # died past Ray's retries, hung, or raised there: this scenario fails, the run goes on
+            return Evaluation(error=exc, fit_input="" if self.fit_input == "auto" else self.fit_input)
+        self.stash[TRAINED_KEY] = (out["versions"], {**out["runtime"], "ray_node": out.get("node", "")})
+        return Evaluation.from_plain(out, self.scenario, self.timeout_s)
+
     def _environment(self) -> tuple[dict[str, str], Runtime]:
-        """The versions and thread settings of the process that trains: the training child's, with isolation
-        (reported when it started), else this one's."""
+        """The versions and thread settings of the process that trains: the Ray worker's, the training child's, with
+        isolation (reported when it started), else this one's."""
+        if TRAINED_KEY in self.stash:
+            versions, runtime = self.stash[TRAINED_KEY]
+            return dict(versions), cast("Runtime", dict(runtime))
+        if self.config.stash[SCENARIOS_KEY].ray:
+            ray_side = cluster_of(self.config)
+            return dict(ray_side.versions), cast("Runtime", dict(ray_side.runtime))
         if self.config.stash[SCENARIOS_KEY].isolate:
             trainer = training_child(self.config)
             return dict(trainer.versions), cast("Runtime", dict(trainer.runtime))
@@ -274,6 +309,35 @@ class ScenarioItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.scenario.line - 1, f"{self.scenario.name} ({self.where})"
+
+
+def cluster_of(config: pytest.Config) -> Cluster:
+    """This pytest process's Ray connection (--convergence-ray), made on first use (collection)."""
+    if CLUSTER_KEY not in config.stash:
+        from .cluster import Cluster
+
+        cluster = Cluster(config.stash[SCENARIOS_KEY].ray or "local")
+        config.stash[CLUSTER_KEY] = cluster
+        config.add_cleanup(cluster.close)
+    return config.stash[CLUSTER_KEY]
+
+
+def task_of(item: ScenarioItem) -> Any:
+    """How the item's task is placed on the cluster: the CPUs and GPUs its scenario asks for."""
+    from .cluster import Task
+
+    resources = item.scenario.spec.resources
+    return Task(cpus=resources.cpus, gpus=resources.gpus)
+
+
+def submit_all(session: pytest.Session) -> None:
+    """--convergence-ray: every scenario that will train, sent before the first test runs (the cluster works on all of
+    them while pytest reports them one by one)."""
+    if session.config.stash[SCENARIOS_KEY].ray is None or session.config.option.collectonly:
+        return
+    for item in session.items:
+        if isinstance(item, ScenarioItem) and item.get_closest_marker("skip") is None:
+            item.stash[SUBMITTED_KEY] = cluster_of(session.config).submit(item.job(), task_of(item))
 
 
 def training_child(config: pytest.Config) -> Trainer:

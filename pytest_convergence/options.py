@@ -87,6 +87,13 @@ ISOLATE_HELP = (
     "per child."
 )
 
+RAY_HELP = (
+    "ADDRESS: train each scenario as a task on a Ray cluster (the ray extra: pip install 'pytest-convergence[ray]'): "
+    "local (start Ray on this machine), auto (the cluster this machine belongs to) or a cluster's address. Every task "
+    "is submitted before the first test runs and retried on another node if its node dies; this process judges the "
+    "results and never imports TensorFlow. Not with -n (xdist)."
+)
+
 PLOTS_HELP = (
     "Write one PNG per scenario into DIR: loss per epoch on a log scale, one line per seed, non-finite epochs "
     "marked, the expectation's threshold drawn. Needs matplotlib (pip install matplotlib)."
@@ -121,6 +128,7 @@ class Settings:
     dtype_policy: str | None = None  # --convergence-dtype-policy, for scenarios without one
     jit_compile: bool | None = None  # --convergence-jit-compile on|off, for scenarios without one
     limits: Limits = DEFAULTS  # --convergence-limit NAME=VALUE / convergence_limits: caps no scenario can raise
+    ray: str | None = None  # --convergence-ray ADDRESS|auto|local: train on a Ray cluster
 
     @property
     def gathers_records(self) -> bool:
@@ -155,6 +163,7 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption("--convergence-jit-compile", default=None, choices=("on", "off"), help=JIT_HELP)
     group.addoption("--convergence-limit", action="append", default=[], metavar="NAME=VALUE", help=limits_mod.HELP)
+    group.addoption("--convergence-ray", default=None, metavar="ADDRESS", help=RAY_HELP)
     parser.addini("convergence_scenarios", INI_SCENARIOS_HELP, type="paths", default=[])
     parser.addini("convergence_accepted", ACCEPTED_HELP, default=None)
     parser.addini("convergence_timeout", TIMEOUT_HELP, default=None)
@@ -165,6 +174,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("convergence_no_factories", NO_FACTORIES_HELP, type="bool", default=False)
     parser.addini("convergence_isolate", ISOLATE_HELP, default=None)
     parser.addini("convergence_limits", limits_mod.HELP, type="linelist", default=[])
+    parser.addini("convergence_ray", RAY_HELP, default=None)
 
 
 def resolve(config: pytest.Config) -> Settings:
@@ -209,7 +219,18 @@ def resolve(config: pytest.Config) -> Settings:
         factories=not (config.getoption("convergence_no_factories") or config.getini("convergence_no_factories")),
         isolate=_isolate(config),
         limits=_limits(config),
+        ray=_ray(config),
     )
+
+
+def _ray(config: pytest.Config) -> str | None:
+    """--convergence-ray, else the ini key; None: no Ray (nothing of it is imported)."""
+    value, source = _given(config, "convergence-ray")
+    if value in (None, "", "none"):
+        return None
+    if config.getoption("numprocesses", None) or hasattr(config, "workerinput"):
+        raise pytest.UsageError(f"{source}: Ray runs the scenarios' training; give it without -n (xdist)")
+    return str(value)
 
 
 def _limits(config: pytest.Config) -> Limits:

@@ -162,6 +162,7 @@ class Runtime(TypedDict, total=False):
     noise_floor: bool
     dtype_policy: str  # float32 | mixed_float16 | float64: the Keras dtype policy the scenario trained under
     jit_compile: bool | None  # XLA for the train step, as asked (None: Keras's default); each seed says what ran
+    ray_node: str  # the Ray node that trained it (--convergence-ray)
 
 
 class EpochTimes(TypedDict):

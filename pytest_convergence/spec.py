@@ -415,6 +415,13 @@ ModelField = Annotated[
 ]
 
 
+class Resources(Strict):
+    """What one scenario's training holds on a Ray cluster (--convergence-ray): CPUs and GPUs of a node."""
+
+    cpus: float = Field(default=1.0, gt=0, le=1024)
+    gpus: float = Field(default=0.0, ge=0, le=64)
+
+
 class ScenarioSpec(Strict):
     """One scenario as written (after `defaults:` are merged in)."""
 
@@ -438,6 +445,7 @@ class ScenarioSpec(Strict):
     seeds: list[Annotated[int, Field(ge=0)]] | None = None  # also `seeds: K` (0..K-1)
     expect: Expect
     timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # under --convergence-timeout
+    resources: Resources = Resources()  # its task's CPUs and GPUs on a Ray cluster
     skip: list[VersionCondition] = Field(default=[], json_schema_extra=_one_or_list)
     xfail: list[VersionCondition] = Field(default=[], json_schema_extra=_one_or_list)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ..errors import FastPathError
 from .environment import (
+    THREADS_ENV,
     fast_path_pays,
     frameworks,
     keras_major,
@@ -29,6 +30,7 @@ from .probes import diagnose, sharpness, unit_states
 
 __all__ = [
     "SENTINEL_EPOCHS",
+    "THREADS_ENV",
     "FastPathError",
     "agreement",
     "check",

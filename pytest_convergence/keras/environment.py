@@ -77,8 +77,15 @@ def quiet() -> Iterator[None]:
         logger.setLevel(level)
 
 
+THREADS_ENV = "PYTEST_CONVERGENCE_THREADS"  # set by the Ray side: a worker's task holds this many CPUs
+
+
 def threads_per_process() -> int:
-    """The CPUs this process may use, shared among the xdist workers of the run (at least 1)."""
+    """The CPUs this process may use, shared among the xdist workers of the run (at least 1); in a Ray worker, the
+    CPUs its task holds (THREADS_ENV)."""
+    given = os.environ.get(THREADS_ENV, "")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

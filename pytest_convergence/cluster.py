@@ -1,0 +1,182 @@
+"""Scenarios on a Ray cluster (`--convergence-ray ADDRESS|auto|local`, the `ray` extra): each scenario's training
+job — the plain-data job the isolation child runs — is a Ray task, retried by Ray when the node it ran on dies. The
+pytest process stays the controller: every item's task is submitted before the first test runs, each test waits
+for its own result and judges it as an isolated run's, so pytest's output, junit, the results file and the journal
+work as always. Checking a file's Keras names at collection runs on the cluster too: the controller never imports
+TensorFlow, so its environment need not be the one that trains (`runtime_env`, the version matrix).
+
+Ray is imported only here, and only when the option is given."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ChildError, Problem, TrainingProcessDied, TrainingProcessKilled
+from .isolation import EPOCH_GRACE, HARD_LIMIT_GRACE_S, CheckJob, Job, check_file, run_job
+from .keras import THREADS_ENV
+
+EXIT_AFTER_HANG_S = 2.0  # a worker whose training hung returns its verdict, then exits this long after
+
+
+@dataclass(frozen=True)
+class Task:
+    """How a scenario's task is placed: the CPUs and GPUs it holds, and how often Ray retries it after its node or
+    worker died (not after the scenario failed: that is a verdict)."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    max_retries: int = 3
+
+
+@dataclass
+class Cluster:
+    """The controller's side: connected once per pytest process, shut down at its end (when it started Ray)."""
+
+    address: str
+    runtime_env: Mapping[str, Any] = field(default_factory=dict)
+    _started_here: bool = False
+    versions: dict[str, str] = field(default_factory=dict)  # what trains on the cluster (from the first check)
+    runtime: dict[str, Any] = field(default_factory=dict)
+
+    def connect(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            return
+        if self.address == "local":
+            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+            self._started_here = True
+        else:
+            ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+
+    def close(self) -> None:
+        import ray
+
+        if self._started_here and ray.is_initialized():
+            ray.shutdown()
+
+    def _options(self, task: Task) -> dict[str, Any]:
+        env = dict(self.runtime_env)
+        env["env_vars"] = {**dict(env.get("env_vars") or {}), THREADS_ENV: str(max(1, int(task.cpus)))}
+        return {
+            "num_cpus": task.cpus,
+            "num_gpus": task.gpus,
+            "max_retries": task.max_retries,
+            "retry_exceptions": False,
+            "runtime_env": env,
+        }
+
+    def check(self, job: CheckJob, task: Task = Task()) -> list[Problem]:
+        """The problems a worker finds in a scenario file (collection), as the isolation child's check."""
+        import ray
+
+        self.connect()
+        ref = _check_remote().options(**self._options(task)).remote(dataclasses.asdict(job))
+        found = _get(ray, ref, None, "checking the file")
+        self.versions, self.runtime = found["versions"], found["runtime"]
+        if "error" in found:
+            raise ChildError.from_plain(found["error"])
+        return [Problem(**p) for p in found["problems"]]
+
+    def submit(self, job: Job, task: Task = Task()) -> Any:
+        """Send one scenario's training job; the ObjectRef of its outcome."""
+        self.connect()
+        return _train_remote().options(**self._options(task)).remote(dataclasses.asdict(job), _hard_limit(job))
+
+    def result(self, ref: Any) -> dict[str, Any]:
+        """The outcome of a submitted job (`run_job`'s plain data, with where it trained); TrainingProcessDied when
+        its worker died more often than Ray retries, TrainingProcessKilled when its training hung past the limit."""
+        import ray
+
+        out: dict[str, Any] = _get(ray, ref, None, "training")
+        if out.get("hung") is not None:
+            raise TrainingProcessKilled(
+                f"the time limit of {out['hung']:g} s was reached and training did not stop (a native hang?): its "
+                f"Ray worker was stopped after {out['seconds']:.1f} s"
+            )
+        self.versions, self.runtime = out["versions"], out["runtime"]
+        return out
+
+
+def _get(ray: Any, ref: Any, timeout: float | None, doing: str) -> Any:
+    try:
+        return ray.get(ref, timeout=timeout)
+    except ray.exceptions.RayTaskError as exc:  # the task raised: the scenario's error, as the child's would be
+        cause = exc.as_instanceof_cause() if hasattr(exc, "as_instanceof_cause") else exc
+        raise getattr(cause, "cause", None) or cause from None
+    except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.RayError) as exc:
+        raise TrainingProcessDied(
+            f"the Ray worker {doing} died and Ray's retries ran out ({type(exc).__name__}); the other scenarios go on"
+        ) from None
+
+
+def _hard_limit(job: Job) -> float | None:
+    if job.timeout_s is None:
+        return None
+    return job.timeout_s + (HARD_LIMIT_GRACE_S if job.per_batch else max(1.0, EPOCH_GRACE * job.timeout_s))
+
+
+def _where() -> dict[str, Any]:
+    from . import keras as keras_side
+
+    return {"versions": keras_side.versions(), "runtime": dict(keras_side.runtime_settings())}
+
+
+def check_task(job: dict[str, Any]) -> dict[str, Any]:
+    """On a worker: the isolation child's check of one file, with what trains there."""
+    return {**check_file(CheckJob(**job)), **_where()}
+
+
+def train_task(job: dict[str, Any], hard_limit: float | None) -> dict[str, Any]:
+    """On a worker: the isolation child's run of one scenario (its own time limit checked per batch), in a thread
+    watched for `hard_limit` seconds: past it (a native hang that per-batch checks cannot see), the task returns that
+    it hung and the worker exits right after, so that Ray neither waits for it nor retries it."""
+    started = time.perf_counter()
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["out"] = run_job(Job(**job))
+        except BaseException as exc:  # handed to the task's own thread, which raises it to Ray
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name="convergence-training", daemon=True)
+    worker.start()
+    worker.join(hard_limit)
+    if worker.is_alive():
+        threading.Timer(EXIT_AFTER_HANG_S, os._exit, args=(70,)).start()  # after Ray has stored the outcome
+        return {"hung": job["timeout_s"], "seconds": time.perf_counter() - started}
+    if "error" in box:
+        raise box["error"]
+    return {**box["out"], **_where(), "node": _node()}
+
+
+def _node() -> str:
+    import ray
+
+    return str(ray.get_runtime_context().get_node_id())
+
+
+_REMOTES: dict[str, Any] = {}
+
+
+def _check_remote() -> Any:
+    if "check" not in _REMOTES:
+        import ray
+
+        _REMOTES["check"] = ray.remote(check_task)
+    return _REMOTES["check"]
+
+
+def _train_remote() -> Any:
+    if "train" not in _REMOTES:
+        import ray
+
+        _REMOTES["train"] = ray.remote(train_task)
+    return _REMOTES["train"]
