@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -35,15 +36,16 @@ REPORT_ATTRIBUTE = "convergence_record"  # plain dict on the TestReport; xdist c
 def collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFile | None:
     if not parent.config.stash[SCENARIOS_KEY].is_scenario_file(file_path):
         return None
+    why = ""
     if unprintable_in(str(file_path)) is not None:
         # pytest prints a test's file in its own lines (progress, FAILED, ERROR collecting …), as it is: a name with a
         # newline in it would start a line of its own in a CI log ("::error …"). Such a file is not collected.
-        parent.warn(
-            pytest.PytestCollectionWarning(
-                f"not collected: the scenario file {printable(file_path)} has a control character in its path "
-                "(a newline, ESC, …); rename it"
-            )
-        )
+        why = "has a control character in its path (a newline, ESC, …); rename it"
+    elif not file_path.resolve().is_relative_to(parent.config.rootpath.resolve()):
+        why = f"resolves outside the rootdir {printable(parent.config.rootpath)} (a symlink?): scenarios live in it"
+    if why:  # said without a node's id: pytest would print the folder's name as it is
+        message = f"not collected: the scenario file {printable(file_path)} {why}"
+        warnings.warn(pytest.PytestCollectionWarning(message), stacklevel=1)
         return None
     return ScenarioFile.from_parent(parent, path=file_path)
 

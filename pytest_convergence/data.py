@@ -277,7 +277,7 @@ def _npz(fh: BinaryIO, name: str) -> tuple[np.ndarray, np.ndarray]:
 def _check_array(name: str, key: str, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
     if dtype.kind not in "biuf" or dtype.hasobject:
         raise DataError(("file",), f"{name}: array {key} holds {dtype.name}; numbers are needed")
-    if len(shape) == 0 or shape[0] == 0:
+    if len(shape) == 0 or shape[0] == 0 or any(not isinstance(d, int) or d < 0 for d in shape):
         raise DataError(("file",), f"{name}: array {key} has shape {shape}; one row per sample is needed")
     if shape[0] > MAX_SAMPLES or math.prod(shape) > MAX_VALUES:
         raise DataError(

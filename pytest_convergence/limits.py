@@ -12,7 +12,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Limits:
-    params: int = 10_000_000  # weights of one model (40 MB as float32), counted once it is built, before it trains
+    params: int = 10_000_000  # weights of one model (40 MB as float32), counted before any is allocated
+    activations: int = 10_000_000  # values one sample makes in a model's largest layer output (×batch in training)
     scenario_file_bytes: int = 256 * 2**10  # a scenario YAML file, refused unread above this
     data_file_bytes: int = 100 * 2**20  # a data.file (CSV or NPZ), refused unread above this
     line_chars: int = 65_536  # one line of a CSV data file
@@ -31,8 +32,9 @@ NAMES = tuple(f.name for f in dataclasses.fields(Limits))
 HELP = (
     "NAME=VALUE (repeatable): a cap no scenario file can raise. "
     + ", ".join(f"{f.name} (default {f.default:_})" for f in dataclasses.fields(Limits))
-    + ". params: weights of one model; *_bytes: files refused unread above it (results_bytes: the journal and baseline "
-    "this run reads back); line_chars: a CSV line; memory_mib: "
+    + ". params: weights of one model and activations: values one sample makes in its largest layer output (both "
+    "measured before anything is allocated); *_bytes: files refused unread above it (results_bytes: the journal and "
+    "baseline this run reads back); line_chars: a CSV line; memory_mib: "
     "the training child's address space under --convergence-isolate (a model or batch that would need more fails "
     "its scenario with an allocation error instead of exhausting the machine; 0: none)."
 )

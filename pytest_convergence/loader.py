@@ -128,11 +128,16 @@ def _build(loader: _Loader, node: yaml.Node, path: Path, file: str) -> Any:
     return value
 
 
+PROSE_KEYS = ("description", "reason")  # text that may span lines (a block scalar); a reason is folded onto one (spec)
+
+
 def _printable(value: Any, file: str, line: int, path: Path) -> None:
-    """Text in a scenario file ends up in pytest's report lines, CI logs and job summaries: a control character in
-    it (ESC, a carriage return, a bidi override; "\\n::error" written as a YAML escape) is refused where it is
-    written. Tabs and newlines stay (block scalars); a field shown on one line folds them (spec)."""
-    bad = unprintable_in(value, lines=True) if isinstance(value, str) else None
+    """Text in a scenario file ends up in pytest's report lines, tracebacks, CI logs and job summaries: a control
+    character in it (ESC, a carriage return, a bidi override; "\\n::error" written as a YAML escape) is refused
+    where it is written, and so is a newline anywhere but in prose (PROSE_KEYS): a layer's name goes into Keras's
+    error messages as it is."""
+    prose = bool(path) and path[-1] in PROSE_KEYS
+    bad = unprintable_in(value, lines=prose) if isinstance(value, str) else None
     if bad is not None:
         raise ScenarioError(
             [
@@ -141,7 +146,7 @@ def _printable(value: Any, file: str, line: int, path: Path) -> None:
                     line,
                     format_path(path),
                     f"the control character '{bad}' is not allowed in text (a scenario file's text is shown in "
-                    "terminals and CI logs; write plain text)",
+                    "terminals and CI logs; write plain text, on one line except in a description)",
                 )
             ]
         )

@@ -341,7 +341,10 @@ def read(path: Path, max_bytes: int = MAX_BYTES) -> Document:
     """A results file back as Python data, checked (`checked`), non-finite floats restored. Raises ResultsTooLarge
     before reading a file over `max_bytes`, MalformedResults naming the first key of the wrong kind, ValueError if it
     is no results file."""
-    doc = json.loads(_read_bytes(Path(path), max_bytes))
+    try:
+        doc = json.loads(_read_bytes(Path(path), max_bytes))
+    except RecursionError:  # `[[[[…` nested deeper than the parser goes: no results file is
+        raise MalformedResults(f"{path}: nested too deeply to be a results file") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise ValueError(f"{path}: not a pytest-convergence results file (schema {SCHEMA!r} expected)")
     scenarios = doc.get("scenarios")

@@ -90,11 +90,21 @@ def _kind(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+MAX_INT = 2**31 - 1  # the largest whole number a keyword, seed or batch size may be: what TensorFlow's int32 holds
+
+
 def _check_keywords(kwargs: dict[str, Any]) -> dict[str, Any]:
     def plain(value: Any) -> bool:
         if isinstance(value, list):
             return all(plain(v) for v in value)
         return value is None or isinstance(value, (bool, int, float, str))
+
+    def bounded(value: Any) -> bool:
+        if isinstance(value, list):
+            return all(bounded(v) for v in value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return True
+        return abs(value) <= MAX_INT if isinstance(value, int) else np.isfinite(value)
 
     def path_like(value: Any) -> bool:
         if isinstance(value, list):
@@ -108,6 +118,11 @@ def _check_keywords(kwargs: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(
                 f"keyword {key!r}: {_short(value)} looks like a file path; a scenario file may not name files "
                 "for Keras to read (data.file is the one place for data); a model factory can load what it needs"
+            )
+        if plain(value) and not bounded(value):
+            raise ValueError(
+                f"keyword {key!r}: {_short(value)} is out of range: whole numbers up to {MAX_INT:,} and finite "
+                "numbers are allowed"
             )
         if not plain(value):
             raise ValueError(
@@ -135,7 +150,7 @@ class DataSpec(Strict):
     dataset: Literal["digits", "iris", "wine", "breast_cancer", "diabetes"] | None = None  # scikit-learn's
     x_shape: list[Annotated[int, Field(ge=1)]] | None = Field(default=None, min_length=1, max_length=4)
     x_dtype: Literal["float32", "int32"] | None = None  # default: int32 for an .npz file's integer x, else float32
-    shuffle_seed: int | None = Field(default=None, ge=0)  # permute the rows once, before validation_split
+    shuffle_seed: int | None = Field(default=None, ge=0, le=MAX_INT)  # permute the rows once, before validation_split
 
 
 def _named(value: Any, what: str, allowed: Sequence[str] | None = None) -> dict[str, Any]:
@@ -434,15 +449,15 @@ class ScenarioSpec(Strict):
     loss: LossSpec
     metrics: list[str] = Field(default=[])
     epochs: int = Field(ge=1, le=1_000_000)
-    batch_size: int | None = Field(default=None, ge=1)
+    batch_size: int | None = Field(default=None, ge=1, le=MAX_INT)
     shuffle: bool | None = None
     validation_split: float | None = Field(default=None, gt=0, lt=1)
     callbacks: list[CallbackSpec] = Field(default=[])
     dtype_policy: DtypePolicy | None = None  # None: the run's (float32)
     jit_compile: bool | None = None  # None: Keras's default (Keras 2: off; Keras 3: on where XLA can)
     fit: FitSpec = FitSpec()
-    seed: int | None = Field(default=None, ge=0)
-    seeds: list[Annotated[int, Field(ge=0)]] | None = None  # also `seeds: K` (0..K-1)
+    seed: int | None = Field(default=None, ge=0, le=MAX_INT)
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_INT)]] | None = None  # also `seeds: K` (0..K-1)
     expect: Expect
     timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # under --convergence-timeout
     resources: Resources = Resources()  # its task's CPUs and GPUs on a Ray cluster

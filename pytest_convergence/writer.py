@@ -138,10 +138,11 @@ class ResultsWriter:
 
     def _exists(self, scenario_id: str) -> bool:
         file, _, name = scenario_id.partition("::")
-        if not (self.rootpath / file).is_file():
-            return False
+        path = self.rootpath / file
+        if not path.resolve().is_relative_to(self.rootpath.resolve()) or not path.is_file():
+            return False  # an id naming a file outside the project (an absolute path, ../) names no scenario of it
         try:
-            return any(s.name == name for s in load_file(self.rootpath / file, root=self.rootpath))
+            return any(s.name == name for s in load_file(path, root=self.rootpath, limits=self.settings.limits))
         except ScenarioError:
             return True  # the file exists but has errors: not stale, its collection error says what is wrong
 

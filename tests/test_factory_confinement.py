@@ -280,3 +280,26 @@ def test_the_plugin_reports_a_refused_factory_at_collection_without_running_it(
     )
     result.stdout.no_fnmatch_line("*Traceback*")
     assert result.ret == pytest.ExitCode.INTERRUPTED and not marker.exists()
+
+
+def test_a_project_module_on_another_path_entry_is_confined_too(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The factory in scenarios/ imports a module of the root folder, which is on sys.path as the current folder is
+    under `python -m pytest`: that module, too, runs from its reviewed source, not from a committed pyc."""
+    marker = tmp_path / "marker"
+    (root / "scenarios").mkdir()
+    (root / "scenarios" / "conf_far.py").write_text(
+        "import conf_root_helper\ndef build():\n    return conf_root_helper.build()\n"
+    )
+    (root / "conf_root_helper.py").write_text(BENIGN)
+    (tmp_path / "evil.py").write_text(marker_code(marker))
+    py_compile.compile(
+        str(tmp_path / "evil.py"),
+        cfile=importlib.util.cache_from_source(str(root / "conf_root_helper.py")),
+        doraise=True,
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+    )
+    monkeypatch.syspath_prepend(str(root))
+    assert load_factory("conf_far:build", root / "scenarios", root)() == "reviewed"
+    assert not marker.exists()

@@ -58,7 +58,7 @@ def test_control_characters_in_a_scenario_file_are_refused_where_written(
 
 def test_marks_are_names_pytest_takes(tmp_path: Path) -> None:
     newline = only_problem(tmp_path, HEADER + ONE + '    marks: ["\\n::error::MARK"]\n')
-    assert newline.startswith("s.yaml:11: scenarios[0].marks[0]: String should match pattern")
+    assert newline.startswith("s.yaml:11: scenarios[0].marks[0]: the control character '\\n' is not allowed")
     assert "\n" not in newline
     underscore = only_problem(tmp_path, HEADER + ONE + "    marks: [_x]\n")  # pytest.mark._x raises AttributeError
     assert underscore.startswith("s.yaml:11: scenarios[0].marks[0]: String should match pattern")
@@ -98,16 +98,27 @@ def test_pytest_output_holds_no_injected_line(pytester: pytest.Pytester) -> None
     pytester.makefile(".yaml", ok=HEADER + ONE + '    skip: {reason: "\\n::error::SKIP"}\n')
     bad = pytester.path / "x\n::error title=PR::FROM-FILENAME.yaml"
     bad.write_text(HEADER + ONE)
-    result = pytester.runpytest("--scenarios", ".", "-rA", "-W", "default")
+    folder = pytester.path / "d\n::error::DIR \x1b[31m"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(HEADER + ONE)
+    named = '  - name: named\n    model: [{Dense: {units: 1, name: "c\\n::error title=PR::NAME"}}]\n'
+    pytester.makefile(".yaml", layer=HEADER + named + "    expect: {diverges: {within_epochs: 30}}\n")
+    outside = pytester.path.parent / f"{pytester.path.name}-secret.yaml"
+    outside.write_text("token: ghp_SECRET\n")
+    (pytester.path / "linked.yaml").symlink_to(outside)
+    result = pytester.runpytest("--scenarios", ".", "-rA", "-W", "default", "-v", "--continue-on-collection-errors")
     out = result.stdout.lines + result.stderr.lines
     assert injected(out) == []
-    result.stdout.fnmatch_lines(
-        [
-            "*not collected: the scenario file *x\\n::error title=PR::FROM-FILENAME.yaml has a control character*",
-            "SKIPPED * ::error::SKIP ?skip where always?",
-        ]
-    )
-    result.assert_outcomes(skipped=1, warnings=1)
+    assert not [line for line in out if "ghp_SECRET" in line]
+    for line in (
+        "layer.yaml:10: scenarios?0?.model?0?.Dense.name: the control character '\\n' is not allowed*",
+        "*not collected: the scenario file *x\\n::error title=PR::FROM-FILENAME.yaml has a control character*",
+        "*not collected: the scenario file *d\\n::error::DIR \\x1b[[]31m/a.yaml has a control character*",
+        "*not collected: the scenario file *linked.yaml resolves outside the rootdir*",
+        "SKIPPED * ::error::SKIP ?skip where always?",
+    ):
+        result.stdout.fnmatch_lines([line])
+    result.assert_outcomes(skipped=1, errors=1, warnings=3)
 
 
 # ---- regular expressions
@@ -258,18 +269,25 @@ def test_the_documented_untrusted_run_loads_no_code_from_the_checkout(tmp_path: 
     (tmp_path / "conftest.py").write_text("import pathlib\npathlib.Path('FROM-CONFTEST').write_text('ran')\n")
     (tmp_path / "evil.py").write_text("import pathlib\npathlib.Path('FROM-PLUGIN').write_text('ran')\n")
     (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -p evil\npythonpath = .\n")
+    (tmp_path / "scenarios" / "test_evil.py").write_text(
+        "import pathlib\npathlib.Path('FROM-TEST').write_text('ran')\n"
+    )
+    doctest = ">>> import pathlib\n>>> _ = pathlib.Path('FROM-DOCTEST').write_text('ran')\n"
+    (tmp_path / "scenarios" / "test_evil.txt").write_text(doctest)
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     (line,) = [ln for ln in readme.splitlines() if ln.startswith("pytest -c /dev/null")]
     pytest_command = Path(sys.executable).parent / "pytest"
     args = [str(pytest_command), *line.split()[1:], "--collect-only", "-q"]
     done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert "scenarios/s.yaml::a" in done.stdout, done.stdout + done.stderr
-    assert not (tmp_path / "FROM-CONFTEST").exists() and not (tmp_path / "FROM-PLUGIN").exists()
+    ran = [name for name in ("FROM-CONFTEST", "FROM-PLUGIN", "FROM-TEST") if (tmp_path / name).exists()]
+    assert ran == [] and "test_evil" not in done.stdout  # the doctest would run if it were collected
     plain = subprocess.run(
         [str(pytest_command), "--scenarios", "scenarios/", "--collect-only", "-q"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert (tmp_path / "FROM-CONFTEST").exists(), plain.stdout + plain.stderr  # what the flags are for
+    assert (tmp_path / "FROM-TEST").exists() and "scenarios/test_evil.txt::test_evil.txt" in plain.stdout
 
 
 @pytest.mark.keras
@@ -284,3 +302,84 @@ def test_the_journal_a_run_reads_back_is_capped_by_the_operator(pytester: pytest
     )  # fmt: skip
     result.stdout.fnmatch_lines(["*/r.json.journal: 1,500 bytes, over the limit of 1,000 bytes: not read"])
     assert (pytester.path / "r.interrupted.journal").stat().st_size == 1500
+
+
+@pytest.mark.parametrize(
+    ("entry", "shown"),
+    [
+        (
+            "    seed: 100000000000000000000000000000000000000\n",
+            "scenarios[0].seed: Input should be less than or equal",
+        ),
+        ("    batch_size: 100000000000000000000\n", "scenarios[0].batch_size: Input should be less than or equal"),
+        (
+            "    model: [{Dense: {units: 100000000000000000000}}]\n",
+            "keyword 'units': 100000000000000000000 is out of range: whole numbers up to 2,147,483,647",
+        ),
+    ],
+)
+def test_numbers_beyond_what_training_takes_are_refused_at_collection(tmp_path: Path, entry: str, shown: str) -> None:
+    assert shown in only_problem(tmp_path, HEADER + ONE + entry)
+
+
+def test_a_results_file_nested_too_deeply_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_convergence import cli
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000)
+    for command in (
+        ["bisect", "--results", str(deep), str(deep)],
+        ["compare", str(deep)],
+        ["merge", "m.json", str(deep)],
+    ):
+        assert cli.main(command) == 2, command
+        assert "nested too deeply" in capsys.readouterr().err
+
+
+@pytest.mark.keras
+@pytest.mark.usefixtures("tensorflow_imported_once")
+def test_a_model_is_measured_before_its_weights_exist(tmp_path: Path) -> None:
+    """The caps on weights and on a layer's output are checked on the model built without weights: a model far
+    above them fails with what to raise, having allocated nothing of its size."""
+    import resource
+
+    from pytest_convergence import keras as keras_side
+    from pytest_convergence.errors import ModelTooLarge
+    from pytest_convergence.keras.build import fresh_model
+
+    _, keras = keras_side.frameworks()
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        HEADER
+        + "  - name: heavy\n    model: [{Dense: {units: 200000000}}, {Dense: {units: 1}}]\n"
+        + "    expect: {diverges: {within_epochs: 30}}\n"
+        + "  - name: wide\n    data: {x: [[1], [2]], y: [1, 2]}\n"
+        + "    model: [{RepeatVector: {n: 20000000}}, {GlobalAveragePooling1D: {}}, {Dense: {units: 1}}]\n"
+        + "    expect: {diverges: {within_epochs: 30}}\n"
+    )
+    heavy, wide = load_file(path)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ModelTooLarge, match="the model has 600,000,001 parameters; this run allows 10,000,000"):
+        fresh_model(keras, heavy, 0)
+    with pytest.raises(ModelTooLarge, match="outputs 20,000,000 values per sample; this run allows 10,000,000"):
+        fresh_model(keras, wide, 0)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 400, f"the peak grew by {grown_mib:.0f} MiB: the weights (1.6 GB) were allocated"
+
+
+@pytest.mark.keras
+@pytest.mark.usefixtures("tensorflow_imported_once")
+def test_the_exact_diagnosis_is_kept_to_few_features(tmp_path: Path) -> None:
+    """The exact Hessian of a linear model is features² and its eigenvalues features³: above 1 024 features the
+    diagnosis is the estimate, which stops at the time limit."""
+    import numpy as np
+
+    from pytest_convergence.keras import probes
+
+    np.savez(tmp_path / "wide.npz", x=np.ones((4, 2000)), y=np.ones(4))
+    path = tmp_path / "s.yaml"
+    path.write_text(HEADER + "  - name: a\n    data: {file: wide.npz}\n    expect: {diverges: {within_epochs: 30}}\n")
+    (scenario,) = load_file(path, root=tmp_path)
+    assert probes._linear_layer(scenario) is None
+    with pytest.raises(TimeoutError):
+        probes.diagnose(scenario, [], deadline=time.perf_counter())

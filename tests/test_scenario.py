@@ -554,6 +554,17 @@ def test_npz_reads_the_members_it_checked(tmp_path: Path) -> None:
                 np.lib.format.write_array(member, array)
     (sample,) = load_file(_data_file(project, "two.npz"), root=project)
     assert sample.x.shape == (3, 1)
+    # a header numpy accepts with a negative dimension: the product of the shape is negative, and a read of a
+    # negative count would decompress the whole member
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 1)))
+    header["shape"] = (1, -1)
+    with zipfile.ZipFile(project / "negative.npz", "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in ("x.npy", "y.npy"):
+            with archive.open(name, "w", force_zip64=True) as member:
+                np.lib.format.write_array_header_1_0(member, header)
+                member.write(b"\0" * 8_000_000)
+    message = file_problem(tmp_path, "negative.npz", columns=False).message
+    assert message == "negative.npz: array x has shape (1, -1); one row per sample is needed"
     with zipfile.ZipFile(project / "bare.npz", "w") as archive:
         for name in ("x", "y"):
             with archive.open(name, "w") as member:

@@ -119,7 +119,7 @@ def test_the_sharded_ci_example_splits_merges_and_decides_once() -> None:
     command = runs(shard)
     assert f"--splits {len(groups)} --group ${{{{ matrix.group }}}}" in command
     assert "--convergence-json results/shard-${{ matrix.group }}.json" in command
-    assert "--noconftest" in command and "--convergence-no-factories" in command
+    assert "--noconftest -p no:python -p no:doctest" in command and "--convergence-no-factories" in command
     upload = next(s for s in shard["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
     assert upload["if"] == "always()"
     assert decide["needs"] == "shard" and decide["if"] == "always()"

@@ -12,6 +12,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import math
 import sys
 import types
 import warnings
@@ -82,7 +83,12 @@ def weights_hash(weights: Sequence[np.ndarray]) -> str:
 
 
 def fresh_model(keras: Any, scenario: Scenario, seed: int) -> Any:
-    """The scenario's model with `seed`'s initial weights, in a cleared Keras session."""
+    """The scenario's model with `seed`'s initial weights, in a cleared Keras session; a model of layers is first
+    measured without its weights (`_measured`): one above the run's caps fails before anything is allocated."""
+    measured = (scenario.digest, scenario.name, scenario.x.shape, scenario.spec.dtype_policy, scenario.limits)
+    if not isinstance(scenario.spec.model, str) and measured not in _MEASURED:
+        _measured(keras, scenario)
+        _MEASURED.add(measured)
     # fresh graph and names; TensorFlow still keeps ~2-3 MiB per model (benchmarks/memory.py)
     keras.backend.clear_session()
     if scenario.spec.dtype_policy is not None:  # Keras 3's clear_session resets the global policy: set it after
@@ -96,15 +102,57 @@ def fresh_model(keras: Any, scenario: Scenario, seed: int) -> Any:
     return model
 
 
+_MEASURED: set[tuple[Any, ...]] = set()  # the scenarios (as run) whose models were measured: once each, not per seed
+
+
+def _measured(keras: Any, scenario: Scenario) -> None:
+    """The model of layers built once without its weights — inside a TensorFlow graph that never runs, its variables
+    are nodes, not memory (Keras 2 and 3) — and held to the run's caps: nine lines of YAML
+    (`{Dense: {units: 50000000}}`, `{RepeatVector: {n: 20000000}}`) must not allocate gigabytes. The session is
+    cleared before the real model is built, with its seed: what trains is what would have trained. A layer that
+    cannot be built this way is measured once built for real (`fresh_model`)."""
+    import tensorflow as tf
+
+    keras.backend.clear_session()
+    try:
+        with warnings.catch_warnings(), tf.Graph().as_default():
+            warnings.filterwarnings("ignore", "non-integer arguments to randrange", DeprecationWarning)
+            _within_limits(_model(keras, scenario), scenario)
+    except ModelTooLarge:
+        raise
+    except Exception:  # the real build raises what is wrong with the model, where it is judged
+        pass
+    finally:
+        keras.backend.clear_session()
+
+
 def _within_limits(model: Any, scenario: Scenario) -> None:
-    """The operator's cap on a model's size (--convergence-limit params), checked once the model is built and before
-    it trains: nine lines of YAML (`{Dense: {units: 50000000}}`) must not take gigabytes of memory to train."""
-    cap = scenario.limits.params
-    count = int(model.count_params()) if model.built else 0
-    if count > cap:
+    """The operator's caps on a model (--convergence-limit params, activations): its weights, and the values one
+    sample makes in its largest layer output. A model not built yet (a factory's) is built on the data's shape."""
+    if not model.built:
+        model.build((None, *scenario.x.shape[1:]))
+    limits = scenario.limits
+    count = sum(math.prod(int(d) for d in w.shape) for w in model.weights)
+    if count > limits.params:
         raise ModelTooLarge(
-            f"the model has {count:,} parameters; this run allows {cap:,} (--convergence-limit params=N raises it)"
+            f"the model has {count:,} parameters; this run allows {limits.params:,} (--convergence-limit params=N "
+            "raises it)"
         )
+    widest = max((_values_per_sample(layer) for layer in model.layers), default=0)
+    if widest > limits.activations:
+        raise ModelTooLarge(
+            f"a layer of the model outputs {widest:,} values per sample; this run allows {limits.activations:,} "
+            "(--convergence-limit activations=N raises it)"
+        )
+
+
+def _values_per_sample(layer: Any) -> int:
+    try:
+        shapes = layer.output.shape if not isinstance(layer.output, (list, tuple)) else [o.shape for o in layer.output]
+    except (AttributeError, ValueError, RuntimeError):  # a layer without one symbolic output
+        return 0
+    shapes = shapes if isinstance(shapes, list) else [shapes]
+    return sum(math.prod(int(d or 1) for d in tuple(s)[1:]) for s in shapes)
 
 
 def _model(keras: Any, scenario: Scenario) -> Any:
@@ -325,17 +373,29 @@ class _ReviewedSource(importlib.machinery.SourceFileLoader):
 
 
 class _ProjectFinder(importlib.abc.MetaPathFinder):
-    """Finds the modules and packages in `base` (the factory's folder) and in the packages found there, each checked
-    by `_find` and loaded by `_ReviewedSource`. Namespace packages are left to the path-based finder, so that a
-    folder without `__init__.py` does not hide an installed package of that name."""
+    """Finds the modules and packages in `base` (the factory's folder), in every other sys.path folder inside the
+    root directory (the current one, under `python -m pytest`) and in the packages found there, each checked by
+    `_find` and loaded by `_ReviewedSource`: no project module runs from bytecode or a native library. Namespace
+    packages are left to the path-based finder, so that a folder without `__init__.py` does not hide an installed
+    package of that name."""
 
     def __init__(self, base: Path, root: Path, ref: str) -> None:
         self.base, self.root, self.ref = base, root, ref
 
+    def _project(self, folder: Path) -> bool:
+        """A folder of the project: inside the root directory, and not an environment's (a virtualenv, a tox env
+        kept under the project, whose installed packages are not the project's code)."""
+        prefixes = {Path(p).resolve() for p in (sys.prefix, sys.exec_prefix, sys.base_prefix)}
+        return folder.is_relative_to(self.root) and not any(folder.is_relative_to(p) for p in prefixes)
+
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        folders = [self.base] if path is None else [Path(p) for p in path if Path(p).is_relative_to(self.base)]
+        if path is None:
+            entries = [Path(p or ".").resolve() for p in sys.path]
+            folders = list(dict.fromkeys([self.base, *(p for p in entries if self._project(p))]))
+        else:
+            folders = [Path(p) for p in path if self._project(Path(p).resolve())]
         for folder in folders:
             found = _find(folder, fullname, self.root, self.ref)
             if found is not None and found.source is not None:

@@ -75,6 +75,8 @@ def diagnose(
     optimizer = _optimizer_facts(keras, spec.optimizer.name, spec.optimizer.kwargs)
     x, _ = train_part(scenario)
     _, steps = fit_batches(len(x), spec.batch_size)
+    if deadline is not None and time.perf_counter() >= deadline:
+        raise TimeoutError("the time limit was reached before it")
     linear = _linear_layer(scenario)
     if linear is not None:
         units, bias = linear
@@ -86,12 +88,15 @@ def diagnose(
     return dataclasses.replace(found, seed=seed, goal=goal)
 
 
+EXACT_MAX_FEATURES = 1024  # the exact Hessian is features²; its eigenvalues features³: above, the estimate (timed)
+
+
 def _linear_layer(scenario: Scenario) -> tuple[int, bool] | None:
     """(units, use_bias) when the model is one Dense layer without activation under MSE, else None."""
     spec = scenario.spec
     if isinstance(spec.model, str) or len(spec.model) != 1 or spec.loss.name not in diagnose_mod.MSE_NAMES:
         return None
-    if scenario.x.ndim != 2 or spec.dtype_policy not in (None, "float32"):
+    if scenario.x.ndim != 2 or spec.dtype_policy not in (None, "float32") or scenario.x.shape[1] > EXACT_MAX_FEATURES:
         return None
     (layer,) = spec.model
     plain_keys = {"units", "activation", "use_bias", "kernel_initializer", "bias_initializer", "name", "dtype"}
