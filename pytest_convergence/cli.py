@@ -164,6 +164,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     m.set_defaults(run=_merge)
 
+    mx = sub.add_parser(
+        "matrix",
+        help="run the scenarios on every version of a matrix, on one Ray cluster, from one command",
+        description="Each --env NAME=REQUIREMENTS is one version: Ray installs its requirements as a runtime "
+        "environment on the cluster's nodes (uv, cached per set) and one pytest controller per version sends the "
+        "scenarios there, writing DIR/NAME.json for compare and gate. Arguments after -- go to pytest (e.g. -- "
+        "--scenarios scenarios/ --convergence-noise-floor). Needs the ray extra. Exit: the worst pytest exit code.",
+    )
+    mx.add_argument(
+        "--env",
+        action="append",
+        required=True,
+        metavar="NAME=REQ[,REQ…]",
+        help="one version, e.g. tf215=tensorflow-cpu==2.15.1 (repeatable)",
+    )
+    mx.add_argument(
+        "--ray", default="local", metavar="ADDRESS", help="local (default: start Ray here), auto, or an address"
+    )
+    mx.add_argument("--results-dir", type=Path, default=Path("results"), help="where NAME.json and NAME.log go")
+    mx.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then pytest's arguments")
+    mx.set_defaults(run=_matrix)
+
     s = sub.add_parser(
         "schema",
         help="print the JSON Schema of scenario files or of results files",
@@ -454,6 +476,21 @@ def accepted_file(given: Path | None) -> Accepted | None:
         return accepted.read(given)
     except ScenarioError as exc:
         raise InputError(f"accepted-changes file not usable:\n{exc}") from None
+
+
+def _matrix(args: argparse.Namespace) -> int:
+    from . import matrix
+
+    envs = [matrix.parse_env(e) for e in args.env]
+    if len({e.name for e in envs}) != len(envs):
+        raise InputError("--env: each version needs its own NAME")
+    pytest_args = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
+    lines = matrix.run(envs, args.ray, args.results_dir, pytest_args)
+    while True:
+        try:
+            print(next(lines), flush=True)
+        except StopIteration as done:
+            return int(done.value)
 
 
 def _merge(args: argparse.Namespace) -> int:

@@ -318,7 +318,9 @@ def cluster_of(config: pytest.Config) -> Cluster:
     if CLUSTER_KEY not in config.stash:
         from .cluster import Cluster
 
-        cluster = Cluster(config.stash[SCENARIOS_KEY].ray or "local")
+        settings = config.stash[SCENARIOS_KEY]
+        runtime_env = {"uv": {"packages": list(settings.ray_pip)}} if settings.ray_pip else {}
+        cluster = Cluster(settings.ray or "local", runtime_env)
         config.stash[CLUSTER_KEY] = cluster
         config.add_cleanup(cluster.close)
     return config.stash[CLUSTER_KEY]

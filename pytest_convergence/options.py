@@ -94,6 +94,12 @@ RAY_HELP = (
     "results and never imports TensorFlow. Not with -n (xdist)."
 )
 
+RAY_PIP_HELP = (
+    "REQUIREMENT (repeatable): with --convergence-ray, the workers train in a Ray runtime environment with these "
+    "installed (by uv, on top of the cluster's Python; cached per set of requirements), e.g. tensorflow-cpu==2.15.1: "
+    "one version of a matrix (pytest-convergence matrix runs them all)."
+)
+
 PLOTS_HELP = (
     "Write one PNG per scenario into DIR: loss per epoch on a log scale, one line per seed, non-finite epochs "
     "marked, the expectation's threshold drawn. Needs matplotlib (pip install matplotlib)."
@@ -129,6 +135,7 @@ class Settings:
     jit_compile: bool | None = None  # --convergence-jit-compile on|off, for scenarios without one
     limits: Limits = DEFAULTS  # --convergence-limit NAME=VALUE / convergence_limits: caps no scenario can raise
     ray: str | None = None  # --convergence-ray ADDRESS|auto|local: train on a Ray cluster
+    ray_pip: tuple[str, ...] = ()  # --convergence-ray-pip: the requirements of the workers' runtime environment
 
     @property
     def gathers_records(self) -> bool:
@@ -164,6 +171,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--convergence-jit-compile", default=None, choices=("on", "off"), help=JIT_HELP)
     group.addoption("--convergence-limit", action="append", default=[], metavar="NAME=VALUE", help=limits_mod.HELP)
     group.addoption("--convergence-ray", default=None, metavar="ADDRESS", help=RAY_HELP)
+    group.addoption("--convergence-ray-pip", action="append", default=[], metavar="REQUIREMENT", help=RAY_PIP_HELP)
     parser.addini("convergence_scenarios", INI_SCENARIOS_HELP, type="paths", default=[])
     parser.addini("convergence_accepted", ACCEPTED_HELP, default=None)
     parser.addini("convergence_timeout", TIMEOUT_HELP, default=None)
@@ -175,6 +183,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("convergence_isolate", ISOLATE_HELP, default=None)
     parser.addini("convergence_limits", limits_mod.HELP, type="linelist", default=[])
     parser.addini("convergence_ray", RAY_HELP, default=None)
+    parser.addini("convergence_ray_pip", RAY_PIP_HELP, type="linelist", default=[])
 
 
 def resolve(config: pytest.Config) -> Settings:
@@ -220,6 +229,7 @@ def resolve(config: pytest.Config) -> Settings:
         isolate=_isolate(config),
         limits=_limits(config),
         ray=_ray(config),
+        ray_pip=tuple(config.getoption("convergence_ray_pip") or config.getini("convergence_ray_pip")),
     )
 
 

@@ -603,7 +603,10 @@ def test_record_text_cannot_inject_workflow_commands_or_html(
             '"seeds": [{"seed": 0, "losses": [1.0, "2"]}]}]}',
             "malformed results file: scenarios[0].seeds[0].losses[1]: Input should be a valid number",
         ),
-        ('{"schema": "pytest-convergence/1", "environment": ' + "[" * 100_000 + "]" * 100_000 + "}", "not a results"),
+        (
+            '{"schema": "pytest-convergence/1", "environment": ' + "[" * 100_000 + "]" * 100_000 + "}",
+            "nested too deeply to be a results file",
+        ),
     ],
 )
 def test_bad_input_exits_2_without_a_traceback(

@@ -106,7 +106,9 @@ def test_pytest_output_holds_no_injected_line(pytester: pytest.Pytester) -> None
     outside = pytester.path.parent / f"{pytester.path.name}-secret.yaml"
     outside.write_text("token: ghp_SECRET\n")
     (pytester.path / "linked.yaml").symlink_to(outside)
-    result = pytester.runpytest("--scenarios", ".", "-rA", "-W", "default", "-v", "--continue-on-collection-errors")
+    result = pytester.runpytest_subprocess(
+        "--scenarios", ".", "-rA", "-W", "default", "-v", "--continue-on-collection-errors"
+    )
     out = result.stdout.lines + result.stderr.lines
     assert injected(out) == []
     assert not [line for line in out if "ghp_SECRET" in line]
@@ -162,7 +164,9 @@ def test_regular_expressions_re2_cannot_run_are_refused(tmp_path: Path, pattern:
 
 def test_limits_parse_and_name_what_is_allowed() -> None:
     assert limits_mod.parse(["params=5_000", "memory_mib=0"], "x") == Limits(params=5000, memory_mib=0)
-    with pytest.raises(ValueError, match="'colour=1' is not NAME=VALUE with NAME one of params, scenario_file"):
+    with pytest.raises(
+        ValueError, match="'colour=1' is not NAME=VALUE with NAME one of params, activations, scenario_file"
+    ):
         limits_mod.parse(["colour=1"], "--convergence-limit")
     with pytest.raises(ValueError, match="params must be a whole number >= 1"):
         limits_mod.parse(["params=" + "9" * 5000], "--convergence-limit")
