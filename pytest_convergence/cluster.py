@@ -20,6 +20,7 @@ from typing import Any
 from .errors import ChildError, Problem, TrainingProcessDied, TrainingProcessKilled
 from .isolation import EPOCH_GRACE, HARD_LIMIT_GRACE_S, CheckJob, Job, check_file, run_job
 from .keras import THREADS_ENV
+from .text import one_line
 
 EXIT_AFTER_HANG_S = 2.0  # a worker whose training hung returns its verdict, then exits this long after
 
@@ -110,6 +111,10 @@ def _get(ray: Any, ref: Any, timeout: float | None, doing: str) -> Any:
     except ray.exceptions.RayTaskError as exc:  # the task raised: the scenario's error, as the child's would be
         cause = exc.as_instanceof_cause() if hasattr(exc, "as_instanceof_cause") else exc
         raise getattr(cause, "cause", None) or cause from None
+    except ray.exceptions.RuntimeEnvSetupError as exc:
+        raise TrainingProcessDied(
+            f"Ray could not make the runtime environment for {doing}: {one_line(exc, 600)}"
+        ) from None
     except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.RayError) as exc:
         raise TrainingProcessDied(
             f"the Ray worker {doing} died and Ray's retries ran out ({type(exc).__name__}); the other scenarios go on"

@@ -319,7 +319,9 @@ def cluster_of(config: pytest.Config) -> Cluster:
         from .cluster import Cluster
 
         settings = config.stash[SCENARIOS_KEY]
-        runtime_env = {"uv": {"packages": list(settings.ray_pip)}} if settings.ray_pip else {}
+        # uv's own cache is kept (Ray's default is --no-cache): a second version's environment reuses the wheels
+        uv = {"packages": list(settings.ray_pip), "uv_pip_install_options": []}
+        runtime_env = {"uv": uv} if settings.ray_pip else {}
         cluster = Cluster(settings.ray or "local", runtime_env)
         config.stash[CLUSTER_KEY] = cluster
         config.add_cleanup(cluster.close)

@@ -119,3 +119,22 @@ def test_a_shard_that_did_not_finish_makes_the_merge_unfinished(tmp_path: Path) 
     merged = merge.merge([done, copy.deepcopy(died)], [Path("a.json"), Path("b.json")])  # type: ignore[list-item]
     assert merged["complete"] is False and merged["recovered_from"] == "b.json"
     assert merge._exitstatus([0, 5, 1]) == 1 and merge._exitstatus([5, 5]) == 5 and merge._exitstatus([0, -1]) == -1
+
+
+def test_a_matrix_version_is_a_name_and_requirements() -> None:
+    """`pytest-convergence matrix --env NAME=REQ[,REQ]`: one pytest controller per version, its scenarios' tasks in
+    that version's Ray runtime environment, its results file named after it (the run itself: .ci/run)."""
+    from pytest_convergence import matrix
+    from pytest_convergence.errors import InputError
+
+    env = matrix.parse_env("tf215=tensorflow-cpu==2.15.1, numpy<2")
+    assert env == matrix.Env("tf215", ("tensorflow-cpu==2.15.1", "numpy<2"))
+    command = matrix.command(env, "127.0.0.1:6379", Path("results"), ["--scenarios", "s/"])
+    assert command[-8:] == [
+        "--convergence-ray", "127.0.0.1:6379",
+        "--convergence-ray-pip", "tensorflow-cpu==2.15.1", "--convergence-ray-pip", "numpy<2",
+        "--convergence-json", "results/tf215.json",
+    ]  # fmt: skip
+    for bad in ("tf215", "=x", "t f=x", "tf215=", "tf215=--index-url=http://evil"):
+        with pytest.raises(InputError):
+            matrix.parse_env(bad)
