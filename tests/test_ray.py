@@ -101,3 +101,22 @@ def test_a_node_killed_mid_run_loses_nothing(tmp_path: Path, cluster: Cluster) -
     assert sorted(r["name"] for r in records) == ["slow0", "slow1", "slow2", "slow3"]
     assert {r["outcome"] for r in records} == {"passed"}
     assert all(len(r["seeds"][0]["losses"]) == 400 for r in records)
+
+
+def test_a_hang_on_a_worker_is_stopped_at_the_hard_limit(tmp_path: Path) -> None:
+    """A scenario whose training hangs where the per-batch check cannot see it (here: a model factory that sleeps) is
+    given up 1 s past its time limit by its task's watchdog, which returns that it hung: the scenario fails with
+    that, is not retried, and the next scenario trains (`--convergence-ray local`)."""
+    (tmp_path / "factories.py").write_text("import time\n\ndef hangs():\n    time.sleep(600)\n")
+    hang = (
+        "  - name: hang\n    model: 'factories:hangs'\n    timeout_s: 2\n    expect: {diverges: {within_epochs: 30}}\n"
+    )
+    after = "  - name: ok-after\n    expect: {diverges: {within_epochs: 30}}\n"
+    (tmp_path / "s.yaml").write_text(HEADER + hang + after)
+    run = pytest_run(tmp_path, "--convergence-ray", "local", "--convergence-json", "r.json")
+    out, _ = run.communicate(timeout=600)
+    assert "1 failed, 1 passed" in out, out
+    assert "scenario 'hang': the time limit of 2 s was reached and training did not stop (a native hang?): its Ray " \
+        "task gave up on it after" in out, out  # fmt: skip
+    records = {r["name"]: r for r in json.loads((tmp_path / "r.json").read_text())["scenarios"]}
+    assert records["hang"]["error"].startswith("TrainingProcessKilled: ")
