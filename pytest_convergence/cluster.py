@@ -9,6 +9,7 @@ Ray is imported only here, and only when the option is given."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -124,10 +125,21 @@ def _hard_limit(job: Job) -> float | None:
     return job.timeout_s + (HARD_LIMIT_GRACE_S if job.per_batch else max(1.0, EPOCH_GRACE * job.timeout_s))
 
 
+LIBRARIES = ("numpy", "protobuf", "ml_dtypes")  # besides TensorFlow and Keras, what a version's environment pins
+
+
 def _where() -> dict[str, Any]:
+    """What trains on this worker: TensorFlow, Keras and the libraries its environment installed (a runtime
+    environment's numpy is not the controller's), and its thread settings."""
+    from importlib import metadata
+
     from . import keras as keras_side
 
-    return {"versions": keras_side.versions(), "runtime": dict(keras_side.runtime_settings())}
+    versions = keras_side.versions()
+    for name in LIBRARIES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return {"versions": versions, "runtime": dict(keras_side.runtime_settings())}
 
 
 def check_task(job: dict[str, Any]) -> dict[str, Any]:

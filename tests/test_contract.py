@@ -9,7 +9,7 @@ import sys
 import pytest
 from texts import DIVERGES
 
-HEAVY = ("tensorflow", "keras", "numpy", "pydantic", "yaml", "packaging", "scipy")
+HEAVY = ("tensorflow", "keras", "numpy", "pydantic", "yaml", "packaging", "scipy", "ray", "re2")
 
 
 def test_loading_the_plugin_imports_nothing_heavy() -> None:

@@ -16,7 +16,7 @@ from pytest_convergence import results, schemas
 pytestmark = [pytest.mark.keras, pytest.mark.usefixtures("tensorflow_imported_once")]
 
 
-HEAVY = ("tensorflow", "keras", "numpy", "pydantic", "yaml", "packaging", "scipy")
+HEAVY = ("tensorflow", "keras", "numpy", "pydantic", "yaml", "packaging", "scipy", "ray", "re2")
 
 
 def test_ordinary_runs_are_unaffected(pytester: pytest.Pytester, scenario_file) -> None:

@@ -71,11 +71,13 @@ def test_a_run_on_the_cluster_is_the_serial_run(tmp_path: Path, cluster: Cluster
     serial = pytest_run(tmp_path, "--convergence-json", "serial.json")
     out, _ = serial.communicate(timeout=600)
     assert "1 failed, 5 passed" in out, out
+    assert "ray" not in json.loads((tmp_path / "controller-modules.json").read_text())  # without the option: no Ray
     assert curves(tmp_path / "ray.json") == curves(tmp_path / "serial.json")
     records = json.loads((tmp_path / "ray.json").read_text())["scenarios"]
     nodes = {r["runtime"]["ray_node"] for r in records}
     assert len(nodes) == 2, "both nodes trained"  # one CPU each, six tasks submitted at once
     assert {r["runtime"]["intra_op_threads"] for r in records} == {1}  # each task's one CPU
+    assert {"tensorflow", "keras", "numpy"} <= set(records[0]["versions"])  # what the worker's environment holds
 
 
 def test_a_node_killed_mid_run_loses_nothing(tmp_path: Path, cluster: Cluster) -> None:
