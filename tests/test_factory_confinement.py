@@ -250,6 +250,8 @@ def test_a_package_already_imported_from_elsewhere_is_refused_before_importing(r
     assert not marker.exists()
 
 
+@pytest.mark.keras  # collecting checks the file's Keras names: TensorFlow is imported
+@pytest.mark.usefixtures("tensorflow_imported_once")
 def test_the_plugin_reports_a_refused_factory_at_collection_without_running_it(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
