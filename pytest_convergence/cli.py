@@ -177,7 +177,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         required=True,
         metavar="NAME=REQ[,REQ…]",
-        help="one version, e.g. tf215=tensorflow-cpu==2.15.1 (repeatable)",
+        help="one version: a name, =, then its requirements separated by spaces (quote them), e.g. "
+        "'tf215=tensorflow-cpu==2.15.1' (repeatable)",
     )
     mx.add_argument(
         "--ray", default="local", metavar="ADDRESS", help="local (default: start Ray here), auto, or an address"

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ChildError, Problem, TrainingProcessDied, TrainingProcessKilled
+from .errors import ChildError, Problem, TrainingProcessDied, TrainingProcessKilled, Unplaceable
 from .isolation import EPOCH_GRACE, HARD_LIMIT_GRACE_S, CheckJob, Job, check_file, run_job
 from .keras import THREADS_ENV
 from .text import one_line
+
+FORWARDED = ("TF_USE_LEGACY_KERAS", "PYTHONHASHSEED", "TF_CPP_MIN_LOG_LEVEL")  # the controller's, to every task
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class Cluster:
     address: str
     runtime_env: Mapping[str, Any] = field(default_factory=dict)
     _started_here: bool = False
+    _pending: list[Any] = field(default_factory=list)  # submitted tasks whose outcome nobody has read yet
     versions: dict[str, str] = field(default_factory=dict)  # what trains on the cluster (from the first check)
     runtime: dict[str, Any] = field(default_factory=dict)
 
@@ -55,14 +59,22 @@ class Cluster:
             ray.init(address=self.address, log_to_driver=False, configure_logging=False)
 
     def close(self) -> None:
+        """Tasks nobody will read (the run stopped early: -x, Ctrl-C) are cancelled; Ray started here is shut down."""
         import ray
 
-        if self._started_here and ray.is_initialized():
+        if not ray.is_initialized():
+            return
+        for ref in self._pending:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        self._pending.clear()
+        if self._started_here:
             ray.shutdown()
 
     def _options(self, task: Task) -> dict[str, Any]:
         env = dict(self.runtime_env)
-        env["env_vars"] = {**dict(env.get("env_vars") or {}), THREADS_ENV: str(max(1, int(task.cpus)))}
+        forwarded = {k: os.environ[k] for k in FORWARDED if k in os.environ}  # what decides the Keras that trains
+        env["env_vars"] = {**forwarded, **dict(env.get("env_vars") or {}), THREADS_ENV: str(max(1, int(task.cpus)))}
         return {
             "num_cpus": task.cpus,
             "num_gpus": task.gpus,
@@ -84,16 +96,33 @@ class Cluster:
         return [Problem(**p) for p in found["problems"]]
 
     def submit(self, job: Job, task: Task = Task()) -> Any:
-        """Send one scenario's training job; the ObjectRef of its outcome."""
+        """Send one scenario's training job; the ObjectRef of its outcome. A task no node of the cluster can hold
+        (more CPUs or GPUs than any node has) is refused here, with what the nodes have: Ray would wait for such a node
+        for ever."""
+        import ray
+
         self.connect()
-        return _train_remote().options(**self._options(task)).remote(dataclasses.asdict(job), _hard_limit(job))
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        if not any(r.get("CPU", 0) >= task.cpus and r.get("GPU", 0) >= task.gpus for r in nodes):
+            largest = max(((r.get("CPU", 0), r.get("GPU", 0)) for r in nodes), default=(0, 0))
+            raise Unplaceable(
+                f"no node of the Ray cluster has {task.cpus:g} CPU(s) and {task.gpus:g} GPU(s) for this scenario's "
+                f"resources (the largest has {largest[0]:g} CPU(s), {largest[1]:g} GPU(s))"
+            )
+        ref = _train_remote().options(**self._options(task)).remote(dataclasses.asdict(job), _hard_limit(job))
+        self._pending.append(ref)
+        return ref
 
     def result(self, ref: Any) -> dict[str, Any]:
         """The outcome of a submitted job (`run_job`'s plain data, with where it trained); TrainingProcessDied when
         its worker died more often than Ray retries, TrainingProcessKilled when its training hung past the limit."""
         import ray
 
-        out: dict[str, Any] = _get(ray, ref, None, "training")
+        try:
+            out: dict[str, Any] = _get(ray, ref, None, "training")
+        finally:
+            with contextlib.suppress(ValueError):
+                self._pending.remove(ref)
         if out.get("hung") is not None:
             raise TrainingProcessKilled(
                 f"the time limit of {out['hung']:g} s was reached and training did not stop (a native hang?): its "
@@ -107,16 +136,19 @@ def _get(ray: Any, ref: Any, timeout: float | None, doing: str) -> Any:
     try:
         return ray.get(ref, timeout=timeout)
     except ray.exceptions.RayTaskError as exc:  # the task raised: the scenario's error, as the child's would be
-        cause = exc.as_instanceof_cause() if hasattr(exc, "as_instanceof_cause") else exc
-        raise getattr(cause, "cause", None) or cause from None
+        cause = getattr(exc, "cause", None)
+        name = type(cause).__name__ if cause is not None else str(getattr(exc, "function_name", "task"))
+        raise ChildError(name, str(cause) if cause is not None else str(exc), str(exc)) from None
     except ray.exceptions.RuntimeEnvSetupError as exc:
         raise TrainingProcessDied(
             f"Ray could not make the runtime environment for {doing}: {one_line(exc, 600)}"
         ) from None
-    except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.RayError) as exc:
+    except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as exc:
         raise TrainingProcessDied(
             f"the Ray worker {doing} died and Ray's retries ran out ({type(exc).__name__}); the other scenarios go on"
         ) from None
+    except ray.exceptions.RayError as exc:  # out of memory, a lost object, …: Ray says which
+        raise TrainingProcessDied(f"Ray failed {doing}: {type(exc).__name__}: {one_line(exc, 400)}") from None
 
 
 def _hard_limit(job: Job) -> float | None:
@@ -152,7 +184,7 @@ def train_task(job: dict[str, Any], hard_limit: float | None) -> dict[str, Any]:
     watched for `hard_limit` seconds: past it (a hang that per-batch checks cannot see), the task returns that it
     hung, so that the test fails with that and Ray does not retry it. The stuck thread stays in that worker process
     (Ray reuses it; a task cannot end its own worker without losing its result): a native hang that holds a lock
-    TensorFlow needs can stall that worker's later tasks. Under --convergence-isolate a hang is killed instead."""
+    TensorFlow needs can stall that worker's later tasks (without Ray, --convergence-isolate kills a hang)."""
     started = time.perf_counter()
     box: dict[str, Any] = {}
 

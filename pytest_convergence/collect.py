@@ -227,8 +227,12 @@ class ScenarioItem(pytest.Item):
 
         ray_side = cluster_of(self.config)
         ref = self.stash.get(SUBMITTED_KEY, None)
+        if ref is not None:
+            del self.stash[SUBMITTED_KEY]  # used once: a rerun (pytest-rerunfailures) submits the scenario again
         try:
-            if ref is None:  # not submitted up front (a rerun plugin, --lf …): now
+            if isinstance(ref, Exception):  # refused when it was submitted (no node can hold it)
+                raise ref
+            if ref is None:  # not submitted up front (a rerun): now
                 ref = ray_side.submit(self.job(), task_of(self))
             out = ray_side.result(ref)
         except Exception as exc:  # died past Ray's retries, hung, or raised there: this scenario fails, the run goes on
@@ -339,11 +343,19 @@ def task_of(item: ScenarioItem) -> Any:
 def submit_all(session: pytest.Session) -> None:
     """--convergence-ray: every scenario that will train, sent before the first test runs (the cluster works on all of
     them while pytest reports them one by one)."""
-    if session.config.stash[SCENARIOS_KEY].ray is None or session.config.option.collectonly:
+    config = session.config
+    if config.stash[SCENARIOS_KEY].ray is None or config.option.collectonly:
         return
+    if session.testsfailed and not config.option.continue_on_collection_errors:
+        return  # pytest stops for the collection errors: nothing runs
+    from .errors import Unplaceable
+
     for item in session.items:
         if isinstance(item, ScenarioItem) and item.get_closest_marker("skip") is None:
-            item.stash[SUBMITTED_KEY] = cluster_of(session.config).submit(item.job(), task_of(item))
+            try:
+                item.stash[SUBMITTED_KEY] = cluster_of(config).submit(item.job(), task_of(item))
+            except Unplaceable as exc:  # its test fails with this; the others run
+                item.stash[SUBMITTED_KEY] = exc
 
 
 def training_child(config: pytest.Config) -> Trainer:

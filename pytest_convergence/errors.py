@@ -134,6 +134,10 @@ class ChildError(Exception):
         return cls(data["type"], data["message"], data["trace"])
 
 
+class Unplaceable(Exception):
+    """A scenario whose resources (cpus, gpus) no node of the Ray cluster has: its test fails, the others run."""
+
+
 class ProbeFailed(Exception):
     """A probe that could not be installed or run: skipped."""
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError
 
@@ -28,14 +29,21 @@ class Env:
 
 
 def parse_env(given: str) -> Env:
-    """'tf215=tensorflow-cpu==2.15.1,tf-keras' → Env; InputError saying the form."""
+    """'tf215=tensorflow-cpu==2.15.1 numpy<2' → Env (requirements separated by spaces: a specifier keeps its commas,
+    `tensorflow-cpu>=2.15,<2.16`); InputError saying the form."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
     name, sep, reqs = given.partition("=")
-    requirements = tuple(r.strip() for r in reqs.split(",") if r.strip())
+    requirements = tuple(reqs.split())
     if not sep or not name or set(name) - NAME_CHARS or not requirements:
-        raise InputError(f"--env {given!r}: give NAME=REQUIREMENT[,REQUIREMENT…], e.g. tf215=tensorflow-cpu==2.15.1")
+        raise InputError(
+            f"--env {given!r}: give NAME=REQUIREMENT [REQUIREMENT …], e.g. tf215=tensorflow-cpu==2.15.1 (quoted)"
+        )
     for requirement in requirements:
-        if requirement.startswith("-"):  # a pip option, not a requirement
-            raise InputError(f"--env {given!r}: {requirement!r} is an option, not a requirement")
+        try:
+            Requirement(requirement)  # also refuses options (--index-url=…): only requirements reach the installer
+        except InvalidRequirement:
+            raise InputError(f"--env {given!r}: {requirement!r} is not a requirement such as numpy<2") from None
     return Env(name, requirements)
 
 
@@ -51,27 +59,34 @@ def command(env: Env, address: str, out: Path, pytest_args: Sequence[str]) -> li
 def run(envs: Sequence[Env], address: str, out: Path, pytest_args: Sequence[str]) -> Generator[str, None, int]:
     """Start Ray here when `address` is local (the controllers join it), run every version's controller side by
     side, and say how each ended; returns (as StopIteration's value) the worst pytest exit code."""
-    import ray
+    try:
+        import ray
+    except ImportError:
+        raise InputError("matrix needs Ray: pip install 'pytest-convergence[ray]'") from None
 
     started_here = address == "local"
     if started_here:
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
         address = ray.get_runtime_context().gcs_address
     out.mkdir(parents=True, exist_ok=True)
+    procs: dict[str, tuple[subprocess.Popen[bytes], Any]] = {}
     try:
-        procs = {}
         for env in envs:
             log = (out / f"{env.name}.log").open("w")
             procs[env.name] = (subprocess.Popen(command(env, address, out, pytest_args), stdout=log, stderr=log), log)
             yield f"{env.name}: {' '.join(env.requirements)} -> {out / env.name}.json (log {out / env.name}.log)"
         codes = {}
         begun = time.monotonic()
-        for name, (proc, log) in procs.items():
+        for name, (proc, _) in procs.items():
             codes[name] = proc.wait()
-            log.close()
             tail = (out / f"{name}.log").read_text(errors="replace").strip().splitlines()[-1:] or [""]
             yield f"{name}: exit {codes[name]} after {time.monotonic() - begun:.0f} s: {tail[0]}"
-    finally:
+    finally:  # Ctrl-C or an error here: the controllers go too, before the Ray they use
+        for proc, log in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait()
+            log.close()
         if started_here:
             ray.shutdown()
     files = " ".join(str(out / f"{e.name}.json") for e in envs)

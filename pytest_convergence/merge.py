@@ -49,6 +49,7 @@ def merge(docs: Sequence[Document], paths: Sequence[Path]) -> Document:
         raise MergeInputError("give at least one shard's results file")
     _same(docs, paths, "environment", lambda d: {k: d["environment"].get(k) for k in ENVIRONMENT_KEYS})
     _same(docs, paths, "run settings", _run_settings)
+    _same(docs, paths, "pytest command lines", lambda d: {"arguments": _command(d.get("argv", []))})
     seen: dict[str, Path] = {}
     records: list[ScenarioRecord] = []
     errors: list[CollectionError] = []
@@ -86,6 +87,24 @@ def _exitstatus(codes: Sequence[int]) -> int:
     return max(real, key=lambda c: (c != 0, c)) if real else 5
 
 
+SHARD_OPTIONS = ("--splits", "--group", "--convergence-json", "--durations-path", "--splitting-algorithm")
+
+
+def _command(argv: Sequence[str]) -> list[str]:
+    """A shard's pytest arguments without what tells the shards apart (its group, its results file): the rest —
+    scenarios, seeds, floors, fit input, time limit, isolation — must be the same in every shard of one run."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in SHARD_OPTIONS:
+            skip = True
+        elif not arg.startswith(tuple(f"{o}=" for o in SHARD_OPTIONS)) and arg != "--store-durations":
+            out.append(arg)
+    return out
+
+
 def _run_settings(doc: Document) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     for key in RUN_KEYS:
@@ -103,7 +122,7 @@ def _same(docs: Sequence[Document], paths: Sequence[Path], what: str, read: Any)
         differ = [
             f"{k}: {first.get(k)} in {paths[0]}, {other.get(k)} in {path}"
             for k in first
-            if other.get(k) != first.get(k) and first.get(k) != [] and other.get(k) != []
+            if other.get(k) != first.get(k) and (k == "arguments" or (first.get(k) != [] and other.get(k) != []))
         ]
         if differ:
             raise MergeInputError(f"the shards are not parts of one run: their {what} differ ({'; '.join(differ)})")

@@ -240,6 +240,11 @@ def _ray(config: pytest.Config) -> str | None:
         return None
     if config.getoption("numprocesses", None) or hasattr(config, "workerinput"):
         raise pytest.UsageError(f"{source}: Ray runs the scenarios' training; give it without -n (xdist)")
+    if _isolate(config):
+        raise pytest.UsageError(
+            f"{source}: Ray workers train the scenarios; give it without --convergence-isolate (the isolation child "
+            "is the other way to train outside the pytest process)"
+        )
     return str(value)
 
 

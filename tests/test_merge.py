@@ -112,6 +112,17 @@ def test_settings_must_match_too(tmp_path: Path) -> None:
         merge.merge([with_floor, without], [Path("a.json"), Path("b.json")])  # type: ignore[list-item]
 
 
+def test_shards_run_with_other_arguments_are_refused() -> None:
+    """Only the group and the results file may differ between the shards' pytest command lines."""
+    a, b = doc(["s.yaml::a"]), doc(["s.yaml::b"])
+    a["argv"] = ["--scenarios", "s/", "--splits", "2", "--group", "1", "--convergence-json", "r1.json"]
+    b["argv"] = ["--scenarios", "s/", "--splits=2", "--group=2", "--convergence-json=r2.json"]
+    merge.merge([a, b], [Path("a.json"), Path("b.json")])  # type: ignore[list-item]
+    b["argv"].append("--convergence-seeds=8")
+    with pytest.raises(merge.MergeInputError, match="their pytest command lines differ"):
+        merge.merge([a, b], [Path("a.json"), Path("b.json")])  # type: ignore[list-item]
+
+
 def test_a_shard_that_did_not_finish_makes_the_merge_unfinished(tmp_path: Path) -> None:
     """One job's crash is the run's: the merged file says so, and compare never passes it."""
     done, died = doc(["s.yaml::a"]), doc(["s.yaml::b"])
@@ -127,14 +138,15 @@ def test_a_matrix_version_is_a_name_and_requirements() -> None:
     from pytest_convergence import matrix
     from pytest_convergence.errors import InputError
 
-    env = matrix.parse_env("tf215=tensorflow-cpu==2.15.1, numpy<2")
+    env = matrix.parse_env("tf215=tensorflow-cpu==2.15.1 numpy<2")
     assert env == matrix.Env("tf215", ("tensorflow-cpu==2.15.1", "numpy<2"))
+    assert matrix.parse_env("tf215=tensorflow-cpu>=2.15,<2.16").requirements == ("tensorflow-cpu>=2.15,<2.16",)
     command = matrix.command(env, "127.0.0.1:6379", Path("results"), ["--scenarios", "s/"])
     assert command[-8:] == [
         "--convergence-ray", "127.0.0.1:6379",
         "--convergence-ray-pip", "tensorflow-cpu==2.15.1", "--convergence-ray-pip", "numpy<2",
         "--convergence-json", "results/tf215.json",
     ]  # fmt: skip
-    for bad in ("tf215", "=x", "t f=x", "tf215=", "tf215=--index-url=http://evil"):
+    for bad in ("tf215", "=x", "t f=x", "tf215=", "tf215=--index-url=http://evil", "tf215=<2.16"):
         with pytest.raises(InputError):
             matrix.parse_env(bad)

@@ -122,3 +122,19 @@ def test_a_hang_on_a_worker_is_stopped_at_the_hard_limit(tmp_path: Path) -> None
         "task gave up on it after" in out, out  # fmt: skip
     records = {r["name"]: r for r in json.loads((tmp_path / "r.json").read_text())["scenarios"]}
     assert records["hang"]["error"].startswith("TrainingProcessKilled: ")
+
+
+def test_what_ray_cannot_do_is_said_at_once(tmp_path: Path) -> None:
+    """A scenario asking for a GPU no node has fails at once (Ray would wait for such a node for ever) while the
+    others train; Ray with the isolation child is a usage error."""
+    gpu = "  - name: wants-a-gpu\n    resources: {gpus: 1}\n    expect: {diverges: {within_epochs: 30}}\n"
+    plain = "  - name: plain\n    expect: {diverges: {within_epochs: 30}}\n"
+    (tmp_path / "s.yaml").write_text(HEADER + gpu + plain)
+    run = pytest_run(tmp_path, "--convergence-ray", "local")
+    out, _ = run.communicate(timeout=600)
+    assert "1 failed, 1 passed" in out, out
+    assert "scenario 'wants-a-gpu': training raised Unplaceable: no node of the Ray cluster has 1 CPU(s) and 1 GPU(s)" \
+        in out, out  # fmt: skip
+    both = pytest_run(tmp_path, "--convergence-ray", "local", "--convergence-isolate", "1")
+    out, _ = both.communicate(timeout=120)
+    assert both.returncode == 4 and "give it without --convergence-isolate" in out, out
