@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import choices, comparison_text, results
 from . import compare as cmp
@@ -431,12 +431,16 @@ def _bisect(args: argparse.Namespace) -> int:
         extra_pytest=["--convergence-seeds", str(args.seeds)] if args.seeds else [],
         factories=args.factories,
     )
-    lines = bisect_mod.bisect(workspace, good, bad, tuple(args.on))
+    return int(_print_all(bisect_mod.bisect(workspace, good, bad, tuple(args.on))))
+
+
+def _print_all(lines: Generator[str, None, Any]) -> Any:
+    """Print a command's lines as they come (a long run shows its progress); what the generator returns."""
     while True:
         try:
             print(next(lines), flush=True)
         except StopIteration as done:
-            return int(done.value)
+            return done.value
 
 
 def _results_file(path: Path) -> Document:
@@ -486,12 +490,7 @@ def _matrix(args: argparse.Namespace) -> int:
     if len({e.name for e in envs}) != len(envs):
         raise InputError("--env: each version needs its own NAME")
     pytest_args = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
-    lines = matrix.run(envs, args.ray, args.results_dir, pytest_args)
-    while True:
-        try:
-            print(next(lines), flush=True)
-        except StopIteration as done:
-            return int(done.value)
+    return int(_print_all(matrix.run(envs, args.ray, args.results_dir, pytest_args)))
 
 
 def _merge(args: argparse.Namespace) -> int:
@@ -526,12 +525,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    lines = explain_mod.explain(explain_mod.find(args.target), args.seed, args.input)
-    while True:
-        try:
-            print(next(lines), flush=True)
-        except StopIteration as done:  # the generator returns the verdict
-            return 0 if done.value else 1
+    passed = _print_all(explain_mod.explain(explain_mod.find(args.target), args.seed, args.input))
+    return 0 if passed else 1
 
 
 def _check_env(args: argparse.Namespace) -> int:
