@@ -57,7 +57,7 @@ def driver_rate(tasks: int) -> float:
     """Tasks per second one driver submits and collects (empty tasks, local Ray): the controller's own ceiling."""
     import ray
 
-    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
 
     @ray.remote(num_cpus=0)
     def nothing(i: int) -> int:

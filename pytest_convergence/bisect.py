@@ -9,26 +9,23 @@ error, curve beyond its rounding floor, seed statistics), binary-searching to th
 The search (`Search`) and the ordering of builds (`builds_between`) are pure; `Workspace` does the installing and
 running, each bounded in time. A probe that cannot be installed or that crashes is skipped, never taken for good or
 bad, as `git bisect skip` does.
+
+On a Ray cluster (`RayWorkspace`, `bisect --ray`) a probe is a pytest controller in this Python whose scenarios train
+on the cluster, in a uv runtime environment Ray makes for the build; several probes run at once, each round splitting
+the builds still open into equal parts (`Search.next_round`).
 """
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import json
 import math
-import os
-import shlex
-import shutil
-import signal
-import subprocess
-import sys
-import time
 import urllib.request
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import (
@@ -40,20 +37,20 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from . import compare, results
-from .choices import BISECT_KINDS, BISECT_PROBE_TIMEOUT_S
+from . import compare
+from .choices import BISECT_KINDS
 from .envcheck import SIBLINGS
 from .errors import BisectInputError, InputError, ProbeFailed
 from .record import Document
 from .text import one_line
+from .workspaces import BISECTABLE, Workspace
 
-BISECTABLE = frozenset().union(*SIBLINGS)
 # what a probe is judged on by default: a real difference in behaviour, either way (an improvement is a change too)
 DEFAULT_KINDS = BISECT_KINDS
 DEFAULT_INDEX = "https://pypi.org/simple/"
-DEFAULT_PROBE_TIMEOUT_S = BISECT_PROBE_TIMEOUT_S
 
 Verdict = Literal["good", "bad", "skip"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -121,31 +118,43 @@ class Probe:
 
 
 class Search:
-    """Binary search for the first bad build among `candidates` (oldest first), the last of which is known bad and
-    the one before the first known good. Skipped builds are stepped around, nearest to the middle first."""
+    """Search for the first bad build among `candidates` (oldest first), the last of which is known bad and the one
+    before the first known good: in rounds of K probes that split the builds still open into K+1 parts (K = 1: a
+    binary search). Skipped builds are stepped around, nearest to where a split falls first."""
 
     def __init__(self, candidates: Sequence[Build]) -> None:
         self.candidates = list(candidates)
-        self.good = -1  # index of the newest build known good (-1: the good end, before the list)
-        self.bad = len(self.candidates) - 1  # index of the oldest build known bad
+        self.good = -1  # index of the good bound: the newest build seen good before `bad` (-1: the good end)
+        self.bad = len(self.candidates) - 1  # index of the bad bound
         self.skipped: set[int] = set()
+        self.rounds = 0
 
-    def next(self) -> Build | None:
-        """The build to probe next, or None when the search is over."""
+    def next_round(self, at_once: int = 1) -> list[Build]:
+        """Up to `at_once` builds to probe together, oldest first, the nearest untried builds to the points that
+        split the open interval (good, bad) into at_once + 1 equal parts; [] when the search is over."""
         untried = [i for i in range(self.good + 1, self.bad) if i not in self.skipped]
-        if not untried:
-            return None
-        middle = (self.good + self.bad) / 2
-        return self.candidates[min(untried, key=lambda i: (abs(i - middle), i))]
+        if len(untried) <= at_once:
+            return [self.candidates[i] for i in untried]
+        picked: list[int] = []
+        for part in range(1, at_once + 1):
+            split = self.good + part * (self.bad - self.good) / (at_once + 1)
+            picked.append(min((i for i in untried if i not in picked), key=lambda i: (abs(i - split), i)))
+        return [self.candidates[i] for i in sorted(picked)]
 
-    def record(self, build: Build, verdict: Verdict) -> None:
-        i = self.candidates.index(build)
-        if verdict == "skip":
-            self.skipped.add(i)
-        elif verdict == "bad":
-            self.bad = min(self.bad, i)
-        else:
-            self.good = max(self.good, i)
+    def record_round(self, verdicts: Mapping[Build, Verdict]) -> None:
+        """The verdicts of one round, all at once. The bounds move to the first good → bad step among the builds seen
+        (the two bounds and this round's verdicts), so both are always measured, never inferred; where the round saw
+        the change come and go (bad, good again, bad), the search goes on in its first step."""
+        seen: dict[int, Verdict] = {self.good: "good", self.bad: "bad"}
+        for build, verdict in verdicts.items():
+            i = self.candidates.index(build)
+            if verdict == "skip":
+                self.skipped.add(i)
+            elif self.good < i < self.bad:
+                seen[i] = verdict
+        steps = itertools.pairwise(sorted(seen))  # from the good bound to the bad one: a good → bad step is among them
+        self.good, self.bad = next((a, b) for a, b in steps if (seen[a], seen[b]) == ("good", "bad"))
+        self.rounds += 1
 
     @property
     def first_bad(self) -> Build:
@@ -204,200 +213,67 @@ def differences(
     return found
 
 
-@dataclass
-class Workspace:
-    """Throwaway virtual environments, one per build, made by uv; the scenario run there by this plugin's code (on
-    PYTHONPATH, loaded with -p, so every probe judges with the same plugin). Model factories are refused there
-    (`--convergence-no-factories`) unless `factories`: the targets may come from a results file, and a probe is no
-    place to run project code nobody asked for."""
-
-    root: Path
-    target: list[str]  # pytest arguments naming the scenario(s): FILE::NAME or FILE
-    scenario_files: list[str]
-    pins: list[str]  # the rest of the environment, as requirements
-    python: str = sys.executable
-    index_url: str | None = None
-    timeout_s: float = DEFAULT_PROBE_TIMEOUT_S
-    extra_pytest: list[str] = field(default_factory=list)
-    uv: str = field(default_factory=lambda: shutil.which("uv") or "uv")
-    factories: bool = False
-
-    def __post_init__(self) -> None:
-        pytest_targets([*self.target, *self.scenario_files], BisectInputError)  # refused before anything is installed
-
-    def env_dir(self, build: Build) -> Path:
-        return self.root / "envs" / f"{build.package}-{build.version}"
-
-    def results_path(self, build: Build) -> Path:
-        return self.root / "results" / f"{build.package}-{build.version}.json"
-
-    def exclude_file(self, build: Build) -> Path:
-        return self.root / f"exclude-{build.package}.txt"
-
-    def install_commands(self, build: Build) -> list[list[str]]:
-        env = self.env_dir(build)
-        install = [self.uv, "pip", "install", "--quiet", "--python", str(env / "bin" / "python")]
-        install += ["--prerelease", "if-necessary-or-explicit"]  # dev builds where asked for (==) or required
-        if self.index_url:
-            install += ["--index-url", self.index_url]
-        if self.excluded(build):
-            install += ["--excludes", str(self.exclude_file(build))]
-        install += [build.requirement, *self.pins, *plugin_requirements()]
-        return [[self.uv, "venv", "--quiet", "--python", self.python, str(env)], install]
-
-    def excluded(self, build: Build) -> list[str]:
-        """The siblings of the probed build and of the pins: e.g. keras when probing keras-nightly."""
-        wanted = {build.package} | {canonicalize_name(Requirement(p).name) for p in self.pins}
-        return sorted(name for group in SIBLINGS if group & wanted for name in group - wanted)
-
-    def run_command(self, build: Build) -> list[str]:
-        python = self.env_dir(build) / "bin" / "python"
-        args = [str(python), "-m", "pytest", "-p", "pytest_convergence.plugin", "-p", "no:cacheprovider", "-q"]
-        for file in self.scenario_files:
-            args += ["--scenarios", file]
-        args += ["--convergence-noise-floor", "--convergence-json", str(self.results_path(build))]
-        if not self.factories:
-            args.append("--convergence-no-factories")
-        return [*args, *self.extra_pytest, *pytest_targets(self.target, BisectInputError)]
-
-    def install(self, build: Build) -> float:
-        started = time.perf_counter()
-        env = self.env_dir(build)
-        if env.exists():
-            shutil.rmtree(env)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.exclude_file(build).write_text("".join(f"{n}\n" for n in self.excluded(build)), encoding="utf-8")
-        for command in self.install_commands(build):
-            self._call(command, "install", started)
-        return time.perf_counter() - started
-
-    def run(self, build: Build) -> tuple[Document, float]:
-        started = time.perf_counter()
-        out = self.results_path(build)
-        out.unlink(missing_ok=True)
-        # PYTHONSAFEPATH: the working directory is not on sys.path, so a checkout's metadata is not found there
-        env = {**os.environ, "PYTHONPATH": str(self.plugin_path()), "PYTHONSAFEPATH": "1"}
-        env.pop("PYTEST_ADDOPTS", None)
-        env.pop("PYTEST_XDIST_WORKER_COUNT", None)
-        self._call(self.run_command(build), "run", started, env, ok_codes=(0, 1))
-        if not out.is_file():
-            raise ProbeFailed("the run wrote no results file")
-        return results.read(out), time.perf_counter() - started
-
-    def plugin_path(self) -> Path:
-        return plugin_folder(self.root)
-
-    def freeze(self, build: Build) -> list[str]:
-        python = str(self.env_dir(build) / "bin" / "python")
-        try:
-            done = subprocess.run(
-                [self.uv, "pip", "freeze", "--python", python], capture_output=True, text=True, timeout=120
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return []
-        return done.stdout.split()
-
-    def _call(
-        self,
-        command: list[str],
-        step: str,
-        started: float,
-        env: dict[str, str] | None = None,
-        ok_codes: Sequence[int] = (0,),
-    ) -> None:
-        left = self.timeout_s - (time.perf_counter() - started)
-        try:
-            # a session of its own: past the limit the whole group goes (xdist workers, training children too)
-            proc = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
-            )
-        except OSError as exc:
-            raise ProbeFailed(f"{step}: {exc}") from None
-        try:
-            stdout, stderr = proc.communicate(timeout=max(left, 1))
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            raise ProbeFailed(f"{step} took longer than {self.timeout_s:g} s") from None
-        if proc.returncode not in ok_codes:
-            tail = " ".join((stderr or stdout).split())[-300:]
-            raise ProbeFailed(f"{step} failed (exit {proc.returncode}): {tail}")
-
-    def remove(self, build: Build) -> None:
-        shutil.rmtree(self.env_dir(build), ignore_errors=True)
-
-    def reproduce(self, build: Build) -> str:
-        """Shell commands that rebuild this probe's environment and run it."""
-        lines = [shlex.join(c) for c in self.install_commands(build)]
-        excluded = self.excluded(build)
-        if excluded:
-            lines.insert(0, f"printf '%s\\n' {' '.join(excluded)} > {shlex.quote(str(self.exclude_file(build)))}")
-        path = shlex.quote(str(self.plugin_path()))
-        lines.append(f"PYTHONPATH={path} PYTHONSAFEPATH=1 {shlex.join(self.run_command(build))}")
-        return "\n".join(lines)
-
-
-def plugin_folder(root: Path) -> Path:
-    """root/plugin, holding only this plugin's package (a link to it): on PYTHONPATH it brings this code and no
-    installed metadata (a checkout's *.egg-info would register the plugin a second time). bisect's probes and both
-    sides of a gate run it, so that every environment is judged by the same code."""
-    folder = root / "plugin"
-    link = folder / "pytest_convergence"
-    if not link.is_symlink():
-        folder.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(Path(__file__).resolve().parent, target_is_directory=True)
-    return folder
-
-
-def pytest_targets(targets: Sequence[str], error: type[InputError]) -> list[str]:
-    """Scenario files and ids as pytest's last arguments, after `--`, so that none is read as an option: they may
-    come from a results file, which is data (an id `--config-file=evil.ini` would choose pytest's configuration).
-    pytest reads `-p NAME` (load a plugin) even after `--`, so a target that starts with '-' is refused as `error`."""
-    for target in targets:
-        if target.startswith("-"):
-            raise error(
-                f"{target!r} cannot be a scenario: pytest would read an argument that starts with '-' as an option "
-                "(a scenario file or FILE::NAME id is a path; write ./ before a file whose name starts with '-')"
-            )
-    return ["--", *targets]
-
-
-def plugin_requirements() -> list[str]:
-    """This plugin's own runtime requirements (its code comes from PYTHONPATH, not from an install)."""
-    try:
-        requires = metadata.requires("pytest-convergence") or []
-    except metadata.PackageNotFoundError:
-        requires = []
-    return [r for r in requires if "extra ==" not in r] or [
-        "pytest",
-        "numpy",
-        "pyyaml",
-        "pydantic",
-        "packaging",
-        "scipy",
-    ]
-
-
 ProbeFunction = Callable[[Build], Probe]
 
 
-def search(candidates: Sequence[Build], probe: ProbeFunction) -> Generator[Probe, None, Search | None]:
+def search(
+    candidates: Sequence[Build], probe: ProbeFunction, at_once: int = 1
+) -> Generator[Probe, None, Search | None]:
     """Probe builds until the first bad one is found; yields each probe as it finishes. The last candidate (the bad
     end) is probed first: when it is not bad there (it matches the good end, or it cannot be probed), there is
-    nothing to search and the result is None."""
+    nothing to search and the result is None. Then rounds of up to `at_once` probes side by side (`side_by_side`),
+    each round's verdicts recorded together."""
     state = Search(candidates)
     first = probe(candidates[-1])
     yield first
     if first.verdict != "bad":
         return None
-    build = state.next()
-    while build is not None:
-        result = probe(build)
-        yield result
-        state.record(build, result.verdict)
-        build = state.next()
+    builds = state.next_round(at_once)
+    while builds:
+        verdicts: dict[Build, Verdict] = {}
+        for result in side_by_side(probe, builds):
+            verdicts[result.build] = result.verdict
+            yield result
+        state.record_round(verdicts)
+        builds = state.next_round(at_once)
     return state
+
+
+def side_by_side(work: Callable[[Build], T], builds: Sequence[Build]) -> Iterator[T]:
+    """work(build) for every build, each in a thread of its own, yielded as each finishes; a lone build runs here."""
+    if len(builds) == 1:
+        yield work(builds[0])
+        return
+    pool = ThreadPoolExecutor(len(builds), thread_name_prefix="bisect-probe")
+    try:
+        for done in as_completed([pool.submit(work, build) for build in builds]):
+            yield done.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass
+class Measurement:
+    """One build installed and run; `doc` None when that failed (`failure` says why)."""
+
+    build: Build
+    doc: Document | None
+    install_s: float = 0.0
+    run_s: float = 0.0
+    freeze: list[str] = field(default_factory=list)
+    failure: str = ""
+
+
+def measure(workspace: Workspace, build: Build) -> Measurement:
+    """Install and run one build, then drop its environment."""
+    try:
+        install_s = workspace.install(build)
+        doc, run_s = workspace.run(build)
+        return Measurement(build, doc, install_s, run_s, workspace.freeze(build))
+    except ProbeFailed as exc:
+        return Measurement(build, None, failure=str(exc))
+    finally:
+        workspace.remove(build)
 
 
 def bisect(
@@ -406,50 +282,63 @@ def bisect(
     bad: Build,
     kinds: Sequence[str] = DEFAULT_KINDS,
     versions: Callable[[str], list[str]] | None = None,
+    at_once: int = 1,
 ) -> Generator[str, None, int]:
     """Lines for a person as the search goes; returns the exit code: 0 the first differing build was found, 1 the
-    bad end does not differ from the good end here (or could not be probed), 2 the good end could not be probed."""
-    if shutil.which(workspace.uv) is None:
-        raise BisectInputError(f"bisect makes its probes with uv, not found as {workspace.uv!r}: pip install uv")
+    bad end does not differ from the good end here (or could not be probed), 2 the good end could not be probed.
+    With `at_once` > 1 both ends are probed side by side, then rounds of that many probes."""
+    workspace.preflight(good, bad)
     listed = (versions or (lambda name: published_versions(name, workspace.index_url or DEFAULT_INDEX)))(bad.package)
     candidates = builds_between(good, bad, listed)
-    steps = max(1, math.ceil(math.log2(len(candidates) + 1)))
     pinned = ", ".join(workspace.pins) or "nothing else"
     yield f"bisect {' '.join(workspace.target)}: {len(candidates)} builds of {bad.package} after {good} up to {bad}"
-    yield f"  pinned: {pinned}; judged on: {', '.join(kinds)}; about {steps + 2} probes (both ends included)"
-    yield f"  environments and results in {workspace.root}"
-    try:
-        install_s = workspace.install(good)
-        good_doc, run_s = workspace.run(good)
-    except ProbeFailed as exc:
-        workspace.remove(good)
-        yield f"  good end {good}: {exc}"
+    yield f"  pinned: {pinned}; judged on: {', '.join(kinds)}; {_expected(len(candidates), at_once)}"
+    with workspace.session():
+        yield f"  {workspace.where()}"
+        try:
+            return (yield from _probes(workspace, good, bad, candidates, kinds, at_once))
+        finally:  # Ctrl-C or an error: the probes still running end too (before the Ray they use)
+            workspace.stop()
+
+
+def _expected(count: int, at_once: int) -> str:
+    """How many probes the search should take, for the header."""
+    if at_once == 1:
+        return f"about {max(1, math.ceil(math.log2(count + 1))) + 2} probes (both ends included)"
+    rounds = max(0, math.ceil(math.log(count, at_once + 1) - 1e-9))  # the bad end is probed before them
+    return f"{at_once} probes at once: both ends, then about {rounds} round{'s' * (rounds != 1)} of up to {at_once}"
+
+
+def _probes(
+    workspace: Workspace, good: Build, bad: Build, candidates: Sequence[Build], kinds: Sequence[str], at_once: int
+) -> Generator[str, None, int]:
+    """`bisect` once the builds are listed and the workspace is open."""
+    early: dict[Build, Measurement] = {}
+    if at_once > 1:  # both ends side by side: the bad end's verdict waits only for the good end's results
+        early = {m.build: m for m in side_by_side(lambda b: measure(workspace, b), [good, bad])}
+    reference = early.pop(good, None) or measure(workspace, good)
+    if reference.doc is None:
+        yield f"  good end {good}: {reference.failure}"
         if not workspace.factories:
             yield "  (model factories are refused in the probes: where the scenario uses one, bisect with --factories)"
         return 2
-    good_freeze = workspace.freeze(good)
-    workspace.remove(good)
-    yield _line("good end", good, install_s, run_s, "reference")
+    good_doc, good_freeze = reference.doc, reference.freeze
+    yield _line("good end", good, reference.install_s, reference.run_s, "reference")
     probes: dict[Build, Probe] = {}
 
     def probe(build: Build) -> Probe:
+        done = early.pop(build, None) or measure(workspace, build)
+        if done.doc is None:
+            return Probe(build, "skip", detail=done.failure)
         try:
-            install_s = workspace.install(build)
-            doc, run_s = workspace.run(build)
-        except ProbeFailed as exc:
-            return Probe(build, "skip", detail=str(exc))
-        finally:
-            freeze = workspace.freeze(build)
-            workspace.remove(build)
-        try:
-            changes = differences(good_doc, doc, kinds)
+            changes = differences(good_doc, done.doc, kinds)
         except InputError as exc:  # a results file the judgement cannot read: neither good nor bad
-            return Probe(build, "skip", install_s, run_s, f"its results cannot be judged: {exc}")
+            return Probe(build, "skip", done.install_s, done.run_s, f"its results cannot be judged: {exc}")
         # the probe's line names the first difference briefly; the first bad build's are listed in full at the end
         text = f"{changes[0].kind}: {one_line(changes[0].message.split('; ')[0], 90)}" if changes else "as the good end"
-        return Probe(build, "bad" if changes else "good", install_s, run_s, text, freeze, changes)
+        return Probe(build, "bad" if changes else "good", done.install_s, done.run_s, text, done.freeze, changes)
 
-    runs = search(candidates, probe)
+    runs = search(candidates, probe, at_once)
     count = 0
     while True:
         try:
@@ -471,6 +360,8 @@ def bisect(
         f" (or one of the skipped {', '.join(str(b.version) for b in state.unresolved)})" if state.unresolved else ""
     )
     yield f"last build like the good end: {last_good or good}"
+    if at_once > 1:
+        yield f"  {count + 1} probes: both ends, then {state.rounds} rounds of up to {at_once} at once"
     for change in probes[first_bad].changes[:5]:
         yield f"  {change.scenario}: {change.kind}: {change.message}"
     changed = _freeze_changes(before, probes[first_bad].freeze)

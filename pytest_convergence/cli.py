@@ -176,9 +176,11 @@ def _parser() -> argparse.ArgumentParser:
         "--env",
         action="append",
         required=True,
-        metavar="NAME=REQ[,REQ…]",
+        metavar="'NAME=REQ …'",
         help="one version: a name, =, then its requirements separated by spaces (quote them), e.g. "
-        "'tf215=tensorflow-cpu==2.15.1' (repeatable)",
+        "'tf215=tensorflow-cpu==2.15.1'; a word VAR=VALUE among them sets one of the variables the cluster forwards "
+        "to its tasks for this version only, e.g. 'tf216legacy=TF_USE_LEGACY_KERAS=1 tensorflow==2.16.2 "
+        "tf-keras~=2.16.0' (repeatable)",
     )
     mx.add_argument(
         "--ray", default="local", metavar="ADDRESS", help="local (default: start Ray here), auto, or an address"
@@ -246,14 +248,28 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="the most one probe may take, install and run (default %(default)s); past it the probe is skipped",
     )
-    b.add_argument("--python", default=sys.executable, help="the Python of the probes (default: this one)")
-    b.add_argument("--index-url", help="the package index (default: PyPI)")
+    b.add_argument("--python", help="the Python of the probes (default: this one; not with --ray)")
+    b.add_argument("--index-url", help="the package index (default: PyPI; not with --ray)")
     b.add_argument("--workdir", type=Path, help="where the probes' environments and results go (default: a temp dir)")
     b.add_argument(
         "--factories",
         action="store_true",
         help="let the probes run model factories (project code); off by default: the probes pass "
         "--convergence-no-factories",
+    )
+    b.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="probe on a Ray cluster (local: start one here; auto; or an address; the ray extra): each probe is a "
+        "pytest controller in this Python whose scenarios train on the cluster, in a uv runtime environment Ray makes "
+        "with the build and the pins (over the nodes' own packages: a sibling there skips the probe)",
+    )
+    b.add_argument(
+        "--probes-at-once",
+        type=int,
+        metavar="K",
+        help="probe K builds side by side, each round splitting the builds still open into K+1 parts; both ends at "
+        "once too (default: 1; 2 with --ray)",
     )
     b.set_defaults(run=_bisect)
 
@@ -334,6 +350,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--accepted", type=Path, metavar="FILE", help=ACCEPTED_HELP)
     g.add_argument("--json", type=Path, metavar="FILE", help="also write the decision as JSON")
     g.add_argument("--workdir", type=Path, help="where runs, logs and throwaway environments go (default: a temp dir)")
+    g.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run both sides on a Ray cluster (local: start one here; auto; or an address; the ray extra): OLD and NEW "
+        "are requirement specs that Ray installs on the nodes as runtime environments (uv, cached per set); each "
+        "side's scenarios train as tasks, and the timing runs on one node whose CPUs it holds meanwhile",
+    )
     g.set_defaults(run=_gate)
     return parser
 
@@ -371,9 +394,10 @@ def _gate(args: argparse.Namespace) -> int:
         old_results=args.old_results,
         new_results=args.new_results,
         accepted=accepted_file(args.accepted),
+        ray=args.ray,
     )
-    print(f"gate OLD: {old.describe()}", flush=True)
-    print(f"     NEW: {new.describe()}", flush=True)
+    print(f"gate OLD: {old.describe(bool(args.ray))}", flush=True)
+    print(f"     NEW: {new.describe(bool(args.ray))}", flush=True)
     print(f"  runs, logs and environments in {workdir}", flush=True)
     lines = gate_mod.gate(old, new, settings, workdir)
     while True:
@@ -419,19 +443,31 @@ def _bisect(args: argparse.Namespace) -> int:
     for file in files:
         if not Path(file).is_file():
             raise InputError(f"{file}: no such file (run bisect where the scenario files are)")
+    at_once = args.probes_at_once if args.probes_at_once is not None else 2 if args.ray else 1
+    if at_once < 1:
+        raise InputError(f"--probes-at-once {at_once}: give 1 or more")
+    if args.ray and (args.python or args.index_url):
+        raise InputError(
+            "bisect --ray: the probes train in the Ray workers' Python, and Ray's uv installs from the index set where "
+            "the nodes start (UV_INDEX_URL): not with --python or --index-url"
+        )
     root = args.workdir or Path(tempfile.mkdtemp(prefix="convergence-bisect-"))
-    workspace = bisect_mod.Workspace(
+    where: dict[str, Any] = (
+        {"ray": args.ray} if args.ray else {"python": args.python or sys.executable, "index_url": args.index_url}
+    )
+    from .workspaces import RayWorkspace, Workspace
+
+    workspace = (RayWorkspace if args.ray else Workspace)(
         root=root.resolve(),
         target=targets,
         scenario_files=files,
         pins=pins,
-        python=args.python,
-        index_url=args.index_url,
         timeout_s=args.probe_timeout,
         extra_pytest=["--convergence-seeds", str(args.seeds)] if args.seeds else [],
         factories=args.factories,
+        **where,
     )
-    return int(_print_all(bisect_mod.bisect(workspace, good, bad, tuple(args.on))))
+    return int(_print_all(bisect_mod.bisect(workspace, good, bad, tuple(args.on), at_once=at_once)))
 
 
 def _print_all(lines: Generator[str, None, Any]) -> Any:

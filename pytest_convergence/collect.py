@@ -320,13 +320,10 @@ class ScenarioItem(pytest.Item):
 def cluster_of(config: pytest.Config) -> Cluster:
     """This pytest process's Ray connection (--convergence-ray), made on first use (collection)."""
     if CLUSTER_KEY not in config.stash:
-        from .cluster import Cluster
+        from .cluster import Cluster, uv_env
 
         settings = config.stash[SCENARIOS_KEY]
-        # uv's own cache is kept (Ray's default is --no-cache): a second version's environment reuses the wheels
-        uv = {"packages": list(settings.ray_pip), "uv_pip_install_options": []}
-        runtime_env = {"uv": uv} if settings.ray_pip else {}
-        cluster = Cluster(settings.ray or "local", runtime_env)
+        cluster = Cluster(settings.ray or "local", uv_env(settings.ray_pip))
         config.stash[CLUSTER_KEY] = cluster
         config.add_cleanup(cluster.close)
     return config.stash[CLUSTER_KEY]

@@ -218,12 +218,7 @@ def _open_inside(path: Path, given: str, root: Path, cap: int) -> Iterator[Binar
     `cap` bytes."""
     with path.open("rb") as fh:
         opened = os.fstat(fh.fileno())
-        now = Path(os.path.realpath(path))
-        try:
-            same = now.is_relative_to(root.resolve()) and os.path.samestat(opened, now.stat())
-        except OSError:
-            same = False
-        if not same or not stat.S_ISREG(opened.st_mode):
+        if not opened_inside(fh, path, root) or not stat.S_ISREG(opened.st_mode):
             raise DataError(("file",), f"data.file {given!r} changed while it was opened; it must stay inside {root}")
         if opened.st_size > cap:
             raise DataError(
@@ -232,6 +227,17 @@ def _open_inside(path: Path, given: str, root: Path, cap: int) -> Iterator[Binar
                 "--convergence-limit data_file_bytes=N)",
             )
         yield fh
+
+
+def opened_inside(fh: BinaryIO, path: Path, root: Path) -> bool:
+    """Whether `fh`, opened from `path`, is the file `path` resolves to now, and that lies inside `root`: checked on
+    the open file, so that a file swapped for a symlink out of the tree after an earlier check is refused (for scenario
+    files and data files alike)."""
+    now = Path(os.path.realpath(path))
+    try:
+        return now.is_relative_to(root.resolve()) and os.path.samestat(os.fstat(fh.fileno()), now.stat())
+    except OSError:
+        return False
 
 
 NPZ_MEMBERS = {"x": "x.npy", "y": "y.npy"}  # the only members read (np.load would prefer a member named plain x)

@@ -1,7 +1,8 @@
 """`pytest-convergence gate OLD NEW [PATHS…]`: may NEW replace OLD? One command, one decision.
 
 OLD and NEW are environments (a Python interpreter, a virtual environment's folder, a tox env's name, or
-requirement specs installed into a throwaway environment). The gate
+requirement specs installed into a throwaway environment; with `--ray`, requirement specs that Ray installs on a
+cluster's nodes, where the runs train and the timing holds one node). The gate
 
 1. runs the scenarios in both at once, isolated and with rounding floors (`run`), or starts from results files made
    that way (`--old-results/--new-results`);
@@ -24,11 +25,12 @@ Pure parts (`decide`, `timing_verdict`, `next_seed_count`, `parse_side`) are uni
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
 import time
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -110,6 +112,7 @@ class Settings:
     factories: bool = True
     old_results: Path | None = None
     new_results: Path | None = None
+    ray: str | None = None  # local | auto | ADDRESS: both sides' runs and timing on a Ray cluster
 
 
 @dataclass
@@ -194,10 +197,23 @@ class Outcome:
 
 
 def gate(old: Side, new: Side, settings: Settings, workdir: Path) -> Generator[str, None, Outcome]:
-    """Lines for a person as the gate goes; returns what it found."""
+    """Lines for a person as the gate goes; returns what it found. With `settings.ray`, this process is a Ray
+    driver (starting Ray here for `local`) for as long as the gate runs."""
+    if settings.ray is None:
+        return (yield from _gate(old, new, settings, workdir, None))
+    from .cluster import driver
+
+    for side in (old, new):
+        side.check_ray()
+    with driver(settings.ray, "gate --ray") as address:
+        yield f"  on the Ray cluster at {address}: each side's scenarios and timing worker in its runtime environment"
+        return (yield from _gate(old, new, settings, workdir, address))
+
+
+def _gate(old: Side, new: Side, settings: Settings, workdir: Path, ray: str | None) -> Generator[str, None, Outcome]:
     started = time.monotonic()
-    sides = [prepare(old, workdir), prepare(new, workdir)]
-    runner = Runner(workdir, settings.paths, settings.factories)
+    sides = [old, new] if ray else [prepare(old, workdir), prepare(new, workdir)]
+    runner = Runner(workdir, settings.paths, settings.factories, ray=ray)
     rules = compare.Rules(fail_on=settings.fail_on, alpha=settings.alpha, accepted=settings.accepted)
     given = [settings.old_results, settings.new_results]
     to_run = [side for side, path in zip(sides, given, strict=True) if path is None]
@@ -209,8 +225,8 @@ def gate(old: Side, new: Side, settings: Settings, workdir: Path) -> Generator[s
             yield f"  run 1 of {side.role}: from {path}"
     if to_run:
         yield (
-            f"  run 1 of {' and '.join(s.role for s in to_run)}: isolated, rounding floors measured"
-            f"{', both at once' if len(to_run) == 2 else ''}: {time.monotonic() - t0:.0f} s"
+            f"  run 1 of {' and '.join(s.role for s in to_run)}: {'on Ray' if ray else 'isolated'}, rounding floors "
+            f"measured{', both at once' if len(to_run) == 2 else ''}: {time.monotonic() - t0:.0f} s"
         )
     columns = [compare.column(doc, Path(f"{side.role.lower()}.json")) for doc, side in zip(docs, sides, strict=True)]
     old_col, new_col = (replace(c, key=k) for c, k in zip(columns, "AB", strict=True))
@@ -265,19 +281,17 @@ def gate(old: Side, new: Side, settings: Settings, workdir: Path) -> Generator[s
         }
         if jobs:
             t0 = time.monotonic()
-            env = runner.environ()
-            workers: list[Worker] = []
+            deadline = t0 + settings.timing_budget_s  # waiting for a node and for the workers counts too
+            where = ""
             try:
-                for side in sides:
-                    workers.append(Worker(side, env, workdir / f"{side.role.lower()}-timing.log"))
-                for worker in workers:
-                    worker.wait_ready()
-                timings = time_side_by_side(
-                    (workers[0], workers[1]), jobs, settings.slowdown, time.monotonic() + settings.timing_budget_s
-                )
-            finally:
-                for w in workers:
-                    w.close()
+                with _timing_workers(sides, runner, workdir, settings.timing_budget_s) as workers:
+                    for worker in workers:
+                        worker.wait_ready(max(1.0, deadline - time.monotonic()))
+                    if ray:
+                        where = _one_node(workers)
+                    timings = time_side_by_side((workers[0], workers[1]), jobs, settings.slowdown, deadline)
+            except GateInputError as exc:  # no timing: the rest of the decision stands, the timing is not counted
+                timings = {sid: Timing(verdict="untimed", error=str(exc)) for sid in jobs}
             for sid, t in timings.items():
                 judged[sid].timing = t
                 if t.verdict in ("slower", "faster"):
@@ -295,11 +309,41 @@ def gate(old: Side, new: Side, settings: Settings, workdir: Path) -> Generator[s
                     judged[sid].state = "different"
             rounds = sum(t.rounds for t in timings.values())
             yield (
-                f"  timing: {len(jobs)} scenarios side by side (OLD NEW, NEW OLD, …), {rounds} rounds of "
+                f"  timing: {len(jobs)} scenarios side by side{where} (OLD NEW, NEW OLD, …), {rounds} rounds of "
                 f"{TIMING_EPOCHS} epochs of fit on the arrays per side: {time.monotonic() - t0:.0f} s"
             )
     outcome.seconds = {"total": time.monotonic() - started}
     return outcome
+
+
+def _one_node(workers: Sequence[Any]) -> str:
+    """' on one node of the cluster (…)'; GateInputError where the actors are not on one node (the placement group
+    packs them strictly: this is its check)."""
+    nodes = {worker.node for worker in workers}
+    if len(nodes) != 1:
+        raise GateInputError(f"the timing workers are on different nodes of the cluster ({', '.join(sorted(nodes))})")
+    return f" on one node of the cluster ({next(iter(nodes))[:12]})"
+
+
+@contextlib.contextmanager
+def _timing_workers(sides: Sequence[Side], runner: Runner, workdir: Path, wait_s: float) -> Iterator[list[Any]]:
+    """A timing worker per side, ready to be alternated: a `timeprobe` process in each environment here, or on a
+    Ray cluster an actor in each side's runtime environment, both on one node (`cluster.timing_workers`)."""
+    if runner.ray is not None:
+        from .cluster import timing_workers
+
+        with timing_workers([(side, side.requirements) for side in sides], wait_s) as on_ray:
+            yield on_ray
+        return
+    env = runner.environ()
+    workers: list[Worker] = []
+    try:
+        for side in sides:
+            workers.append(Worker(side, env, workdir / f"{side.role.lower()}-timing.log"))
+        yield workers
+    finally:
+        for w in workers:
+            w.close()
 
 
 def selected(sid: str, paths: Sequence[str]) -> bool:
@@ -392,10 +436,12 @@ def render(outcome: Outcome) -> list[str]:
         for j in unknown:
             lines.append(f"  {j.scenario}: after {j.seeds[0]} vs {j.seeds[1]} seeds: {j.undecided}")
     untimed = [
-        (sid, j.timing) for sid, j in sorted(outcome.judged.items()) if j.timing and j.timing.verdict == "unknown"
+        (sid, j.timing)
+        for sid, j in sorted(outcome.judged.items())
+        if j.timing and j.timing.verdict in ("unknown", "untimed")
     ]
     if untimed:
-        lines.append(f"Timing undecided (not counted): {len(untimed)} scenario(s):")
+        lines.append(f"Timing undecided or not done (not counted): {len(untimed)} scenario(s):")
         for sid, t in untimed:
             lines.append(f"  {sid}: {t.describe()}")
     same = sum(1 for j in outcome.judged.values() if j.state == "same")

@@ -40,13 +40,23 @@ class Side:
     requirements: tuple[str, ...] = ()
     python: Path | None = None  # known at once for python/venv/tox; made for requirements
 
-    def describe(self) -> str:
+    def describe(self, ray: bool = False) -> str:
+        if ray and self.kind == "requirements":
+            return f"Ray runtime environment with {' '.join(self.requirements)}"
         return {
             "python": f"interpreter {self.given}",
             "venv": f"environment {self.given}",
             "tox": f"tox env {self.given}",
             "requirements": f"throwaway environment with {' '.join(self.requirements)}",
         }[self.kind]
+
+    def check_ray(self) -> None:
+        """That this side can be a Ray runtime environment (gate --ray): only requirement specs can."""
+        if self.kind != "requirements":
+            raise GateInputError(
+                f"{self.role} {self.given!r}: on a Ray cluster OLD and NEW are requirement specs that Ray installs on "
+                f"the nodes (e.g. 'tensorflow-cpu==2.15.1'), not a {self.kind} of this machine"
+            )
 
 
 def parse_side(role: str, given: str, tox_dir: Path = Path(".tox")) -> Side:
@@ -90,7 +100,7 @@ def prepare(side: Side, workdir: Path, uv: str | None = None, tox: str | None = 
         if not side.python.exists():
             raise GateInputError(f"{side.role}: tox made no {side.python}")
     if side.kind == "requirements":
-        from .bisect import plugin_requirements
+        from .workspaces import plugin_requirements
 
         uv = uv or shutil.which("uv")
         if not uv:
@@ -122,9 +132,10 @@ class Runner:
     paths: list[str]  # --scenarios PATHS, relative to the working directory
     factories: bool = True
     timeout_s: float = 6 * 3600.0
+    ray: str | None = None  # a Ray cluster's address: each side's scenarios train there, in its runtime environment
 
     def plugin_path(self) -> Path:
-        from .bisect import plugin_folder
+        from .workspaces import plugin_folder
 
         return plugin_folder(self.workdir)
 
@@ -133,7 +144,7 @@ class Runner:
         sides running, 2 with one), where that environment has pytest-xdist. Every training process gets the same
         threads either way (1 per process on 2 CPUs: PYTEST_XDIST_WORKER_COUNT=2)."""
         share = (os.cpu_count() or 1) // max(1, running)
-        if share < 2:
+        if share < 2 or self.ray is not None:
             return 0
         try:
             found = subprocess.run([str(side.python), "-c", "import xdist"], capture_output=True, timeout=60)
@@ -142,7 +153,10 @@ class Runner:
         return share if found.returncode == 0 else 0
 
     def environ(self) -> dict[str, str]:
-        env = {**os.environ, "PYTHONPATH": str(self.plugin_path()), "PYTHONSAFEPATH": "1"}
+        # PYTHONSAFEPATH: the working directory is not on sys.path, so a checkout's code or metadata is not found there
+        env = {**os.environ, "PYTHONSAFEPATH": "1"}
+        if self.ray is None:
+            env["PYTHONPATH"] = str(self.plugin_path())
         env.pop("PYTEST_ADDOPTS", None)
         # the two sides run at the same time, each with half the CPUs (the thread settings of the tox matrix's -n 2)
         env["PYTEST_XDIST_WORKER_COUNT"] = "2"
@@ -159,16 +173,24 @@ class Runner:
         floors: bool,
         workers: int = 0,
     ) -> list[str]:
-        from .bisect import pytest_targets
+        from .workspaces import pytest_targets
 
-        args = [str(side.python), "-m", "pytest", "-p", f"no:{PLUGIN_ENTRY_POINT}", "-p", "pytest_convergence.plugin"]
+        if self.ray is None:
+            args = [str(side.python), "-m", "pytest", "-p", f"no:{PLUGIN_ENTRY_POINT}"]
+            args += ["-p", "pytest_convergence.plugin"]
+        else:  # each task trains in a worker process of its own side's runtime environment
+            from .cluster import controller
+
+            args = controller(self.ray, side.requirements)
         args += ["-p", "no:cacheprovider", "-q", "--no-header", "-p", "no:randomly"]
         if workers > 1:
             args += ["-n", str(workers)]
         # only the files of what runs: the plugin collects every --scenarios path that no argument names
         for path in dict.fromkeys(p.partition("::")[0] for p in (targets or self.paths)):
             args += ["--scenarios", path]
-        args += ["--convergence-json", str(out), "--convergence-isolate", str(ISOLATE)]
+        args += ["--convergence-json", str(out)]
+        if self.ray is None:
+            args += ["--convergence-isolate", str(ISOLATE)]
         if floors:
             args.append("--convergence-noise-floor")
         if seeds is not None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from . import stats
 from .errors import GateInputError
@@ -94,9 +94,9 @@ class Worker:
             start_new_session=True,
         )
 
-    def wait_ready(self) -> None:
+    def wait_ready(self, timeout_s: float = 600.0) -> None:
         """Its first line (TensorFlow imported): both workers start at once, then each is waited for."""
-        ready = self._read()
+        ready = self._read(timeout_s)
         if "ready" not in ready:
             raise GateInputError(f"{self.side.role}: the timing worker did not start: {ready}")
 
@@ -138,6 +138,14 @@ class Worker:
         self._log.close()
 
 
+class Timed(Protocol):
+    """A timing worker of one side: a `Worker` here, or a Ray actor's (`cluster.TimingWorker`)."""
+
+    side: Side
+
+    def time(self, job: dict[str, Any], timeout_s: float = 600.0) -> list[float] | str: ...
+
+
 def round_statistic(seconds: Sequence[float]) -> float | None:
     """A round's time per epoch: its fastest steady epoch (the first traces; noise only adds time)."""
     steady = [s for s in seconds[1:] if s > 0]
@@ -145,7 +153,7 @@ def round_statistic(seconds: Sequence[float]) -> float | None:
 
 
 def time_side_by_side(
-    workers: tuple[Worker, Worker],
+    workers: tuple[Timed, Timed],
     jobs: dict[str, dict[str, Any]],
     limit: float,
     deadline: float,

@@ -5,7 +5,7 @@ Needs neither pytest nor Keras."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ def merge(docs: Sequence[Document], paths: Sequence[Path]) -> Document:
         schema=docs[0]["schema"],
         started=min(d.get("started", "") for d in docs),
         finished=max(d.get("finished", "") for d in docs),
-        exitstatus=_exitstatus([d.get("exitstatus", 0) for d in docs]),
+        exitstatus=worst_exit(d.get("exitstatus", 0) for d in docs),
         argv=["merge", *map(str, paths)],
         environment=docs[0]["environment"],
         collection_errors=errors,
@@ -80,11 +80,13 @@ def merge(docs: Sequence[Document], paths: Sequence[Path]) -> Document:
     return merged
 
 
-def _exitstatus(codes: Sequence[int]) -> int:
-    """pytest's exit code of the whole run: the worst shard's (5, no tests collected, only where every shard says
-    so)."""
+def worst_exit(codes: Iterable[int]) -> int:
+    """pytest's exit code of a run made of parts (the shards of `merge`, the versions of `matrix`): the worst part's.
+    Failed tests (1) are the mildest failure: a part that died (a negative code, killed by a signal or recovered from a
+    journal) and pytest's own errors (2 interrupted, 3 internal, 4 usage) outrank them. No tests collected (5) only
+    where every part says so: a part that had nothing to run is not an error beside parts that ran."""
     real = [c for c in codes if c != 5]
-    return max(real, key=lambda c: (c != 0, c)) if real else 5
+    return max(real, key=lambda c: (c not in (0, 1), c)) if real else 5
 
 
 SHARD_OPTIONS = ("--splits", "--group", "--convergence-json", "--durations-path", "--splitting-algorithm")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
-import os
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -128,7 +127,7 @@ def load_file(
     cap = limits.scenario_file_bytes
     try:
         with file.open("rb") as fh:
-            if root is not None and not _inside(fh, file, root):
+            if root is not None and not data_mod.opened_inside(fh, file, root):
                 message = f"resolves outside {root} (the run's root directory): scenario files are project files"
                 raise ScenarioError([Problem(shown, 0, "", message)])
             raw = fh.read(cap + 1)  # never more than the cap is held, whatever the file's size
@@ -147,15 +146,6 @@ def load_file(
         raise ScenarioError(_unique(problems))
     digest = hashlib.sha256(raw).hexdigest()
     return [dataclasses.replace(s, limits=limits, digest=digest) for s in scenarios]
-
-
-def _inside(fh: Any, file: Path, root: Path) -> bool:
-    """Whether the opened file is the one `file` resolves to now, inside `root` (a symlink out is refused)."""
-    now = Path(os.path.realpath(file))
-    try:
-        return now.is_relative_to(root.resolve()) and os.path.samestat(os.fstat(fh.fileno()), now.stat())
-    except OSError:
-        return False
 
 
 def _scenarios(doc: Any, file: Path, shown: str, root: Path, limits: Limits) -> tuple[list[Scenario], list[Problem]]:

@@ -18,36 +18,61 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
 
 
-def serve(requests: TextIO, answers: TextIO) -> None:
-    from . import keras as keras_side
-    from .errors import ScenarioError
-    from .scenario import Scenario, load_file
-    from .text import one_line
+class Timer:
+    """What the worker knows between requests: the scenario files it loaded and the models it built (each built,
+    compiled and traced once: its first epoch is not steady). A Ray actor holds one too (cluster._TimingActor)."""
 
-    answer(answers, {"ready": keras_side.versions()})
-    loaded: dict[tuple[str, str], list[Scenario]] = {}
-    timers: dict[tuple[str, str, str], Callable[[int], list[float]]] = {}
-    for line in requests:
+    def __init__(self) -> None:
+        self.loaded: dict[tuple[str, str], list[Scenario]] = {}
+        self.timers: dict[tuple[str, str, str], Callable[[int], list[float]]] = {}
+
+    @staticmethod
+    def versions() -> dict[str, str]:
+        from . import keras as keras_side
+
+        return keras_side.versions()
+
+    def answer(self, job: dict[str, Any]) -> dict[str, Any]:
+        """{"seconds": [one per epoch]} or {"error": "Type: message"}."""
+        from . import keras as keras_side
+        from .errors import ScenarioError
+        from .scenario import load_file
+        from .text import one_line
+
         try:
-            job: dict[str, Any] = json.loads(line)
             key = (str(job["file"]), str(job["root"]))
-            if key not in loaded:
-                loaded[key] = load_file(Path(key[0]), display=str(job["display"]), root=Path(key[1]))
-            found = [s for s in loaded[key] if s.name == job["name"]]
+            if key not in self.loaded:
+                self.loaded[key] = load_file(Path(key[0]), display=str(job["display"]), root=Path(key[1]))
+            found = [s for s in self.loaded[key] if s.name == job["name"]]
             if len(found) != 1:
                 raise LookupError(f"{job['display']} holds no scenario {job['name']!r}")
             (scenario,) = found
             if not job.get("factories", True) and isinstance(scenario.spec.model, str):
                 raise PermissionError("model factories are off (--no-factories)")
-            timer = timers.get((*key, scenario.name))
-            if timer is None:  # built, compiled and traced once: its first epoch is not steady
-                timer = timers[(*key, scenario.name)] = keras_side.epoch_timer(scenario, scenario.seeds[0])
-            answer(answers, {"seconds": timer(int(job["epochs"]))})
+            timer = self.timers.get((*key, scenario.name))
+            if timer is None:
+                timer = self.timers[(*key, scenario.name)] = keras_side.epoch_timer(scenario, scenario.seeds[0])
+            return {"seconds": timer(int(job["epochs"]))}
         except (ScenarioError, Exception) as exc:
-            answer(answers, {"error": f"{type(exc).__name__}: {one_line(str(exc), 300)}"})
+            return {"error": f"{type(exc).__name__}: {one_line(str(exc), 300)}"}
+
+
+def serve(requests: TextIO, answers: TextIO) -> None:
+    timer = Timer()
+    answer(answers, {"ready": timer.versions()})
+    for line in requests:
+        try:
+            job: dict[str, Any] = json.loads(line)
+        except ValueError as exc:
+            answer(answers, {"error": f"{type(exc).__name__}: {exc}"})
+            continue
+        answer(answers, timer.answer(job))
 
 
 def answer(stream: TextIO, message: dict[str, Any]) -> None:

@@ -219,6 +219,29 @@ def test_both_sides_run_this_plugin_with_floors_isolation_and_the_seed_window(tm
     assert (tmp_path / "plugin" / "pytest_convergence" / "gate.py").exists()  # a link to this code
 
 
+def test_on_a_ray_cluster_each_side_is_a_controller_here_whose_tasks_train_in_its_runtime_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """gate --ray: each side's pytest runs in this Python (it imports no TensorFlow) and sends its scenarios to the
+    cluster with that side's requirements as the runtime environment; no isolation child, no -n. Only requirement
+    specs can be installed on the nodes: a tox env or an interpreter of this machine is refused before anything."""
+    runner = gate.Runner(tmp_path, ["scenarios/a.yaml"], ray="10.0.0.1:6379")
+    side = parse_side("NEW", "tensorflow-cpu==2.21.0 keras==3.15.1")
+    added = runner.command(side, tmp_path / "new-2.json", ["scenarios/a.yaml::x"], (8, 16), floors=False)
+    assert added[:3] == [sys.executable, "-m", "pytest"] and "no:convergence" not in added
+    assert added[added.index("--convergence-ray") + 1] == "10.0.0.1:6379"
+    assert [added[i + 1] for i, a in enumerate(added) if a == "--convergence-ray-pip"] == [
+        "tensorflow-cpu==2.21.0",
+        "keras==3.15.1",
+    ]
+    assert "--convergence-isolate" not in added and "-n" not in added
+    assert added[added.index("--convergence-seeds") + 1] == "8:16" and added[-1] == "scenarios/a.yaml::x"
+    assert "PYTHONPATH" not in runner.environ() or runner.environ()["PYTHONPATH"] != str(tmp_path / "plugin")
+    code = main(["gate", "tf215", "tensorflow-cpu==2.21.0", "scenarios", "--ray", "local"])
+    assert code == 2
+    assert "OLD 'tf215': on a Ray cluster OLD and NEW are requirement specs" in capsys.readouterr().err
+
+
 def test_the_command_refuses_a_missing_path(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["gate", sys.executable, sys.executable, "no/such/dir"]) == 2
     assert "no/such/dir: no such file or directory" in capsys.readouterr().err

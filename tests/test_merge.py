@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -129,11 +130,31 @@ def test_a_shard_that_did_not_finish_makes_the_merge_unfinished(tmp_path: Path) 
     died["complete"], died["exitstatus"] = False, -1
     merged = merge.merge([done, copy.deepcopy(died)], [Path("a.json"), Path("b.json")])  # type: ignore[list-item]
     assert merged["complete"] is False and merged["recovered_from"] == "b.json"
-    assert merge._exitstatus([0, 5, 1]) == 1 and merge._exitstatus([5, 5]) == 5 and merge._exitstatus([0, -1]) == -1
+    assert merged["exitstatus"] == -1
+
+
+@pytest.mark.parametrize(
+    ("codes", "worst"),
+    [
+        ([0, 0], 0),
+        ([0, 5, 1], 1),  # a shard or version with nothing to run is no error beside those that ran
+        ([5, 5], 5),
+        ([], 5),
+        ([1, 0, 1], 1),
+        ([0, -1], -1),  # a part that died
+        ([1, -9], -9),  # dying is worse than failed tests
+        ([1, 2, 0], 2),  # interrupted (or 3 internal, 4 usage) too
+        ([4, 3, 1], 4),
+        ([5, 3], 3),
+    ],
+)
+def test_the_worst_exit_code_of_the_parts_is_the_runs(codes: list[int], worst: int) -> None:
+    """`merge` (shards) and `matrix` (versions) both end with this."""
+    assert merge.worst_exit(codes) == worst
 
 
 def test_a_matrix_version_is_a_name_and_requirements() -> None:
-    """`pytest-convergence matrix --env NAME=REQ[,REQ]`: one pytest controller per version, its scenarios' tasks in
+    """`pytest-convergence matrix --env 'NAME=REQ [REQ…]'`: one pytest controller per version, its scenarios' tasks in
     that version's Ray runtime environment, its results file named after it (the run itself: .ci/run)."""
     from pytest_convergence import matrix
     from pytest_convergence.errors import InputError
@@ -142,11 +163,79 @@ def test_a_matrix_version_is_a_name_and_requirements() -> None:
     assert env == matrix.Env("tf215", ("tensorflow-cpu==2.15.1", "numpy<2"))
     assert matrix.parse_env("tf215=tensorflow-cpu>=2.15,<2.16").requirements == ("tensorflow-cpu>=2.15,<2.16",)
     command = matrix.command(env, "127.0.0.1:6379", Path("results"), ["--scenarios", "s/"])
-    assert command[-8:] == [
-        "--convergence-ray", "127.0.0.1:6379",
+    assert command == [
+        sys.executable, "-m", "pytest", "--convergence-ray", "127.0.0.1:6379",
         "--convergence-ray-pip", "tensorflow-cpu==2.15.1", "--convergence-ray-pip", "numpy<2",
-        "--convergence-json", "results/tf215.json",
+        "-p", "no:cacheprovider", "--scenarios", "s/", "--convergence-json", "results/tf215.json",
     ]  # fmt: skip
     for bad in ("tf215", "=x", "t f=x", "tf215=", "tf215=--index-url=http://evil", "tf215=<2.16"):
         with pytest.raises(InputError):
             matrix.parse_env(bad)
+
+
+def test_a_matrix_version_may_set_the_variables_its_tasks_get(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A word VAR=VALUE among the requirements (one '=') is a variable of that version: legacy Keras beside Keras 3
+    in one matrix. Its controller runs with it, and the controller's cluster hands it to every task."""
+    from pytest_convergence import matrix
+    from pytest_convergence.cluster import FORWARDED, Cluster, Task, uv_env
+    from pytest_convergence.errors import InputError
+
+    legacy = matrix.parse_env("tf216legacy=TF_USE_LEGACY_KERAS=1 tensorflow==2.16.2 tf-keras~=2.16.0")
+    assert legacy == matrix.Env(
+        "tf216legacy", ("tensorflow==2.16.2", "tf-keras~=2.16.0"), (("TF_USE_LEGACY_KERAS", "1"),)
+    )
+    assert legacy.words == "TF_USE_LEGACY_KERAS=1 tensorflow==2.16.2 tf-keras~=2.16.0"  # the progress line's
+    both = matrix.parse_env("a=numpy<2 PYTHONHASHSEED=0 TF_CPP_MIN_LOG_LEVEL=")
+    assert both.variables == (("PYTHONHASHSEED", "0"), ("TF_CPP_MIN_LOG_LEVEL", ""))
+    assert both.requirements == ("numpy<2",)
+    for requirement in ("numpy==2.0", "numpy~=2.0", "numpy>=2", "numpy<=2", "numpy!=2.0", "x_y==1"):
+        assert matrix.parse_env(f"a={requirement}") == matrix.Env("a", (requirement,))  # two characters: a requirement
+    command = matrix.command(legacy, "127.0.0.1:6379", Path("results"), [])
+    assert not [arg for arg in command if "LEGACY" in arg]  # the environment's, not pytest's
+    controller = matrix.environment(legacy, {"HOME": "/home/ci", "TF_USE_LEGACY_KERAS": "0", "PYTHONHASHSEED": "3"})
+    assert controller == {"HOME": "/home/ci", "TF_USE_LEGACY_KERAS": "1", "PYTHONHASHSEED": "3", "PYTHONSAFEPATH": "1"}
+    for name in FORWARDED:
+        monkeypatch.delenv(name, raising=False)
+    for name in FORWARDED:
+        if name in controller:
+            monkeypatch.setenv(name, controller[name])
+    runtime_env = Cluster("local", uv_env(legacy.requirements))._options(Task())["runtime_env"]
+    assert {k: runtime_env["env_vars"][k] for k in FORWARDED if k in runtime_env["env_vars"]} == {
+        "TF_USE_LEGACY_KERAS": "1",
+        "PYTHONHASHSEED": "3",
+    }
+
+    with pytest.raises(InputError) as err:
+        matrix.parse_env("a=LD_PRELOAD=/tmp/x.so numpy")
+    assert "'LD_PRELOAD=/tmp/x.so'" in str(err.value) and all(name in str(err.value) for name in FORWARDED)
+    for bad in ("a=PYTHONHASHSEED=0", "a=PYTHONHASHSEED=0 numpy PYTHONHASHSEED=1", "a=numpy=2"):
+        with pytest.raises(InputError):
+            matrix.parse_env(bad)
+
+
+@pytest.mark.keras
+def test_a_matrix_versions_variable_reaches_its_tasks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ray_cluster: Any
+) -> None:
+    """A real matrix on a one-node Ray cluster: the version that sets PYTHONHASHSEED trains with it (each record's
+    runtime settings say what its worker ran with). Its requirement is the installed PyYAML, pinned, so that uv
+    installs nothing."""
+    pytest.importorskip("ray")
+    from importlib import metadata
+
+    from texts import DIVERGES
+
+    (tmp_path / "s.yaml").write_text(HEADER + DIVERGES)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)  # tox sets one for every process
+    pinned = f"pyyaml=={metadata.version('pyyaml')}"
+    with ray_cluster(1) as cluster:
+        code = cli.main(
+            ["matrix", "--env", f"seeded=PYTHONHASHSEED=7 {pinned}", "--ray", cluster.address, "--results-dir", "r",
+             "--", "--scenarios", "s.yaml", "-p", "no:randomly"]
+        )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out + (tmp_path / "r" / "seeded.log").read_text()
+    assert f"seeded: PYTHONHASHSEED=7 {pinned} -> r/seeded.json" in out
+    (record,) = results.read(tmp_path / "r" / "seeded.json")["scenarios"]
+    assert record["runtime"]["PYTHONHASHSEED"] == "7"

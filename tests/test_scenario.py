@@ -593,6 +593,28 @@ def test_a_data_file_is_checked_as_it_was_opened(tmp_path: Path, monkeypatch: py
     assert message.startswith("data.file 'd.csv' changed while it was opened; it must stay inside")
 
 
+def test_a_scenario_file_is_checked_as_it_was_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same race for the scenario file itself (the check data files share): the file opened resolves outside the
+    root, so it is refused before a byte of it is read."""
+    project, outside = tmp_path / "project", tmp_path / "secret.yaml"
+    project.mkdir()
+    outside.write_text(BASE + "  - name: a\n    expect: {diverges: {within_epochs: 3}}\n")
+    (project / "s.yaml").write_text(outside.read_text())
+    real_open = Path.open
+
+    def swapped(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self.name == "s.yaml":
+            self.unlink()
+            self.symlink_to(outside)
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", swapped)
+    with pytest.raises(ScenarioError) as err:
+        load_file(project / "s.yaml", display="s.yaml", root=project)
+    (problem,) = err.value.problems
+    assert problem.message == f"resolves outside {project} (the run's root directory): scenario files are project files"
+
+
 def test_csv_lines_and_error_messages_are_bounded(tmp_path: Path) -> None:
     """A one-line CSV of megabytes is refused at its first line; a huge header is not echoed whole."""
     project = tmp_path / "project"
